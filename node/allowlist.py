@@ -1,0 +1,242 @@
+"""The allowlist: a declarative table of (type, attribute) → rule.
+
+Only what is listed here runs on a node. Nothing that does I/O, evaluates code, reflects or
+returns modules or functions is listed; in-place forms (``inplace=True``, ``out=``, torch's
+``add_``) are refused, so stored assets are never changed. Each rule also says what the result's
+shape reveals: a private result's shape is public only when it follows from public shapes
+alone ("same" as the input, a "scalar", "rows" of a column selection), never from the data.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from syft_kernel.errors import OpNotAllowed
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one attribute may be used: as a ``method`` or an ``attr``; ``shape`` says what its
+    result's shape reveals; ``check`` vets arguments before anything runs."""
+
+    kind: str = "method"
+    shape: str | None = None
+    check: Callable[[str, tuple[Any, ...], dict[str, Any]], None] | None = None
+
+
+AGG_FUNCS = frozenset(
+    "sum mean median std var min max count size nunique first last prod sem skew kurt any all "
+    "idxmin idxmax cumsum cumprod cummin cummax quantile mode".split()
+)
+
+
+def _check_agg_names(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """agg / transform take function names, never callables, and only names of reductions."""
+
+    def walk(x: Any) -> None:
+        if isinstance(x, str):
+            if x not in AGG_FUNCS:
+                raise OpNotAllowed(
+                    f"{name}({x!r}) is not allowed: aggregate with one of {', '.join(sorted(AGG_FUNCS))}",
+                    op=f"{name}({x!r})",
+                )
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif x is not None and not isinstance(x, (int, float, bool)):
+            raise OpNotAllowed(f"{name} takes function names as strings, not {type(x).__name__}", op=name)
+
+    for a in args:
+        walk(a)
+    for k, v in kwargs.items():
+        if k in ("func", "arg"):
+            walk(v)
+        elif isinstance(v, tuple) and len(v) == 2:  # named aggregation: new=("col", "mean")
+            walk(v[1])
+
+
+def _check_to(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Tensor.to: dtypes and the CPU only (no device moves, no copies into other tensors)."""
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, str) and a != "cpu":
+            raise OpNotAllowed(f"Tensor.to({a!r}) is not allowed: only dtypes and 'cpu'", op=f"Tensor.to({a!r})")
+
+
+def _names(text: str, kind: str = "method", shape: str | None = None, check: Any = None) -> dict[str, Rule]:
+    return {n: Rule(kind, shape, check) for n in text.split()}
+
+
+# ---- pandas -------------------------------------------------------------------------------
+
+_FRAME_COMMON = {
+    **_names("abs round clip isna isnull notna notnull astype fillna cumsum cumprod cummax cummin "
+             "rank shift diff pct_change add sub mul div truediv floordiv mod pow radd rsub rmul rdiv "
+             "eq ne lt le gt ge isin where mask replace copy sort_values sort_index to_numpy",
+             shape="same"),
+    **_names("sum mean median std var min max prod sem skew kurt nunique count idxmax idxmin all any "
+             "describe quantile value_counts mode nlargest nsmallest dropna drop_duplicates duplicated "
+             "head tail sample reset_index set_index rename groupby merge corr cov drop filter "
+             "select_dtypes melt explode equals between unique tolist to_list to_frame item map "
+             "transpose assign rolling expanding ewm first_valid_index last_valid_index"),
+    **_names("agg aggregate transform", check=_check_agg_names),
+    **_names("shape dtypes dtype columns index T values size ndim empty name iloc loc iat at str dt",
+             kind="attr"),
+}
+
+_GROUPBY = {
+    **_names("sum mean median std var min max count size nunique first last prod sem quantile "
+             "describe cumcount cumsum cumprod cummax cummin head tail idxmax idxmin any all "
+             "value_counts rank"),
+    **_names("agg aggregate transform", check=_check_agg_names),
+    **_names("ngroups groups indices", kind="attr"),
+}
+
+_WINDOW = {**_names("sum mean median std var min max count quantile sem skew kurt"),
+           **_names("agg aggregate", check=_check_agg_names)}
+
+_STR = _names("lower upper strip lstrip rstrip len contains startswith endswith replace slice get "
+              "zfill pad center isdigit isalpha isnumeric isspace islower isupper title capitalize "
+              "count find split")
+
+_DT = {**_names("year month day dayofweek day_of_week dayofyear day_of_year quarter hour minute "
+                "second date weekday is_month_start is_month_end", kind="attr", shape="same"),
+       **_names("strftime floor ceil round normalize month_name day_name", shape="same")}
+
+_INDEX = {**_names("tolist to_list to_numpy unique nunique isin min max argmax argmin sort_values"),
+          **_names("shape size dtype name names ndim values nlevels", kind="attr")}
+
+# ---- numpy --------------------------------------------------------------------------------
+
+_NDARRAY = {
+    **_names("astype clip round copy cumsum cumprod abs conj", shape="same"),
+    **_names("sum mean std var min max prod all any argmax argmin ptp", shape=None),
+    **_names("argsort dot flatten ravel reshape squeeze swapaxes transpose tolist item nonzero "
+             "take repeat diagonal trace"),
+    **_names("shape dtype ndim size T real imag nbytes itemsize", kind="attr"),
+}
+
+NUMPY_UFUNCS = frozenset(
+    "absolute fabs add subtract multiply divide true_divide floor_divide power float_power sqrt square "
+    "cbrt exp exp2 expm1 log log1p log2 log10 sin cos tan arcsin arccos arctan arctan2 sinh cosh tanh "
+    "arcsinh arccosh arctanh sign floor ceil rint trunc isnan isinf isfinite maximum minimum fmax fmin "
+    "negative positive reciprocal greater greater_equal less less_equal equal not_equal logical_and "
+    "logical_or logical_not logical_xor mod remainder fmod hypot deg2rad rad2deg degrees radians "
+    "bitwise_and bitwise_or bitwise_xor invert".split()
+)
+
+_NUMPY_FUNCS = {
+    **{f"numpy.{n}": Rule("function", "same") for n in NUMPY_UFUNCS},
+    **_names(" ".join(f"numpy.{n}" for n in "abs clip round around cumsum cumprod nan_to_num".split()),
+             kind="function", shape="same"),
+    **_names(" ".join(f"numpy.{n}" for n in (
+        "sum mean std var min max amin amax median percentile quantile nanmean nansum nanstd nanvar "
+        "nanmin nanmax nanmedian nanpercentile nanquantile argmax argmin argsort sort unique "
+        "dot matmul inner outer tensordot transpose reshape ravel concatenate stack vstack hstack "
+        "column_stack histogram histogram_bin_edges bincount digitize corrcoef cov diff "
+        "count_nonzero all any average einsum prod ptp squeeze expand_dims linspace isclose allclose "
+        "searchsorted where logaddexp linalg.norm linalg.inv linalg.det linalg.solve linalg.svd "
+        "linalg.eigh linalg.lstsq linalg.pinv trace diag").split()), kind="function"),
+}
+
+# ---- torch --------------------------------------------------------------------------------
+
+_TORCH_ELEMENTWISE = (
+    "abs exp log log1p log2 log10 sqrt rsqrt sigmoid tanh relu sin cos tan sign floor ceil round "
+    "trunc neg reciprocal square isnan isinf isfinite nan_to_num clamp clip pow add sub mul div "
+    "maximum minimum eq ne gt lt ge le logical_and logical_or logical_not where softmax log_softmax "
+    "cumsum cumprod erf"
+)
+_TORCH_OTHER = (
+    "sum mean std var min max amin amax argmax argmin median prod norm matmul mm bmm dot mv cat stack "
+    "reshape flatten transpose permute squeeze unsqueeze sort argsort topk unique einsum t "
+    "count_nonzero all any quantile cdist outer allclose"
+)
+
+_TORCH_FUNCS = {
+    **_names(" ".join(f"torch.{n}" for n in _TORCH_ELEMENTWISE.split()), kind="function", shape="same"),
+    **_names(" ".join(f"torch.{n}" for n in _TORCH_OTHER.split()), kind="function"),
+    **_names(" ".join(f"torch.nn.functional.{n}" for n in (
+        "relu sigmoid softmax log_softmax gelu silu tanh leaky_relu normalize").split()),
+        kind="function", shape="same"),
+    **_names(" ".join(f"torch.nn.functional.{n}" for n in (
+        "linear cross_entropy mse_loss l1_loss nll_loss binary_cross_entropy one_hot").split()),
+        kind="function"),
+}
+
+_TENSOR = {
+    **_names(_TORCH_ELEMENTWISE + " float double half int long bool contiguous detach clone",
+             shape="same"),
+    **_names(_TORCH_OTHER + " view numpy tolist item size dim numel"),
+    **_names("to", shape="same", check=_check_to),
+    **_names("shape dtype ndim T mT requires_grad", kind="attr"),
+}
+
+# ---- pandas functions ---------------------------------------------------------------------
+
+_PANDAS_FUNCS = _names("pandas.merge pandas.concat pandas.cut pandas.qcut pandas.to_datetime "
+                       "pandas.to_numeric pandas.isna pandas.notna", kind="function")
+
+# type key → attribute → rule
+TABLE: dict[str, dict[str, Rule]] = {
+    "DataFrame": _FRAME_COMMON,
+    "Series": _FRAME_COMMON,
+    "DataFrameGroupBy": _GROUPBY,
+    "SeriesGroupBy": _GROUPBY,
+    "Rolling": _WINDOW,
+    "Expanding": _WINDOW,
+    "ExponentialMovingWindow": _WINDOW,
+    "StringMethods": _STR,
+    "DatetimeProperties": _DT,
+    "Index": _INDEX,
+    "ndarray": _NDARRAY,
+    "numpy_scalar": {**_names("item astype round"), **_names("dtype shape ndim real imag", kind="attr")},
+    "Tensor": _TENSOR,
+    "functions": {**_NUMPY_FUNCS, **_TORCH_FUNCS, **_PANDAS_FUNCS},
+}
+
+# Python operators a pointer records: name → (function, what the result's shape reveals)
+OPERATORS: dict[str, Callable[..., Any]] = {
+    name: getattr(operator, name)
+    for name in ("add sub mul truediv floordiv mod pow matmul and_ or_ xor lshift rshift "
+                 "lt le eq ne gt ge neg pos abs invert getitem").split()
+}
+ELEMENTWISE_OPERATORS = frozenset(OPERATORS) - {"matmul", "getitem"}
+
+# types that may be indexed with []
+INDEXABLE = frozenset("DataFrame Series ndarray Tensor Index _iLocIndexer _LocIndexer _iAtIndexer "
+                      "_AtIndexer DataFrameGroupBy StringMethods".split())
+
+# keyword arguments that would write into existing objects: refused everywhere
+FORBIDDEN_KWARGS = frozenset({"inplace", "out"})
+
+
+def lookup(type_key: str, name: str) -> Rule:
+    """The rule for ``type_key.name``; raise ``OpNotAllowed`` naming it if there is none."""
+    rule = TABLE.get(type_key, {}).get(name)
+    if rule is None or name.startswith("_"):
+        where = "" if type_key == "functions" else f"{type_key}."
+        raise OpNotAllowed(
+            f"{where}{name} is not on this node's allowlist: only everyday numpy / pandas / torch "
+            "operations run on private data (no I/O, no code evaluation, no reflection)",
+            op=f"{where}{name}",
+        )
+    return rule
+
+
+def check_kwargs(op_name: str, kwargs: dict[str, Any]) -> None:
+    """Refuse in-place and output arguments: ops never modify stored values."""
+    for k, v in kwargs.items():
+        if not isinstance(k, str):
+            raise OpNotAllowed(f"{op_name}: keyword names must be strings", op=op_name)
+        if k in FORBIDDEN_KWARGS and (k == "out" or v):
+            raise OpNotAllowed(
+                f"{op_name}({k}=…) is not allowed: operations on a node never modify a stored value; "
+                "use the returned result instead",
+                op=f"{op_name}({k}=…)",
+            )

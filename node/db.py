@@ -1,0 +1,167 @@
+"""The node's SQLite database (WAL): users, datasets, assets and the audit log.
+
+Every change is one transaction, so a node killed at any moment restarts consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('owner', 'data_scientist')),
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]',
+    subject_column TEXT,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assets (
+    dataset TEXT NOT NULL REFERENCES datasets(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    mock_path TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    PRIMARY KEY (dataset, name)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    user TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+class Database:
+    """A thin, thread-safe wrapper: one connection per thread, transactions via ``tx()``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self.conn.executescript(SCHEMA)  # idempotent; executescript commits on its own
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed on success, rolled back on any error."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        else:
+            c.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---- meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # ---- users
+    def add_user(self, name: str, public_key: str, role: str) -> None:
+        with self.tx() as c:
+            c.execute("INSERT INTO users(name, public_key, role, created_at) VALUES (?, ?, ?, ?)",
+                      (name, public_key, role, time.time()))
+
+    def remove_user(self, name: str) -> bool:
+        with self.tx() as c:
+            return c.execute("DELETE FROM users WHERE name=?", (name,)).rowcount > 0
+
+    def users(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT name, public_key, role, created_at FROM users ORDER BY name")
+        return [dict(r) for r in rows]
+
+    # ---- datasets
+    def add_dataset(self, name: str, description: str, tags: list[str], subject_column: str | None,
+                    created_by: str, assets: list[dict[str, Any]]) -> None:
+        with self.tx() as c:
+            c.execute("INSERT INTO datasets(name, description, tags, subject_column, created_by, created_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?)",
+                      (name, description, json.dumps(tags), subject_column, created_by, time.time()))
+            for a in assets:
+                c.execute("INSERT INTO assets(dataset, name, kind, path, mock_path, meta) VALUES (?, ?, ?, ?, ?, ?)",
+                          (name, a["name"], a["kind"], a["path"], a["mock_path"], json.dumps(a["meta"])))
+
+    def remove_dataset(self, name: str) -> list[dict[str, Any]]:
+        with self.tx() as c:
+            assets = [dict(r) for r in c.execute("SELECT * FROM assets WHERE dataset=?", (name,))]
+            c.execute("DELETE FROM datasets WHERE name=?", (name,))
+        return assets
+
+    def dataset(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM datasets WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["tags"] = json.loads(d["tags"])
+        d["assets"] = [
+            {"name": a["name"], "kind": a["kind"], **json.loads(a["meta"])}
+            for a in self.conn.execute("SELECT * FROM assets WHERE dataset=? ORDER BY rowid", (name,))
+        ]
+        return d
+
+    def dataset_names(self) -> list[str]:
+        return [r["name"] for r in self.conn.execute("SELECT name FROM datasets ORDER BY created_at, name")]
+
+    def asset(self, dataset: str, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM assets WHERE dataset=? AND name=?", (dataset, name)).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["meta"] = json.loads(d["meta"])
+        return d
+
+    def asset_paths(self) -> set[str]:
+        rows = self.conn.execute("SELECT path, mock_path FROM assets")
+        return {p for r in rows for p in (r["path"], r["mock_path"])}
+
+    # ---- audit
+    def audit(self, user: str, action: str, target: str = "", **detail: Any) -> None:
+        with self.tx() as c:
+            c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                      (time.time(), user, action, target, json.dumps(detail, default=str)))
+
+    def audit_log(self, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]

@@ -1,0 +1,314 @@
+"""The plan executor: checks a whole plan against the allowlist, then runs it op by op.
+
+A plan is an ordered list of ops; each op is ``{"kind", "name", "args", "kwargs"}`` where
+arguments are codec trees that may reference stored objects (``ref``) or earlier results
+(``res``). Kinds: ``getattr`` (attribute of args[0]), ``method`` (method of args[0]), ``op`` (a
+Python operator), ``function`` (an allowlisted numpy / torch / pandas function). Every result
+carries the union of its inputs' lineage, so anything derived from a private asset stays private.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from syft_kernel.codec import Decoder, ProtocolError
+from syft_kernel.errors import InvalidArgument, OpNotAllowed, RemoteError, SyftError
+
+from . import allowlist as al
+
+MAX_OPS = 10_000
+
+
+@dataclass
+class Value:
+    """A value on the node with its lineage (private assets it came from) and public shape."""
+
+    value: Any
+    lineage: frozenset[str] = field(default_factory=frozenset)
+    public_shape: tuple[int, ...] | None = None
+
+    @property
+    def private(self) -> bool:
+        return bool(self.lineage)
+
+
+def type_key(value: Any) -> str:
+    """The allowlist key of a value's type (``"DataFrame"``, ``"ndarray"``, …)."""
+    if isinstance(value, pd.DataFrame):
+        return "DataFrame"
+    if isinstance(value, pd.Series):
+        return "Series"
+    if isinstance(value, np.ndarray):
+        return "ndarray"
+    if isinstance(value, np.generic):
+        return "numpy_scalar"
+    if isinstance(value, pd.Index):
+        return "Index"
+    torch = _torch()
+    if torch is not None and isinstance(value, torch.Tensor):
+        return "Tensor"
+    name = type(value).__name__
+    if name in ("CombinedDatetimelikeProperties", "DatetimeProperties", "TimedeltaProperties"):
+        return "DatetimeProperties"
+    return name
+
+
+_SCALARS = (bool, int, float, complex, str, bytes, type(None), np.generic, pd.Timestamp, pd.Timedelta)
+_CONTAINER_KEYS = frozenset(
+    "DataFrame Series ndarray Index Tensor DataFrameGroupBy SeriesGroupBy Rolling Expanding "
+    "ExponentialMovingWindow StringMethods DatetimeProperties _iLocIndexer _LocIndexer "
+    "_iAtIndexer _AtIndexer".split()
+)
+
+
+def check_result(value: Any, what: str, depth: int = 0) -> None:
+    """Results must be data: arrays, frames, tensors, scalars, or tuples / lists / dicts of them.
+    Modules, functions, classes and arbitrary objects never become stored objects."""
+    if isinstance(value, _SCALARS) or value is pd.NaT or value is pd.NA:
+        return
+    if isinstance(value, (tuple, list)) and depth < 4:
+        for v in value[:100_000]:
+            check_result(v, what, depth + 1)
+        return
+    if isinstance(value, dict) and depth < 4:
+        for k, v in list(value.items())[:100_000]:
+            check_result(k, what, depth + 1)
+            check_result(v, what, depth + 1)
+        return
+    if type_key(value) in _CONTAINER_KEYS or isinstance(value, np.dtype):
+        return
+    torch = _torch()
+    if torch is not None and isinstance(value, (torch.Size, torch.dtype)):
+        return
+    raise OpNotAllowed(f"{what} returned a {type(value).__name__}, which is not data and stays out", op=what)
+
+
+class _Refs:
+    """Decoder hook: resolves refs and earlier results, recording their lineage."""
+
+    def __init__(self, resolve: Callable[[str], Value], results: Sequence[Value]) -> None:
+        self.resolve = resolve
+        self.results = results
+        self.seen: list[Value] = []
+
+    def __call__(self, node: dict[str, Any]) -> Any:
+        tag = node.get("~")
+        if tag == "ref":
+            v = self.resolve(str(node.get("id")))
+        elif tag == "res":
+            i = node.get("i")
+            if not isinstance(i, int) or not 0 <= i < len(self.results):
+                raise ProtocolError(f"plan refers to result {i!r} before it exists")
+            v = self.results[i]
+        else:
+            raise ProtocolError(f"unknown value kind {tag!r}")
+        self.seen.append(v)
+        return v.value
+
+
+def _validate(ops: Any) -> list[dict[str, Any]]:
+    """Check the plan's shape and every op name against the allowlist before anything runs."""
+    if not isinstance(ops, list) or not ops:
+        raise ProtocolError("a plan is a non-empty list of ops")
+    if len(ops) > MAX_OPS:
+        raise ProtocolError(f"a plan holds at most {MAX_OPS} ops")
+    for i, op in enumerate(ops):
+        if not isinstance(op, dict) or not isinstance(op.get("name"), str):
+            raise ProtocolError(f"op {i} is malformed: expected a map with kind, name, args")
+        kind, name = op.get("kind"), op["name"]
+        if not isinstance(op.get("args", []), list) or not isinstance(op.get("kwargs", []), list):
+            raise ProtocolError(f"op {i}: args and kwargs must be lists")
+        if kind == "op":
+            if name not in al.OPERATORS:
+                raise OpNotAllowed(f"operator {name!r} is not allowed", op=name)
+        elif kind == "function":
+            al.lookup("functions", name)
+        elif kind in ("getattr", "method"):
+            if name.startswith("_"):
+                al.lookup("", name)  # raises, naming it
+        else:
+            raise ProtocolError(f"op {i} has unknown kind {kind!r}")
+    return ops
+
+
+def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] = ()) -> list[Value]:
+    """Validate then run a plan; return every op's result as a ``Value``."""
+    _validate(ops)
+    results: list[Value] = []
+    for i, op in enumerate(ops):
+        try:
+            results.append(_run_op(op, resolve, results, buffers))
+        except SyftError as e:
+            e.data.setdefault("op_index", i)
+            raise
+    return results
+
+
+def _module_function(name: str) -> Callable[..., Any]:
+    """Resolve an allowlisted dotted function name from the three libraries we expose."""
+    root, _, rest = name.partition(".")
+    if root == "numpy":
+        obj: Any = np
+    elif root == "pandas":
+        obj = pd
+    elif root == "torch":
+        obj = _torch_required()
+    else:
+        raise OpNotAllowed(f"{name} is not allowed", op=name)
+    for part in rest.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any]) -> Value:
+    kind, name = op["kind"], op["name"]
+    refs = _Refs(resolve, results)
+    dec = Decoder(buffers, on_tag=refs)
+    args = [dec.decode(a) for a in op.get("args", [])]
+    kwargs: dict[str, Any] = {}
+    for pair in op.get("kwargs", []):
+        if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise ProtocolError(f"{name}: keyword arguments are [name, value] pairs")
+        kwargs[pair[0]] = dec.decode(pair[1])
+    target = args[0] if args else None
+    label = name
+    if kind in ("getattr", "method"):
+        if not args:
+            raise ProtocolError(f"{kind} {name} needs a target")
+        key = type_key(target)
+        label = f"{key}.{name}"
+        rule = al.lookup(key, name)
+        if kind == "getattr" and rule.kind == "method":
+            kind = "bound"  # client asked for the attribute of something it will call: allowed below
+        if kind == "method" and rule.kind != "method":
+            raise OpNotAllowed(f"{label} is an attribute, not a method", op=label)
+        if kind == "getattr" and rule.kind != "attr":
+            raise OpNotAllowed(f"{label} is a method: call it", op=label)
+    elif kind == "function":
+        rule = al.lookup("functions", name)
+    else:
+        rule = al.Rule("op", "same" if name in al.ELEMENTWISE_OPERATORS else None)
+        if name == "getitem" and type_key(target) not in al.INDEXABLE:
+            raise OpNotAllowed(f"{type_key(target)} cannot be indexed", op=f"{type_key(target)}[]")
+    al.check_kwargs(label, kwargs)
+    if rule.check is not None:
+        rule.check(label, tuple(args[1:] if kind in ("method", "bound") else args), kwargs)
+    if kind == "bound":
+        raise OpNotAllowed(f"{label} is a method: call it", op=label)
+    try:
+        if kind == "getattr":
+            out = getattr(target, name)
+        elif kind == "method":
+            out = getattr(target, name)(*args[1:], **kwargs)
+        elif kind == "function":
+            out = _module_function(name)(*args, **kwargs)
+        else:
+            out = al.OPERATORS[name](*args, **kwargs)
+    except SyftError:
+        raise
+    except MemoryError:
+        raise RemoteError(f"{label} ran out of memory on the node") from None
+    except Exception as e:  # the library's own error, reported as data
+        raise RemoteError(f"{label} failed on the node: {type(e).__name__}: {e}", op=label,
+                          exception=type(e).__name__) from None
+    check_result(out, label)
+    lineage = frozenset().union(*(v.lineage for v in refs.seen)) if refs.seen else frozenset()
+    return Value(out, lineage, _public_shape(out, kind, name, rule, args, refs.seen))
+
+
+def _shape(value: Any) -> tuple[int, ...] | None:
+    shape = getattr(value, "shape", None)
+    if shape is None and isinstance(value, _SCALARS):
+        return ()
+    try:
+        return tuple(int(s) for s in shape) if shape is not None else None
+    except TypeError:
+        return None
+
+
+def _public_shape(out: Any, kind: str, name: str, rule: al.Rule, args: list[Any], seen: list[Value]) -> tuple[int, ...] | None:
+    """The result's shape as far as it follows from public shapes, never from the data."""
+    actual = _shape(out)
+    if not any(v.private for v in seen):
+        return actual
+    if actual == ():
+        return ()  # a scalar reveals nothing through its shape
+    known = [v.public_shape for v in seen]
+    if rule.shape == "same" and seen and known[0] is not None:
+        if kind == "op" and len(seen) > 1:
+            if isinstance(out, (pd.DataFrame, pd.Series)):
+                return None  # pandas aligns indexes: the result's length depends on the data
+            if any(k is None for k in known):
+                return None
+            try:
+                return tuple(np.broadcast_shapes(*known))
+            except ValueError:
+                return None
+        return known[0] if known[0] == actual else None
+    if kind == "op" and name == "getitem" and isinstance(args[0], pd.DataFrame) and known and known[0]:
+        key = args[1] if len(args) > 1 else None
+        # a literal column label or list of labels: rows are the frame's rows
+        if len(seen) == 1 and isinstance(key, str):
+            return (known[0][0],)
+        if len(seen) == 1 and isinstance(key, list) and all(isinstance(k, str) for k in key):
+            return (known[0][0], len(key))
+    return None
+
+
+def describe(v: Value, reveal: bool) -> dict[str, Any]:
+    """Public metadata for a pointer: type, shape (if public), dtype(s), columns, name."""
+    value = v.value
+    meta: dict[str, Any] = {"type": type_key(value), "private": v.private}
+    shape = _shape(value) if reveal else v.public_shape
+    meta["shape"] = list(shape) if shape is not None else None
+    if isinstance(value, pd.DataFrame):
+        meta["columns"] = [_label(c) for c in value.columns]
+        meta["dtypes"] = [str(t) for t in value.dtypes]
+    elif isinstance(value, (pd.Series, pd.Index)):
+        meta["dtype"] = str(value.dtype)
+        meta["name"] = _label(value.name)
+    elif hasattr(value, "dtype") and not isinstance(value, type):
+        meta["dtype"] = str(value.dtype).removeprefix("torch.")
+    if hasattr(value, "ndim") and not isinstance(value, type):
+        try:
+            meta["ndim"] = int(value.ndim)
+        except TypeError:
+            pass
+    return meta
+
+
+def _label(x: Any) -> Any:
+    if isinstance(x, tuple):
+        return [_label(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x.item() if isinstance(x, np.generic) else x
+    return str(x)
+
+
+_torch_module: Any = None
+
+
+def _torch() -> Any:
+    global _torch_module
+    if _torch_module is None:
+        import sys
+
+        _torch_module = sys.modules.get("torch")
+    return _torch_module
+
+
+def _torch_required() -> Any:
+    global _torch_module
+    if _torch_module is None:
+        import torch
+
+        _torch_module = torch
+    return _torch_module
+
+
+__all__ = ["Value", "run_plan", "describe", "type_key", "check_result", "InvalidArgument"]

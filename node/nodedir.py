@@ -1,0 +1,47 @@
+"""Creating a node folder: database, the node's CURVE keypair, an owner keypair, connection file."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from syft_kernel import codec
+from syft_kernel.errors import InvalidArgument
+from syft_kernel.keys import atomic_write, generate_keypair, write_connection_file, write_keypair
+
+from .db import Database
+from .service import check_name
+
+
+def init_node(folder: str | Path, name: str, host: str = "127.0.0.1", port: int = 5555,
+              owner: str = "owner") -> dict[str, str]:
+    """Make a new node folder; refuse to overwrite an existing node. Returns the paths made."""
+    folder = Path(folder)
+    check_name(name, "node")
+    check_name(owner, "user")
+    if (folder / "node.db").exists():
+        raise InvalidArgument(f"{folder} already holds a node; pick another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "assets").mkdir(exist_ok=True)
+    keys = folder / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    node_pair = generate_keypair("node")
+    write_keypair(node_pair, keys)
+    owner_pair = generate_keypair(owner)
+    owner_key, owner_pub = write_keypair(owner_pair, keys)
+    atomic_write(folder / "node.json", json.dumps({"name": name, "host": host, "port": port}, indent=1).encode())
+    db = Database(folder / "node.db")
+    db.set_meta("name", name)
+    db.set_meta("created_at", str(time.time()))
+    db.add_user(owner, owner_pair.public, "owner")
+    db.audit(owner, "node.init", name)
+    db.close()
+    conn = folder / "connection.json"
+    write_connection_file(conn, {
+        "name": name,
+        "addresses": [f"tcp://{host}:{port}"],
+        "node_public_key": node_pair.public,
+        "protocol_version": codec.PROTOCOL_VERSION,
+    })
+    return {"folder": str(folder), "connection": str(conn), "owner_key": str(owner_key), "owner_pub": str(owner_pub)}

@@ -1,0 +1,186 @@
+"""The ZeroMQ server loop: a ROUTER socket with CURVE on, keys checked by a ZAP handler.
+
+The ZAP handler admits only public keys registered in the node's database; the User-Id it sets
+(the Z85 public key) is what identifies the sender of every message, never the header. Every
+message gets exactly one reply (unless it asked for none); a message the node cannot read gets
+an error reply and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from syft_kernel import codec
+from syft_kernel.errors import ProtocolError, SyftError, Unauthorized
+from syft_kernel.keys import read_keypair, write_connection_file
+
+from .service import DataNode
+
+log = logging.getLogger("syft_kernel.node")
+
+ZAP_DOMAIN = "syft"
+DEFAULT_MAX_MESSAGE = 16 * 1024**3  # libzmq drops a peer that sends a bigger frame
+
+
+class _KeyCheck:
+    """ZAP credentials provider: a key may connect only if a user holds it."""
+
+    def __init__(self, node: DataNode) -> None:
+        self.node = node
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        ok = self.node.key_allowed(key.decode("ascii"))
+        if not ok:
+            log.warning("refused a connection from an unknown key %s…", key[:8].decode("ascii", "replace"))
+        return ok
+
+
+class NodeServer:
+    """Serves one node folder on TCP (and ``ipc://`` for clients on the same host)."""
+
+    def __init__(self, folder: str | Path, host: str | None = None, port: int | None = None,
+                 ipc: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE) -> None:
+        self.folder = Path(folder)
+        config = json.loads((self.folder / "node.json").read_text())
+        self.config = config
+        self.host = host or config.get("host", "127.0.0.1")
+        self.port = config.get("port", 0) if port is None else port
+        self.use_ipc = ipc
+        self.max_message_bytes = max_message_bytes
+        self.node = DataNode(self.folder)
+        self.keys = read_keypair(self.folder / "keys" / "node.key")
+        self._stop = threading.Event()
+        self.addresses: list[str] = []
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    def _ipc_path(self) -> str | None:
+        path = self.folder / "node.ipc"
+        if len(str(path.resolve())) > 100:  # sun_path is ~107 bytes
+            return None
+        return str(path.resolve())
+
+    def serve(self) -> None:
+        ctx = zmq.Context()
+        auth = ThreadAuthenticator(ctx, log=logging.getLogger("syft_kernel.node.zap"))
+        auth.start()
+        auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=_KeyCheck(self.node))
+        sock = ctx.socket(zmq.ROUTER)
+        sock.curve_server = True
+        sock.curve_secretkey = self.keys.secret.encode()
+        sock.curve_publickey = self.keys.public.encode()
+        sock.zap_domain = ZAP_DOMAIN.encode()
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.linger = 1000
+        try:
+            if self.port:
+                sock.bind(f"tcp://{self.host}:{self.port}")
+                tcp = f"tcp://{self.host}:{self.port}"
+            else:
+                port = sock.bind_to_random_port(f"tcp://{self.host}")
+                tcp = f"tcp://{self.host}:{port}"
+            self.addresses = [tcp]
+            ipc_path = self._ipc_path() if self.use_ipc else None
+            if ipc_path:
+                if os.path.exists(ipc_path):
+                    os.unlink(ipc_path)
+                sock.bind(f"ipc://{ipc_path}")
+                self.addresses.insert(0, f"ipc://{ipc_path}")
+            self._write_connection()
+            log.info("node %s serving on %s (CURVE on; %d user(s))", self.node.name,
+                     ", ".join(self.addresses), len(self.node.db.users()))
+            self._loop(sock)
+        finally:
+            log.info("node %s shutting down", self.node.name)
+            sock.close(linger=500)
+            auth.stop()
+            ctx.term()
+            self.node.db.close()
+            if self.use_ipc and (p := self._ipc_path()) and os.path.exists(p):
+                os.unlink(p)
+            log.info("node %s stopped", self.node.name)
+
+    def _write_connection(self) -> None:
+        info = {
+            "name": self.node.name,
+            "addresses": self.addresses,
+            "node_public_key": self.keys.public,
+            "protocol_version": codec.PROTOCOL_VERSION,
+            "hostname": os.uname().nodename,
+        }
+        write_connection_file(self.folder / "connection.json", info)
+
+    def _loop(self, sock: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(200):
+                continue
+            while not self._stop.is_set():
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self._serve_one(sock, frames)
+
+    def _serve_one(self, sock: zmq.Socket, frames: list[zmq.Frame]) -> None:
+        started = time.perf_counter()
+        identity = frames[0]
+        header: dict[str, Any] = {}
+        try:
+            if len(frames) < 3:
+                raise ProtocolError(f"a message has a header and a body frame; got {len(frames) - 1} frame(s)")
+            header = codec.unpack_header(frames[1])
+            user = self.node.user_for_key(frames[1].get("User-Id"))
+            if user is None:
+                raise Unauthorized("your key is no longer registered on this node")
+            body = codec.unpack_body(frames[2])
+            reply_body, reply_bufs = self.node.handle(user, header["type"], body, frames[3:])
+            status = "ok"
+        except SyftError as e:
+            reply_body, reply_bufs, status = e.to_wire(), [], "error"
+            log.info("%s refused: %s: %s", header.get("type", "message"), type(e).__name__, e.message)
+        except Exception as e:  # a bug must not take the node down: report it, keep serving
+            log.exception("internal error while handling %s", header.get("type", "a message"))
+            reply_body = SyftError(f"internal error on the node ({type(e).__name__}); the node keeps serving").to_wire()
+            reply_bufs, status = [], "error"
+        if header.get("noreply") and status == "ok":
+            return
+        reply_header = {"id": header.get("id", None), "type": "reply", "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 3)}
+        try:
+            out = codec.pack_message(reply_header, reply_body, reply_bufs)
+        except Exception as e:
+            log.exception("could not encode the reply")
+            out = codec.pack_message({**reply_header, "status": "error"},
+                                     SyftError(f"the result could not be sent: {e}").to_wire())
+        try:
+            sock.send_multipart([identity, *out], copy=False)
+        except zmq.ZMQError as e:  # the client went away; nothing to do
+            log.info("could not reply (%s); the client has gone", e.strerror)
+
+
+def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool = True) -> None:
+    """Serve a node folder until SIGTERM or Ctrl-C."""
+    server = NodeServer(folder, host=host, port=port, ipc=ipc)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.serve()

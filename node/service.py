@@ -1,0 +1,393 @@
+"""The data node's request handlers: one function per message type, each with the role it needs.
+
+``DataNode.handle`` takes an authenticated user's message (already unframed) and returns the
+reply body and buffers, or raises a ``SyftError`` that becomes an error reply. It never raises
+anything else to the server loop: a bug in one handler is a ``SyftError`` for that message only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syft_kernel import codec
+from syft_kernel.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    SyftError,
+    Unauthorized,
+)
+from syft_kernel.keys import check_public_key
+from syft_kernel.mock import make_mock
+
+from . import storage
+from .db import Database
+from .executor import Value, describe, run_plan, type_key
+from .store import ObjectStore
+
+log = logging.getLogger("syft_kernel.node")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ROLES = ("owner", "data_scientist")
+
+
+def check_name(name: Any, what: str) -> str:
+    """Names of users, datasets and assets: letters, digits, ``_ . -``; never a path."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise InvalidArgument(
+            f"{what} name {name!r} is not allowed: use letters, digits, '_', '.', '-' "
+            "(up to 128 characters, starting with a letter or digit, no '..')"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    public_key: str
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner"
+
+
+Handler = Callable[["DataNode", User, Any, Sequence[Any]], tuple[Any, list[Any]]]
+HANDLERS: dict[str, tuple[str | None, Handler]] = {}
+
+
+def handler(msg_type: str, role: str | None = None) -> Callable[[Handler], Handler]:
+    """Register a handler; ``role="owner"`` restricts it to data owners."""
+
+    def deco(fn: Handler) -> Handler:
+        HANDLERS[msg_type] = (role, fn)
+        return fn
+
+    return deco
+
+
+def _body_dict(body: Any, *required: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ProtocolError("message body must be a map")
+    missing = [k for k in required if k not in body]
+    if missing:
+        raise ProtocolError(f"message body lacks {', '.join(missing)}")
+    return body
+
+
+class DataNode:
+    """The node's state (database, asset files, object store) and its message handlers."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.db = Database(self.folder / "node.db")
+        self.assets_dir = self.folder / "assets"
+        self.assets_dir.mkdir(exist_ok=True)
+        self.name = self.db.get_meta("name") or self.folder.name
+        removed = storage.remove_unreferenced(self.assets_dir, self.db.asset_paths())
+        if removed:
+            log.info("removed %d leftover asset file(s) from an interrupted upload", removed)
+        self.store = ObjectStore(self._load_asset)
+        self._users_lock = threading.Lock()
+        self._users: dict[str, User] = {}
+        self.reload_users()
+        self.counters: Counter[str] = Counter()
+        self.started_at = time.time()
+
+    # ---- users and keys (the ZAP handler asks ``key_allowed`` from its own thread)
+    def reload_users(self) -> None:
+        users = {u["public_key"]: User(u["name"], u["role"], u["public_key"]) for u in self.db.users()}
+        with self._users_lock:
+            self._users = users
+
+    def key_allowed(self, public_key: str) -> bool:
+        with self._users_lock:
+            return public_key in self._users
+
+    def user_for_key(self, public_key: str) -> User | None:
+        with self._users_lock:
+            return self._users.get(public_key)
+
+    # ---- dispatch
+    def handle(self, user: User, msg_type: str, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+        entry = HANDLERS.get(msg_type)
+        if entry is None:
+            raise ProtocolError(f"unknown message type {msg_type!r}; this node knows {', '.join(sorted(HANDLERS))}")
+        role, fn = entry
+        if role == "owner" and not user.is_owner:
+            raise Unauthorized(f"{msg_type} is for data owners; {user.name} is a {user.role}")
+        self.counters[f"{user.name}:{msg_type}"] += 1
+        self.counters["messages"] += 1
+        return fn(self, user, body, buffers)
+
+    # ---- assets
+    def _load_asset(self, dataset: str, asset: str) -> Value:
+        row = self.db.asset(dataset, asset)
+        if row is None:
+            raise NotFound(f"dataset {dataset!r} has no asset {asset!r}")
+        value = storage.read_asset(self.assets_dir, row["kind"], row["path"], series=row["meta"].get("series", False))
+        shape = tuple(getattr(value, "shape", ()))
+        return Value(value, frozenset({f"{dataset}/{asset}"}), tuple(int(s) for s in shape))
+
+    def _read_mock(self, dataset: str, asset: str) -> Any:
+        row = self.db.asset(dataset, asset)
+        if row is None:
+            raise NotFound(f"dataset {dataset!r} has no asset {asset!r}")
+        return storage.read_asset(self.assets_dir, row["kind"], row["mock_path"], series=row["meta"].get("series", False))
+
+    def resolver(self, user: User) -> Callable[[str], Value]:
+        return lambda obj_id: self.store.get(obj_id, user.name, user.is_owner)
+
+    def may_read(self, user: User, obj_id: str, value: Value) -> bool:
+        if user.is_owner or not value.private:
+            return True
+        entry = self.store.entry(obj_id)
+        return entry is not None and user.name in entry.readers
+
+
+# ---------------------------------------------------------------- handlers
+
+
+@handler("hello")
+def _hello(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    return {"node": node.name, "user": user.name, "role": user.role, "protocol": codec.PROTOCOL_VERSION}, []
+
+
+@handler("node.stats")
+def _stats(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    prefix = f"{user.name}:"
+    mine = {k[len(prefix):]: v for k, v in node.counters.items() if k.startswith(prefix)}
+    out: dict[str, Any] = {"node": node.name, "uptime": time.time() - node.started_at, "mine": mine}
+    if user.is_owner:
+        out.update(messages=node.counters["messages"], objects=len(node.store), counters=dict(node.counters))
+    return out, []
+
+
+@handler("users.add", role="owner")
+def _users_add(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "name", "role", "public_key")
+    name = check_name(b["name"], "user")
+    if b["role"] not in ROLES:
+        raise InvalidArgument(f"role must be one of {', '.join(ROLES)}, not {b['role']!r}")
+    key = check_public_key(str(b["public_key"]))
+    existing = {u["name"]: u for u in node.db.users()}
+    if name in existing:
+        raise InvalidArgument(f"user {name!r} exists already: remove them first to change their key or role")
+    if any(u["public_key"] == key for u in existing.values()):
+        raise InvalidArgument("that public key belongs to another user: every user has their own keypair")
+    node.db.add_user(name, key, b["role"])
+    node.reload_users()
+    node.db.audit(user.name, "users.add", name, role=b["role"])
+    log.info("%s added user %s (%s)", user.name, name, b["role"])
+    return {"name": name, "role": b["role"]}, []
+
+
+@handler("users.remove", role="owner")
+def _users_remove(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "name")
+    if b["name"] == user.name:
+        raise InvalidArgument("you cannot remove yourself: another owner must do it")
+    if not node.db.remove_user(str(b["name"])):
+        raise NotFound(f"no user {b['name']!r}")
+    node.reload_users()
+    node.db.audit(user.name, "users.remove", str(b["name"]))
+    log.info("%s removed user %s", user.name, b["name"])
+    return {"removed": b["name"]}, []
+
+
+@handler("users.list", role="owner")
+def _users_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    return {"users": node.db.users()}, []
+
+
+@handler("datasets.upload", role="owner")
+def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "name", "assets")
+    name = check_name(b["name"], "dataset")
+    if node.db.dataset(name) is not None:
+        raise InvalidArgument(f"dataset {name!r} exists already: pick another name or delete it first")
+    tags = b.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags):
+        raise InvalidArgument("tags are a list of short strings")
+    description = b.get("description") or ""
+    if not isinstance(description, str) or len(description) > 10_000:
+        raise InvalidArgument("the description is a string of at most 10,000 characters")
+    if not isinstance(b["assets"], list) or not b["assets"]:
+        raise InvalidArgument("a dataset has at least one asset")
+    subject_column = b.get("subject_column")
+    dec = codec.Decoder(buffers)
+    written: list[str] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        for a in b["assets"]:
+            a = _body_dict(a, "name", "value")
+            aname = check_name(a["name"], "asset")
+            if any(r["name"] == aname for r in rows):
+                raise InvalidArgument(f"asset {aname!r} appears twice")
+            value = dec.decode(a["value"])
+            kind = storage.kind_of(value)
+            mock = dec.decode(a["mock"]) if a.get("mock") is not None else make_mock(value)
+            if storage.kind_of(mock) != kind:
+                raise InvalidArgument(f"the mock of {aname!r} must be the same kind of value as the asset")
+            _check_mock_schema(aname, value, mock)
+            if subject_column is not None and type_key(value) == "DataFrame" and subject_column not in value.columns:
+                raise InvalidArgument(f"subject_column {subject_column!r} is not a column of {aname!r}")
+            _, path = storage.write_asset(node.assets_dir, value)
+            written.append(path)
+            _, mock_path = storage.write_asset(node.assets_dir, mock)
+            written.append(mock_path)
+            meta = describe(Value(value), reveal=True)
+            meta.pop("private", None)
+            meta["series"] = type_key(value) == "Series"
+            rows.append({"name": aname, "kind": kind, "path": path, "mock_path": mock_path, "meta": meta})
+        node.db.add_dataset(name, description, tags, subject_column, user.name, rows)
+    except BaseException:
+        for p in written:
+            (node.assets_dir / p).unlink(missing_ok=True)
+        raise
+    node.db.audit(user.name, "datasets.upload", name, assets=[r["name"] for r in rows])
+    log.info("%s uploaded dataset %s (%s)", user.name, name, ", ".join(r["name"] for r in rows))
+    return node.db.dataset(name), []
+
+
+def _check_mock_schema(name: str, value: Any, mock: Any) -> None:
+    if type_key(value) == "DataFrame" and list(map(str, mock.columns)) != list(map(str, value.columns)):
+        raise InvalidArgument(f"the mock of {name!r} must have the asset's columns {list(value.columns)}")
+    if type_key(value) in ("ndarray", "Tensor") and tuple(mock.shape[1:]) != tuple(value.shape[1:]):
+        raise InvalidArgument(f"the mock of {name!r} must have the asset's trailing shape {tuple(value.shape[1:])}")
+
+
+@handler("datasets.delete", role="owner")
+def _datasets_delete(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "name")
+    name = check_name(b["name"], "dataset")
+    assets = node.db.remove_dataset(name)
+    if not assets:
+        raise NotFound(f"no dataset {name!r}")
+    node.store.forget_asset(name)
+    for a in assets:
+        for p in (a["path"], a["mock_path"]):
+            (node.assets_dir / p).unlink(missing_ok=True)
+    node.db.audit(user.name, "datasets.delete", name)
+    log.info("%s deleted dataset %s", user.name, name)
+    return {"deleted": name}, []
+
+
+@handler("datasets.list")
+def _datasets_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = body if isinstance(body, dict) else {}
+    query = str(b.get("query") or "").lower()
+    tags = [str(t).lower() for t in (b.get("tags") or [])]
+    out = []
+    for name in node.db.dataset_names():
+        d = node.db.dataset(name)
+        if d is None:
+            continue
+        dtags = [t.lower() for t in d["tags"]]
+        if tags and not all(t in dtags for t in tags):
+            continue
+        text = " ".join([d["name"], d["description"], *d["tags"], *(a["name"] for a in d["assets"])]).lower()
+        if query and not all(word in text for word in query.split()):
+            continue
+        out.append(d)
+    return {"datasets": out}, []
+
+
+@handler("datasets.get")
+def _datasets_get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "name")
+    d = node.db.dataset(check_name(b["name"], "dataset"))
+    if d is None:
+        raise NotFound(f"no dataset {b['name']!r} on {node.name}: list them with client.datasets")
+    return d, []
+
+
+@handler("datasets.mock")
+def _datasets_mock(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "dataset", "asset")
+    mock = node._read_mock(check_name(b["dataset"], "dataset"), check_name(b["asset"], "asset"))
+    tree, bufs = codec.encode_value(mock)
+    return {"value": tree}, bufs
+
+
+@handler("asset.pointer")
+def _asset_pointer(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "dataset", "asset")
+    obj_id = f"asset:{check_name(b['dataset'], 'dataset')}/{check_name(b['asset'], 'asset')}"
+    value = node.store.get(obj_id, user.name, user.is_owner)
+    return {"id": obj_id, "meta": describe(value, reveal=True)}, []
+
+
+@handler("run")
+def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    """Run a plan; store the results the client keeps and return their pointers' metadata."""
+    b = _body_dict(body, "ops")
+    keep = b.get("keep")
+    ops = b["ops"]
+    if keep is None:
+        keep = [len(ops) - 1] if isinstance(ops, list) else []
+    if not isinstance(keep, list) or not all(isinstance(i, int) for i in keep):
+        raise ProtocolError("keep is a list of op indices")
+    results = run_plan(ops, node.resolver(user), buffers)
+    out = []
+    for i in keep:
+        if not 0 <= i < len(results):
+            raise ProtocolError(f"keep refers to op {i}, but the plan has {len(results)}")
+        obj = node.store.put(results[i], user.name)
+        out.append({"id": obj.id, "meta": describe(results[i], reveal=user.is_owner)})
+    log.debug("%s ran a plan of %d op(s)", user.name, len(ops))
+    return {"results": out}, []
+
+
+@handler("get")
+def _get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "id")
+    obj_id = str(b["id"])
+    value = node.store.get(obj_id, user.name, user.is_owner)
+    if not node.may_read(user, obj_id, value):
+        sources = ", ".join(sorted(value.lineage))
+        node.db.audit(user.name, "get.denied", obj_id, lineage=sorted(value.lineage))
+        log.warning("%s was refused get() of %s (private: %s)", user.name, obj_id, sources)
+        raise PermissionDenied(
+            f"this value is derived from private data ({sources}) and stays on {node.name} until the "
+            "data owner approves its release: ask with ptr.request(reason='…'), or use a "
+            "differentially private query (ptr.dp…) where your budget allows",
+            request_hint="ptr.request(reason='…')",
+            lineage=sorted(value.lineage),
+        )
+    tree, bufs = codec.encode_value(value.value)
+    if value.private:
+        size = sum(memoryview(x).nbytes for x in bufs)
+        node.db.audit(user.name, "get", obj_id, lineage=sorted(value.lineage), bytes=size)
+        log.info("%s got private object %s (%d bytes)", user.name, obj_id, size)
+    return {"value": tree}, bufs
+
+
+@handler("del")
+def _del(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "ids")
+    ids = b["ids"]
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ProtocolError("ids is a list of object ids")
+    return {"deleted": node.store.delete(ids, user.name, user.is_owner)}, []
+
+
+@handler("audit.list", role="owner")
+def _audit_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = body if isinstance(body, dict) else {}
+    limit = b.get("limit", 1000)
+    if not isinstance(limit, int) or not 0 < limit <= 100_000:
+        raise InvalidArgument("limit is an integer between 1 and 100000")
+    return {"entries": node.db.audit_log(limit)}, []
+
+
+__all__ = ["DataNode", "User", "HANDLERS", "SyftError", "check_name"]

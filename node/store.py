@@ -1,0 +1,91 @@
+"""The object store: id → value, its owner, its lineage and who may read it.
+
+Assets are addressed as ``asset:<dataset>/<asset>`` and loaded from their files on first use;
+results of operations get random ids and belong to the user whose plan made them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from syft_kernel.errors import NotFound, SyftError
+
+from .executor import Value
+
+MAX_OBJECTS_PER_USER = 100_000
+
+
+@dataclass
+class StoredObject:
+    id: str
+    value: Value
+    owner: str
+    created_at: float = field(default_factory=time.time)
+    readers: set[str] = field(default_factory=set)
+
+
+class ObjectStore:
+    """Thread-safe map of stored objects plus a cache of loaded assets."""
+
+    def __init__(self, load_asset: Callable[[str, str], Value]) -> None:
+        self._objects: dict[str, StoredObject] = {}
+        self._assets: dict[str, Value] = {}
+        self._load_asset = load_asset
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def put(self, value: Value, owner: str) -> StoredObject:
+        with self._lock:
+            if self._counts.get(owner, 0) >= MAX_OBJECTS_PER_USER:
+                raise SyftError(
+                    f"you hold {MAX_OBJECTS_PER_USER} objects on this node: delete pointers you no "
+                    "longer need (del ptr) before making more"
+                )
+            obj = StoredObject("o" + secrets.token_hex(12), value, owner)
+            self._objects[obj.id] = obj
+            self._counts[owner] = self._counts.get(owner, 0) + 1
+        return obj
+
+    def get(self, obj_id: str, user: str, is_owner: bool) -> Value:
+        """The value behind an id, if ``user`` may use it (same error whether absent or not)."""
+        if obj_id.startswith("asset:"):
+            dataset, _, asset = obj_id[6:].partition("/")
+            key = f"{dataset}/{asset}"
+            with self._lock:
+                cached = self._assets.get(key)
+            if cached is None:
+                cached = self._load_asset(dataset, asset)
+                with self._lock:
+                    self._assets[key] = cached
+            return cached
+        obj = self._objects.get(obj_id)
+        if obj is None or (obj.owner != user and not is_owner):
+            raise NotFound(f"no object {obj_id!r} here: it was deleted, or the node restarted, or it is not yours")
+        return obj.value
+
+    def entry(self, obj_id: str) -> StoredObject | None:
+        return self._objects.get(obj_id)
+
+    def delete(self, obj_ids: list[str], user: str, is_owner: bool) -> int:
+        removed = 0
+        with self._lock:
+            for i in obj_ids:
+                obj = self._objects.get(i)
+                if obj is not None and (obj.owner == user or is_owner):
+                    del self._objects[i]
+                    self._counts[obj.owner] -= 1
+                    removed += 1
+        return removed
+
+    def forget_asset(self, dataset: str) -> None:
+        with self._lock:
+            for key in [k for k in self._assets if k.startswith(dataset + "/")]:
+                del self._assets[key]
+
+    def __len__(self) -> int:
+        return len(self._objects)

@@ -1,0 +1,89 @@
+"""The ``syft-kernel`` command: make and serve nodes, make keys, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import SyftError
+
+
+def _node_init(args: argparse.Namespace) -> int:
+    from syft_kernel.node.nodedir import init_node
+
+    made = init_node(args.dir, args.name, host=args.host, port=args.port, owner=args.owner)
+    print(f"node {args.name!r} created in {made['folder']}")
+    print(f"  connection file (give it to users): {made['connection']}")
+    print(f"  owner key (keep it secret):         {made['owner_key']}")
+    print(f"serve it with: syft-kernel node serve {args.dir}")
+    return 0
+
+
+def _node_serve(args: argparse.Namespace) -> int:
+    from syft_kernel.node.server import serve
+
+    serve(args.dir, host=args.host, port=args.port, ipc=not args.no_ipc)
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .keys import generate_keypair, write_keypair
+
+    key, pub = write_keypair(generate_keypair(args.name), args.out)
+    print(f"secret key: {key} (keep it; log in with it)")
+    print(f"public key: {pub} (send it to the data owner)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.dir), port=args.port, lab=not args.no_lab, lab_port=args.lab_port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="syft-kernel", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    node = sub.add_parser("node", help="make and serve data nodes").add_subparsers(dest="node_command", required=True)
+    p = node.add_parser("init", help="create a node folder (database, keys, connection file)")
+    p.add_argument("dir")
+    p.add_argument("--name", required=True, help="the node's name, e.g. hospital")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5555, help="TCP port (default 5555)")
+    p.add_argument("--owner", default="owner", help="name of the first owner (default owner)")
+    p.set_defaults(fn=_node_init)
+    p = node.add_parser("serve", help="serve a node folder until SIGTERM / Ctrl-C")
+    p.add_argument("dir")
+    p.add_argument("--host", default=None, help="override the folder's host")
+    p.add_argument("--port", type=int, default=None, help="override the folder's port (0: any free port)")
+    p.add_argument("--no-ipc", action="store_true", help="do not also listen on ipc:// for local clients")
+    p.set_defaults(fn=_node_serve)
+
+    p = sub.add_parser("keygen", help="make a user keypair NAME.key / NAME.pub")
+    p.add_argument("name")
+    p.add_argument("--out", default=".", help="folder to write to (default .)")
+    p.set_defaults(fn=_keygen)
+
+    p = sub.add_parser("demo", help="a hospital node with sample data, then JupyterLab with the notebooks")
+    p.add_argument("--dir", default="demo-node", help="node folder (default ./demo-node)")
+    p.add_argument("--port", type=int, default=5555)
+    p.add_argument("--lab-port", type=int, default=8888)
+    p.add_argument("--no-lab", action="store_true", help="serve the node only")
+    p.set_defaults(fn=_demo)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.fn(args))
+    except SyftError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The connection to one data node: a DEALER socket with CURVE, request / reply by message id.
+
+``login`` reads a connection file and a key file, connects (``ipc://`` when the node is on this
+host, else TCP) and says hello; a key the node does not know is reported at once from the
+socket's handshake events instead of a silent timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from . import codec
+from .errors import AuthenticationError, NodeUnavailable, ProtocolError, from_wire
+from .keys import KeyPair, read_connection_file, read_keypair
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class Client:
+    """A logged-in user on one node. Use ``login()`` to make one."""
+
+    def __init__(self, connection: dict[str, Any], key: KeyPair, timeout: float = DEFAULT_TIMEOUT,
+                 address: str | None = None) -> None:
+        if key.secret is None:
+            raise AuthenticationError("that key file holds only a public key: log in with NAME.key, not NAME.pub")
+        self.connection = connection
+        self.key = key
+        self.timeout = timeout
+        self.address = address or _pick_address(connection)
+        self._ctx = zmq.Context.instance()
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._sock, monitor = self._connect()
+        self.round_trips = 0
+        hello = self._hello(monitor)
+        self.node_name: str = hello["node"]
+        self.user: str = hello["user"]
+        self.role: str = hello["role"]
+        from .datasets import DatasetsAPI
+        from .users import UsersAPI
+
+        self.datasets = DatasetsAPI(self)
+        self.users = UsersAPI(self)
+
+    def _connect(self) -> tuple[zmq.Socket, zmq.Socket]:
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.curve_serverkey = self.connection["node_public_key"].encode()
+        sock.curve_publickey = self.key.public.encode()
+        sock.curve_secretkey = self.key.secret.encode()  # type: ignore[union-attr]
+        sock.linger = 0
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        sock.connect(self.address)
+        return sock, monitor
+
+    def _hello(self, monitor: zmq.Socket) -> dict[str, Any]:
+        """Say hello while watching the handshake, so a refused key fails fast and clearly."""
+        try:
+            msg_id = self._send("hello", {})
+            deadline = time.monotonic() + self.timeout
+            poller = zmq.Poller()
+            poller.register(self._sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NodeUnavailable(
+                        f"{self.connection.get('name', 'the node')} at {self.address} did not answer in "
+                        f"{self.timeout:.0f}s: is it running (`syft-kernel node serve DIR`)?"
+                    )
+                ready = dict(poller.poll(min(left, 0.5) * 1000))
+                if monitor in ready:
+                    from zmq.utils.monitor import recv_monitor_message
+
+                    event = recv_monitor_message(monitor)["event"]
+                    if event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+                        self._sock.close(linger=0)
+                        raise AuthenticationError(
+                            f"{self.connection.get('name', 'the node')} refused the key {self.key.public[:8]}…: "
+                            "ask the data owner to add you (owner.users.add(name, role=…, public_key=…)) "
+                            "and check that the connection file is this node's"
+                        )
+                if self._sock in ready:
+                    body, _ = self._recv(msg_id, deadline)
+                    return body
+        finally:
+            self._sock.disable_monitor()
+            monitor.close(linger=0)
+
+    # ---- messaging
+    def _send(self, msg_type: str, body: Any, buffers: list[Any] | tuple[Any, ...] = (), noreply: bool = False) -> int:
+        msg_id = next(self._ids)
+        header: dict[str, Any] = {"id": msg_id, "type": msg_type}
+        if noreply:
+            header["noreply"] = True
+        self._sock.send_multipart(codec.pack_message(header, body, buffers), copy=False)
+        return msg_id
+
+    def _recv(self, msg_id: int, deadline: float) -> tuple[Any, list[Any]]:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sock.poll(left * 1000):
+                raise NodeUnavailable(
+                    f"{self.node_label} did not reply within {self.timeout:.0f}s; it may be busy or down"
+                )
+            frames = self._sock.recv_multipart(copy=False)
+            if len(frames) < 2:
+                raise ProtocolError("the node sent a malformed reply")
+            header = codec.unpack_header(frames[0], require_id=False)
+            if header.get("id") != msg_id:
+                continue  # a late reply to a call that timed out earlier
+            body = codec.unpack_body(frames[1], limit=2**31)
+            if header.get("status") == "error":
+                raise from_wire(body if isinstance(body, dict) else {})
+            return body, frames[2:]
+
+    def call(self, msg_type: str, body: Any = None, buffers: list[Any] | tuple[Any, ...] = (),
+             timeout: float | None = None) -> tuple[Any, list[Any]]:
+        """One request and its reply (thread-safe). Raises the node's error as a ``SyftError``."""
+        with self._lock:
+            msg_id = self._send(msg_type, {} if body is None else body, buffers)
+            self.round_trips += 1
+            return self._recv(msg_id, time.monotonic() + (timeout or self.timeout))
+
+    def notify(self, msg_type: str, body: Any) -> None:
+        """Send without waiting for a reply (freeing objects from ``__del__``)."""
+        with self._lock:
+            if not self._sock.closed:
+                self._send(msg_type, body, noreply=True)
+
+    @property
+    def node_label(self) -> str:
+        return getattr(self, "node_name", None) or str(self.connection.get("name", "the node"))
+
+    # ---- conveniences
+    def stats(self) -> dict[str, Any]:
+        """The node's counters for this user (and for the whole node, for owners)."""
+        return self.call("node.stats")[0]
+
+    @property
+    def audit(self) -> list[dict[str, Any]]:
+        """The node's audit log, newest first (owners only)."""
+        return self.call("audit.list", {})[0]["entries"]
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._sock.closed:
+                self._sock.close(linger=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<syft_kernel.Client {self.user} ({self.role}) on {self.node_name} via {self.address}>"
+
+
+def _pick_address(connection: dict[str, Any]) -> str:
+    """``ipc://`` when the node runs on this host and its socket file exists, else the first TCP address."""
+    addresses = [str(a) for a in connection["addresses"]]
+    same_host = connection.get("hostname") in (None, os.uname().nodename)
+    for a in addresses:
+        if a.startswith("ipc://") and same_host and os.path.exists(a[len("ipc://"):]):
+            return a
+    for a in addresses:
+        if not a.startswith("ipc://"):
+            return a
+    return addresses[0]
+
+
+def login(connection: str | os.PathLike[str] | dict[str, Any], key: str | os.PathLike[str] | KeyPair,
+          timeout: float = DEFAULT_TIMEOUT, transport: str | None = None) -> Client:
+    """Connect to a node as the holder of ``key``.
+
+    ``connection`` is a connection file (or its dict); ``key`` a key file from ``syft-kernel
+    keygen`` (or ``node init`` for the owner). ``transport="tcp"`` forces TCP over ``ipc://``.
+    """
+    info = connection if isinstance(connection, dict) else read_connection_file(connection)
+    pair = key if isinstance(key, KeyPair) else read_keypair(Path(key))
+    address = None
+    if transport == "tcp":
+        address = next(a for a in info["addresses"] if a.startswith("tcp://"))
+    return Client(info, pair, timeout=timeout, address=address)

@@ -1,0 +1,122 @@
+"""Datasets on a node: upload (owners), list and search, metadata, mocks, asset pointers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .errors import NotFound
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .pointer import Pointer
+
+
+class Dataset:
+    """Public metadata of one dataset; ``dataset["asset"]`` is a pointer to that asset."""
+
+    def __init__(self, client: Client, info: dict[str, Any]) -> None:
+        self._client = client
+        self.info = info
+        self.name: str = info["name"]
+        self.description: str = info.get("description", "")
+        self.tags: list[str] = list(info.get("tags", []))
+        self.subject_column: str | None = info.get("subject_column")
+        self.assets: dict[str, dict[str, Any]] = {a["name"]: a for a in info.get("assets", [])}
+
+    def __getitem__(self, asset: str) -> Pointer:
+        from .pointer import Pointer
+
+        if asset not in self.assets:
+            raise NotFound(f"dataset {self.name!r} has no asset {asset!r}; it has {', '.join(self.assets)}")
+        body, _ = self._client.call("asset.pointer", {"dataset": self.name, "asset": asset})
+        return Pointer(self._client, body["id"], body["meta"], label=f"{self.name}/{asset}")
+
+    def mock(self, asset: str) -> Any:
+        """The asset's mock: same schema, synthetic values; free to look at."""
+        return self._client.datasets.mock(self.name, asset)
+
+    def __contains__(self, asset: object) -> bool:
+        return asset in self.assets
+
+    def __repr__(self) -> str:
+        lines = [f"Dataset {self.name!r} on {self._client.node_label}",
+                 f"  {self.description}" if self.description else "",
+                 f"  tags: {' '.join(self.tags)}" if self.tags else ""]
+        for a in self.assets.values():
+            shape = tuple(a["shape"]) if a.get("shape") is not None else "?"
+            cols = f" columns: {', '.join(map(str, a['columns']))}" if a.get("columns") else ""
+            lines.append(f"  asset {a['name']!r}: {a['type']} {shape}{cols}")
+        return "\n".join(line for line in lines if line)
+
+
+class DatasetsAPI(Mapping[str, Dataset]):
+    """``client.datasets``: a read-only mapping of name → Dataset, plus search and (owners) upload."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._mocks: dict[tuple[str, str], Any] = {}
+
+    def search(self, query: str = "", tags: list[str] | None = None) -> list[Dataset]:
+        """Datasets whose name, description, tags or asset names hold every word of ``query``,
+        and that carry all ``tags``."""
+        body, _ = self._client.call("datasets.list", {"query": query, "tags": tags or []})
+        return [Dataset(self._client, d) for d in body["datasets"]]
+
+    def list(self) -> list[Dataset]:
+        return self.search()
+
+    def __getitem__(self, name: str) -> Dataset:
+        body, _ = self._client.call("datasets.get", {"name": name})
+        return Dataset(self._client, body)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([d.name for d in self.list()])
+
+    def __len__(self) -> int:
+        return len(self.list())
+
+    def mock(self, dataset: str, asset: str) -> Any:
+        key = (dataset, asset)
+        if key not in self._mocks:
+            body, buffers = self._client.call("datasets.mock", {"dataset": dataset, "asset": asset})
+            self._mocks[key] = codec.decode_value(body["value"], buffers)
+        return self._mocks[key]
+
+    def upload(self, name: str, assets: dict[str, Any], mock: dict[str, Any] | None = None,
+               description: str = "", tags: list[str] | None = None,
+               subject_column: str | None = None) -> Dataset:
+        """Publish a dataset (owners). Assets stay private on the node; each gets a mock, the one
+        given in ``mock`` or one generated from its schema with synthetic values."""
+        enc = codec.Encoder()
+        mock = mock or {}
+        unknown = set(mock) - set(assets)
+        if unknown:
+            from .errors import InvalidArgument
+
+            raise InvalidArgument(f"mocks given for assets that do not exist: {', '.join(sorted(unknown))}")
+        items = [
+            {"name": k, "value": enc.encode(v), "mock": enc.encode(mock[k]) if k in mock else None}
+            for k, v in assets.items()
+        ]
+        body = {"name": name, "assets": items, "description": description, "tags": list(tags or []),
+                "subject_column": subject_column}
+        info, _ = self._client.call("datasets.upload", body, enc.buffers)
+        return Dataset(self._client, info)
+
+    def delete(self, name: str) -> None:
+        """Remove a dataset and its files (owners)."""
+        self._client.call("datasets.delete", {"name": name})
+        self._mocks = {k: v for k, v in self._mocks.items() if k[0] != name}
+
+    def __repr__(self) -> str:
+        rows = self.list()
+        if not rows:
+            return f"no datasets on {self._client.node_label}"
+        width = max(len(d.name) for d in rows)
+        lines = [f"{'name':<{width}}  {'assets':<24}  tags / description"]
+        for d in rows:
+            assets = ", ".join(d.assets)[:24]
+            lines.append(f"{d.name:<{width}}  {assets:<24}  {' '.join(d.tags)}  {d.description[:60]}")
+        return "\n".join(lines)
