@@ -221,6 +221,19 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
     return Value(out, lineage, _public_shape(out, kind, name, rule, args, refs.seen))
 
 
+DATA_DEPENDENT_SHAPES = frozenset(
+    "unique nonzero argwhere flatnonzero bincount masked_select where extract compress "
+    "histogram_bin_edges tolist item numpy.unique numpy.nonzero numpy.argwhere numpy.bincount "
+    "numpy.where numpy.extract numpy.compress torch.unique torch.nonzero torch.masked_select "
+    "torch.where".split()
+)
+
+
+def _array_like(value: Any) -> bool:
+    torch = _torch()
+    return isinstance(value, (np.ndarray, np.generic)) or (torch is not None and isinstance(value, torch.Tensor))
+
+
 def _shape(value: Any) -> tuple[int, ...] | None:
     shape = getattr(value, "shape", None)
     if shape is None and isinstance(value, _SCALARS):
@@ -239,6 +252,12 @@ def _public_shape(out: Any, kind: str, name: str, rule: al.Rule, args: list[Any]
     if actual == ():
         return ()  # a scalar reveals nothing through its shape
     known = [v.public_shape for v in seen]
+    if _array_like(out) and all(_array_like(v.value) and v.public_shape is not None for v in seen):
+        # numpy / torch shapes follow from the input shapes and the literal arguments alone,
+        # except for ops whose output size is decided by the values
+        if name not in DATA_DEPENDENT_SHAPES and not (name == "getitem" and len(seen) > 1):
+            return actual
+        return None
     if rule.shape == "same" and seen and known[0] is not None:
         if kind == "op" and len(seen) > 1:
             if isinstance(out, (pd.DataFrame, pd.Series)):

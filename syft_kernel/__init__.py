@@ -15,6 +15,7 @@ from .errors import (
     Unauthorized,
 )
 from .keys import KeyPair, generate_keypair, read_keypair, write_keypair
+from .launcher import NodeProcess, start_node
 from .pointer import Pointer
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "Dataset",
     "InvalidArgument",
     "KeyPair",
+    "NodeProcess",
     "NodeUnavailable",
     "NotFound",
     "OpNotAllowed",
@@ -37,5 +39,6 @@ __all__ = [
     "generate_keypair",
     "login",
     "read_keypair",
+    "start_node",
     "write_keypair",
 ]

@@ -39,7 +39,11 @@ class Client:
         self._ids = itertools.count(1)
         self._sock, monitor = self._connect()
         self.round_trips = 0
-        hello = self._hello(monitor)
+        try:
+            hello = self._hello(monitor)
+        except BaseException:
+            self._sock.close(linger=0)
+            raise
         self.node_name: str = hello["node"]
         self.user: str = hello["user"]
         self.role: str = hello["role"]
@@ -80,7 +84,6 @@ class Client:
 
                     event = recv_monitor_message(monitor)["event"]
                     if event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
-                        self._sock.close(linger=0)
                         raise AuthenticationError(
                             f"{self.connection.get('name', 'the node')} refused the key {self.key.public[:8]}…: "
                             "ask the data owner to add you (owner.users.add(name, role=…, public_key=…)) "
@@ -90,7 +93,8 @@ class Client:
                     body, _ = self._recv(msg_id, deadline)
                     return body
         finally:
-            self._sock.disable_monitor()
+            if not self._sock.closed:
+                self._sock.disable_monitor()
             monitor.close(linger=0)
 
     # ---- messaging

@@ -54,8 +54,12 @@ class OpNotAllowed(SyftError):
         return str(self.data.get("op", ""))
 
 
-class NotFound(SyftError):
-    """A dataset, asset, object or user does not exist (or is not yours to see)."""
+class NotFound(SyftError, KeyError):
+    """A dataset, asset, object or user does not exist (or is not yours to see). A ``KeyError``
+    too, so ``name in client.datasets`` and ``dict``-style code work."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class InvalidArgument(SyftError):

@@ -86,7 +86,7 @@ def check_public_key(key: str) -> str:
             raise ValueError
     except (ValueError, TypeError, AttributeError, UnicodeError):
         raise InvalidArgument(
-            "a public key is 40 characters of Z85 text (the public_key in NAME.pub)"
+            "a public key is 40 characters of Z85 text (the public_key in NAME.pub) or the path of NAME.pub"
         ) from None
     return key
 
@@ -96,7 +96,7 @@ def public_key_of(value: str | os.PathLike[str] | KeyPair) -> str:
     if isinstance(value, KeyPair):
         return value.public
     text = os.fspath(value)
-    if len(text) == 40 and not os.path.exists(text):
+    if not os.path.exists(text):
         return check_public_key(text)
     return read_keypair(text).public
 

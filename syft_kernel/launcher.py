@@ -1,0 +1,109 @@
+"""Start and stop a data node as a child process: for notebooks, tests, the demo and dashboards.
+
+``start_node(folder, name="hospital")`` makes the folder if it is new, serves it in a separate
+process (``syft-kernel node serve``) and returns when the node answers on its port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import NodeUnavailable
+from .keys import read_connection_file
+
+
+class NodeProcess:
+    """A node served by a child process. Stop it with ``stop()`` or use it as a context manager."""
+
+    def __init__(self, folder: Path, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.folder = folder
+        self.proc = proc
+        self.log_path = log_path
+
+    @property
+    def connection_file(self) -> Path:
+        return self.folder / "connection.json"
+
+    @property
+    def owner_key(self) -> Path:
+        return self.folder / "keys" / "owner.key"
+
+    @property
+    def connection(self) -> dict[str, Any]:
+        return read_connection_file(self.connection_file)
+
+    def login(self, key: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+        """Log in to this node (as the owner unless ``key`` is given)."""
+        from .client import login
+
+        return login(self.connection_file, key=key or self.owner_key, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait for a clean shutdown, SIGKILL after ``timeout``. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> NodeProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive() else f"exited {self.proc.returncode}"
+        return f"<NodeProcess {self.folder} pid {self.proc.pid} {state}>"
+
+
+def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0, host: str = "127.0.0.1",
+               ipc: bool = True, timeout: float = 30.0, log_level: str = "INFO") -> NodeProcess:
+    """Serve ``folder`` in a child process (creating the node first if the folder is new).
+
+    ``port=0`` picks a free port; the connection file is rewritten with the real address.
+    """
+    folder = Path(folder)
+    if not (folder / "node.db").exists():
+        from syft_kernel.node.nodedir import init_node
+
+        init_node(folder, name, host=host, port=port)
+    cmd = [sys.executable, "-m", "syft_kernel.cli", "--log-level", log_level, "node", "serve", str(folder),
+           "--port", str(port), "--host", host]
+    if not ipc:
+        cmd.append("--no-ipc")
+    log_path = folder / "node.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    node = NodeProcess(folder, proc, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise NodeUnavailable(f"the node exited with code {proc.returncode}:\n{node.log()[-2000:]}")
+        if b"serving on" in log_path.read_bytes()[offset:]:
+            return node
+        time.sleep(0.05)
+    node.kill()
+    raise NodeUnavailable(f"the node did not start within {timeout:.0f}s:\n{node.log()[-2000:]}")
