@@ -49,7 +49,8 @@ class NodeServer:
     """Serves one node folder on TCP (and ``ipc://`` for clients on the same host)."""
 
     def __init__(self, folder: str | Path, host: str | None = None, port: int | None = None,
-                 ipc: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE) -> None:
+                 ipc: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE,
+                 parent_pid: int | None = None) -> None:
         self.folder = Path(folder)
         config = json.loads((self.folder / "node.json").read_text())
         self.config = config
@@ -61,6 +62,7 @@ class NodeServer:
         self.keys = read_keypair(self.folder / "keys" / "node.key")
         self._stop = threading.Event()
         self.addresses: list[str] = []
+        self.parent_pid = parent_pid
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from a signal handler or another thread)."""
@@ -126,7 +128,13 @@ class NodeServer:
     def _loop(self, sock: zmq.Socket) -> None:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        last_check = time.monotonic()
         while not self._stop.is_set():
+            if self.parent_pid and time.monotonic() - last_check > 1.0:
+                last_check = time.monotonic()
+                if not _alive(self.parent_pid):
+                    log.info("the process that started this node (pid %d) has gone; stopping", self.parent_pid)
+                    break
             if not poller.poll(200):
                 continue
             while not self._stop.is_set():
@@ -173,9 +181,20 @@ class NodeServer:
             log.info("could not reply (%s); the client has gone", e.strerror)
 
 
-def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool = True) -> None:
-    """Serve a node folder until SIGTERM or Ctrl-C."""
-    server = NodeServer(folder, host=host, port=port, ipc=ipc)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool = True,
+          parent_pid: int | None = None) -> None:
+    """Serve a node folder until SIGTERM or Ctrl-C (or until ``parent_pid`` exits, if given)."""
+    server = NodeServer(folder, host=host, port=port, ipc=ipc, parent_pid=parent_pid)
 
     def on_signal(signum: int, frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)

@@ -24,7 +24,7 @@ def _node_init(args: argparse.Namespace) -> int:
 def _node_serve(args: argparse.Namespace) -> int:
     from syft_kernel.node.server import serve
 
-    serve(args.dir, host=args.host, port=args.port, ipc=not args.no_ipc)
+    serve(args.dir, host=args.host, port=args.port, ipc=not args.no_ipc, parent_pid=args.parent_pid)
     return 0
 
 
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default=None, help="override the folder's host")
     p.add_argument("--port", type=int, default=None, help="override the folder's port (0: any free port)")
     p.add_argument("--no-ipc", action="store_true", help="do not also listen on ipc:// for local clients")
+    p.add_argument("--parent-pid", type=int, default=None, help="stop when this process exits")
     p.set_defaults(fn=_node_serve)
 
     p = sub.add_parser("keygen", help="make a user keypair NAME.key / NAME.pub")

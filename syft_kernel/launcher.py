@@ -79,10 +79,12 @@ class NodeProcess:
 
 
 def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0, host: str = "127.0.0.1",
-               ipc: bool = True, timeout: float = 30.0, log_level: str = "INFO") -> NodeProcess:
+               ipc: bool = True, timeout: float = 30.0, log_level: str = "INFO",
+               stop_with_parent: bool = True) -> NodeProcess:
     """Serve ``folder`` in a child process (creating the node first if the folder is new).
 
-    ``port=0`` picks a free port; the connection file is rewritten with the real address.
+    ``port=0`` picks a free port; the connection file is rewritten with the real address. With
+    ``stop_with_parent`` (the default) the node stops when this process exits, even if killed.
     """
     folder = Path(folder)
     if not (folder / "node.db").exists():
@@ -93,6 +95,8 @@ def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0
            "--port", str(port), "--host", host]
     if not ipc:
         cmd.append("--no-ipc")
+    if stop_with_parent:
+        cmd += ["--parent-pid", str(os.getpid())]
     log_path = folder / "node.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:

@@ -29,14 +29,12 @@ class Pointer:
     """A handle to an object on a node. Build one from a dataset (``ds.datasets[...][...]``)."""
 
     def __init__(self, client: Client, obj_id: str, meta: dict[str, Any], label: str | None = None,
-                 op: dict[str, Any] | None = None, parents: tuple[Pointer, ...] = ()) -> None:
+                 recipe: Recipe | None = None) -> None:
         self._client = client
         self.id = obj_id
         self.meta = meta
         self._label = label or obj_id
-        self._op = op
-        self._parents = parents
-        self._mock: Any = None
+        self._recipe = recipe or Recipe(client, obj_id)
 
     # ---- metadata (local, no round trip)
     @property
@@ -112,18 +110,7 @@ class Pointer:
     @property
     def mock(self) -> Any:
         """This pointer's computation on mock data, run locally: free, fake, for debugging."""
-        if self._mock is None:
-            if self.id.startswith("asset:"):
-                dataset, _, asset = self.id[6:].partition("/")
-                self._mock = self._client.datasets.mock(dataset, asset)
-            elif self._op is not None:
-                from syft_kernel.node.executor import Value, run_plan
-
-                mocks = {p.id: Value(p.mock) for p in self._parents}
-                self._mock = run_plan([self._op], mocks.__getitem__)[0].value
-            else:
-                raise InvalidArgument("this pointer has no recorded computation to replay on mock data")
-        return self._mock
+        return self._recipe.mock()
 
     def _private_in_python(self, what: str) -> Any:
         if self.private and self._client.role != "owner":
@@ -158,6 +145,13 @@ class Pointer:
         return operator.index(self._private_in_python("using ptr as an index"))
 
     __hash__ = object.__hash__
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise OpNotAllowed(
+            "a pointer cannot be pickled or saved (torch.save, pickle, joblib): its value lives on "
+            f"{self._client.node_label}; save the result of ptr.get() once you may read it",
+            op="pickle",
+        )
 
     # ---- numpy and torch dispatch
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
@@ -195,6 +189,33 @@ class Pointer:
             cols = ", ".join(f"{c}: {t}" for c, t in zip(self.meta["columns"], self.meta.get("dtypes", [])))
             text += f"\n  columns: {cols}"
         return text
+
+
+class Recipe:
+    """How a pointer's value was made (an op over parent recipes, or an asset), kept so the same
+    computation can run on mock data. Holds no remote object: freeing pointers stays prompt."""
+
+    def __init__(self, client: Client, obj_id: str, op: dict[str, Any] | None = None,
+                 parents: tuple[Recipe, ...] = ()) -> None:
+        self.client = client
+        self.id = obj_id
+        self.op = op
+        self.parents = parents
+        self._mock: Any = None
+
+    def mock(self) -> Any:
+        if self._mock is None:
+            if self.id.startswith("asset:"):
+                dataset, _, asset = self.id[6:].partition("/")
+                self._mock = self.client.datasets.mock(dataset, asset)
+            elif self.op is not None:
+                from syft_kernel.node.executor import Value, run_plan
+
+                mocks = {p.id: Value(p.mock()) for p in self.parents}
+                self._mock = run_plan([self.op], mocks.__getitem__)[0].value
+            else:
+                raise InvalidArgument("this pointer has no recorded computation to replay on mock data")
+        return self._mock
 
 
 class _Method:
@@ -246,8 +267,8 @@ def remote_op(client: Client, kind: str, name: str, args: Any, kwargs: dict[str,
     }
     body, _ = client.call("run", {"ops": [op], "keep": [0]}, enc.buffers)
     result = body["results"][0]
-    label = f"{name}(…)"
-    return Pointer(client, result["id"], result["meta"], label, op if not enc.buffers else None, tuple(parents))
+    recipe = Recipe(client, result["id"], op if not enc.buffers else None, tuple(p._recipe for p in parents))
+    return Pointer(client, result["id"], result["meta"], f"{name}(…)", recipe)
 
 
 def _pointer_hook(client: Client, parents: list[Pointer]) -> Any:

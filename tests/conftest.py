@@ -54,3 +54,42 @@ def scientist(syft_node: NodeProcess, make_user, published: Client) -> Iterator[
     key = make_user("alice")
     with login(syft_node.connection_file, key=key) as client:
         yield client
+
+
+class RawSocket:
+    """A DEALER with a registered user's CURVE keys, for sending hand-made (bad) messages."""
+
+    def __init__(self, connection: dict, key) -> None:  # type: ignore[no-untyped-def, type-arg]
+        import zmq
+
+        from syft_kernel.keys import read_keypair
+
+        pair = read_keypair(key)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.curve_serverkey = connection["node_public_key"].encode()
+        self.sock.curve_publickey = pair.public.encode()
+        self.sock.curve_secretkey = pair.secret.encode()
+        self.sock.linger = 0
+        self.sock.connect(next(a for a in connection["addresses"] if a.startswith("tcp://")))
+
+    def ask(self, frames: list, timeout: float = 20.0):  # type: ignore[no-untyped-def, type-arg]
+        """Send frames; return the reply's (header, body, buffers)."""
+        import msgpack
+
+        self.sock.send_multipart(frames)
+        assert self.sock.poll(timeout * 1000), "the node did not reply"
+        reply = self.sock.recv_multipart()
+        return msgpack.unpackb(reply[0]), msgpack.unpackb(reply[1]), reply[2:]
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+@pytest.fixture
+def raw(syft_node: NodeProcess) -> Iterator[RawSocket]:
+    """A raw socket logged in as the owner (a valid key: the node must read what it sends)."""
+    sock = RawSocket(syft_node.connection, syft_node.owner_key)
+    yield sock
+    sock.close()
