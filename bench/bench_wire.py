@@ -401,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=None,
                         help="round trips per path and transport (default 2000, quick 300)")
     args = parser.parse_args(argv)
-    cfg = (Config(300, 50, 100, [1, 64], 3, 3, True) if args.quick
-           else Config(2000, 200, 250, [1, 64, 256], 7, 5, False))
+    cfg = (Config(300, 50, 10, [1, 64], 3, 3, True) if args.quick
+           else Config(2000, 200, 10, [1, 64, 256], 7, 5, False))
     if args.iterations:
         cfg.iterations = args.iterations
     print_machine()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .errors import InvalidArgument, OpNotAllowed, ProtocolError
+from .errors import InvalidArgument, OpNotAllowed, ProtocolError, SyftError
 
 PROTOCOL_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -209,7 +209,7 @@ class Decoder:
         tag = node.get(TAG)
         try:
             return self._tagged(tag, node, depth)
-        except (ProtocolError, InvalidArgument):
+        except SyftError:
             raise
         except (KeyError, TypeError, ValueError, IndexError, pa.ArrowException) as e:
             raise ProtocolError(f"malformed {tag!r} value: {type(e).__name__}: {e}") from None
