@@ -122,6 +122,7 @@ class NodeServer:
             "node_public_key": self.keys.public,
             "protocol_version": codec.PROTOCOL_VERSION,
             "hostname": os.uname().nodename,
+            "pid": os.getpid(),
         }
         write_connection_file(self.folder / "connection.json", info)
 
@@ -176,7 +177,7 @@ class NodeServer:
             out = codec.pack_message({**reply_header, "status": "error"},
                                      SyftError(f"the result could not be sent: {e}").to_wire())
         try:
-            sock.send_multipart([identity, *out], copy=False)
+            sock.send_multipart([identity, *out], copy=codec.copy_cheaper(out))
         except zmq.ZMQError as e:  # the client went away; nothing to do
             log.info("could not reply (%s); the client has gone", e.strerror)
 

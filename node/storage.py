@@ -74,7 +74,8 @@ def read_asset(folder: Path, kind: str, name: str, series: bool = False) -> Any:
         df = pq.read_table(path).to_pandas()
         return df.iloc[:, 0] if series else df
     if kind == "array":
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        # still backed by the file, but a plain ndarray: memmap's Python hooks slow every op
+        return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
     if kind == "tensor":
         from safetensors.torch import load_file
 

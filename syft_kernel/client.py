@@ -37,6 +37,7 @@ class Client:
         self._ctx = zmq.Context.instance()
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
+        self._freed: list[str] = []
         self._sock, monitor = self._connect()
         self.round_trips = 0
         try:
@@ -103,7 +104,8 @@ class Client:
         header: dict[str, Any] = {"id": msg_id, "type": msg_type}
         if noreply:
             header["noreply"] = True
-        self._sock.send_multipart(codec.pack_message(header, body, buffers), copy=False)
+        frames = codec.pack_message(header, body, buffers)
+        self._sock.send_multipart(frames, copy=codec.copy_cheaper(frames))
         return msg_id
 
     def _recv(self, msg_id: int, deadline: float) -> tuple[Any, list[Any]]:
@@ -128,15 +130,31 @@ class Client:
              timeout: float | None = None) -> tuple[Any, list[Any]]:
         """One request and its reply (thread-safe). Raises the node's error as a ``SyftError``."""
         with self._lock:
+            if self._freed:
+                self._flush_freed()
             msg_id = self._send(msg_type, {} if body is None else body, buffers)
             self.round_trips += 1
             return self._recv(msg_id, time.monotonic() + (timeout or self.timeout))
 
-    def notify(self, msg_type: str, body: Any) -> None:
-        """Send without waiting for a reply (freeing objects from ``__del__``)."""
-        with self._lock:
-            if not self._sock.closed:
-                self._send(msg_type, body, noreply=True)
+    def free(self, obj_id: str) -> None:
+        """Note that a pointer was dropped; freed ids go to the node in one message with the
+        next call (or once 256 have gathered), never blocking."""
+        self._freed.append(obj_id)
+        if len(self._freed) >= 256 and self._lock.acquire(blocking=False):
+            try:
+                self._flush_freed()
+            finally:
+                self._lock.release()
+
+    def _flush_freed(self) -> None:
+        ids, self._freed = self._freed, []
+        if self._sock.closed:
+            return
+        header = {"id": next(self._ids), "type": "del", "noreply": True}
+        try:
+            self._sock.send_multipart(codec.pack_message(header, {"ids": ids}), zmq.NOBLOCK)
+        except zmq.ZMQError:  # the node is gone or not keeping up: it frees them at restart anyway
+            pass
 
     @property
     def node_label(self) -> str:
@@ -154,6 +172,8 @@ class Client:
 
     def close(self) -> None:
         with self._lock:
+            if self._freed:
+                self._flush_freed()
             if not self._sock.closed:
                 self._sock.close(linger=0)
 

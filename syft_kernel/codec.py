@@ -411,6 +411,14 @@ def pack_message(header: dict[str, Any], body: Any, buffers: Sequence[Buffer] = 
     return [msgpack.packb(header, use_bin_type=True), msgpack.packb(body, use_bin_type=True), *buffers]
 
 
+SMALL_MESSAGE = 64 * 1024
+
+
+def copy_cheaper(frames: Sequence[Buffer]) -> bool:
+    """Small messages are cheaper to copy than to track zero-copy (pyzmq's own advice)."""
+    return sum(memoryview(f).nbytes for f in frames) < SMALL_MESSAGE
+
+
 def unpack_header(frame: Buffer, require_id: bool = True) -> dict[str, Any]:
     """Read and check a header frame; raise ``ProtocolError`` with what is wrong."""
     raw = memoryview(frame)

@@ -98,7 +98,6 @@ def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0
     if stop_with_parent:
         cmd += ["--parent-pid", str(os.getpid())]
     log_path = folder / "node.log"
-    offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     node = NodeProcess(folder, proc, log_path)
@@ -106,8 +105,16 @@ def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise NodeUnavailable(f"the node exited with code {proc.returncode}:\n{node.log()[-2000:]}")
-        if b"serving on" in log_path.read_bytes()[offset:]:
+        if _serving(folder / "connection.json", proc.pid):
             return node
         time.sleep(0.05)
     node.kill()
     raise NodeUnavailable(f"the node did not start within {timeout:.0f}s:\n{node.log()[-2000:]}")
+
+
+def _serving(connection_file: Path, pid: int) -> bool:
+    """The server rewrites the connection file, with its pid, once its sockets are bound."""
+    try:
+        return read_connection_file(connection_file).get("pid") == pid
+    except Exception:  # not written yet, or mid-rename
+        return False

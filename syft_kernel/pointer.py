@@ -172,7 +172,7 @@ class Pointer:
     def __del__(self) -> None:
         try:
             if not self.id.startswith("asset:"):
-                self._client.notify("del", {"ids": [self.id]})
+                self._client.free(self.id)
         except Exception:  # interpreter shutdown or a closed client: nothing left to free
             pass
 
