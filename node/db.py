@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     public_key TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL CHECK (role IN ('owner', 'data_scientist')),
+    signing_key TEXT,
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS datasets (
@@ -27,6 +28,8 @@ CREATE TABLE IF NOT EXISTS datasets (
     description TEXT NOT NULL DEFAULT '',
     tags TEXT NOT NULL DEFAULT '[]',
     subject_column TEXT,
+    owners TEXT NOT NULL DEFAULT '[]',
+    policy TEXT NOT NULL DEFAULT '{"kind": "single"}',
     created_by TEXT NOT NULL,
     created_at REAL NOT NULL
 );
@@ -38,6 +41,53 @@ CREATE TABLE IF NOT EXISTS assets (
     mock_path TEXT NOT NULL,
     meta TEXT NOT NULL,
     PRIMARY KEY (dataset, name)
+);
+CREATE TABLE IF NOT EXISTS objects (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    lineage TEXT NOT NULL,
+    public_shape TEXT,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS readers (
+    object_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    PRIMARY KEY (object_id, user)
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    requester TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('object', 'code')),
+    target TEXT NOT NULL,
+    datasets TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied')),
+    comment TEXT NOT NULL DEFAULT '',
+    plan TEXT NOT NULL DEFAULT '[]',
+    source TEXT,
+    fn_name TEXT,
+    inputs TEXT NOT NULL DEFAULT '{}',
+    content_hash TEXT NOT NULL,
+    size INTEGER,
+    limits TEXT NOT NULL DEFAULT '{}',
+    run_status TEXT,
+    run_error TEXT,
+    result_id TEXT,
+    created_at REAL NOT NULL,
+    decided_at REAL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    request_id TEXT NOT NULL REFERENCES requests(id),
+    owner TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
+    comment TEXT NOT NULL DEFAULT '',
+    nonce TEXT NOT NULL UNIQUE,
+    signature TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (request_id, owner)
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -99,26 +149,28 @@ class Database:
             c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # ---- users
-    def add_user(self, name: str, public_key: str, role: str) -> None:
+    def add_user(self, name: str, public_key: str, role: str, signing_key: str | None = None) -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO users(name, public_key, role, created_at) VALUES (?, ?, ?, ?)",
-                      (name, public_key, role, time.time()))
+            c.execute("INSERT INTO users(name, public_key, role, signing_key, created_at) VALUES (?, ?, ?, ?, ?)",
+                      (name, public_key, role, signing_key, time.time()))
 
     def remove_user(self, name: str) -> bool:
         with self.tx() as c:
             return c.execute("DELETE FROM users WHERE name=?", (name,)).rowcount > 0
 
     def users(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT name, public_key, role, created_at FROM users ORDER BY name")
+        rows = self.conn.execute("SELECT name, public_key, role, signing_key, created_at FROM users ORDER BY name")
         return [dict(r) for r in rows]
 
     # ---- datasets
     def add_dataset(self, name: str, description: str, tags: list[str], subject_column: str | None,
-                    created_by: str, assets: list[dict[str, Any]]) -> None:
+                    created_by: str, assets: list[dict[str, Any]], owners: list[str] | None = None,
+                    policy: dict[str, Any] | None = None) -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO datasets(name, description, tags, subject_column, created_by, created_at)"
-                      " VALUES (?, ?, ?, ?, ?, ?)",
-                      (name, description, json.dumps(tags), subject_column, created_by, time.time()))
+            c.execute("INSERT INTO datasets(name, description, tags, subject_column, owners, policy, created_by,"
+                      " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (name, description, json.dumps(tags), subject_column, json.dumps(owners or [created_by]),
+                       json.dumps(policy or {"kind": "single"}), created_by, time.time()))
             for a in assets:
                 c.execute("INSERT INTO assets(dataset, name, kind, path, mock_path, meta) VALUES (?, ?, ?, ?, ?, ?)",
                           (name, a["name"], a["kind"], a["path"], a["mock_path"], json.dumps(a["meta"])))
@@ -135,6 +187,8 @@ class Database:
             return None
         d = dict(row)
         d["tags"] = json.loads(d["tags"])
+        d["owners"] = json.loads(d["owners"])
+        d["policy"] = json.loads(d["policy"])
         d["assets"] = [
             {"name": a["name"], "kind": a["kind"], **json.loads(a["meta"])}
             for a in self.conn.execute("SELECT * FROM assets WHERE dataset=? ORDER BY rowid", (name,))
@@ -162,6 +216,58 @@ class Database:
             c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
                       (time.time(), user, action, target, json.dumps(detail, default=str)))
 
-    def audit_log(self, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+    def audit_log(self, limit: int = 1000, user: str | None = None, action: str | None = None,
+                  target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+        where, args = ["1=1"], []
+        for column, value in (("user", user), ("action", action), ("target", target)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        rows = self.conn.execute(f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+                                 (*args, limit))
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+    # ---- persisted objects and who may read them
+    def add_object(self, obj_id: str, owner: str, lineage: list[str], public_shape: Any, path: str, size: int) -> None:
+        with self.tx() as c:
+            c.execute("INSERT OR IGNORE INTO objects(id, owner, lineage, public_shape, path, size, created_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (obj_id, owner, json.dumps(lineage), json.dumps(public_shape), path, size, time.time()))
+
+    def object(self, obj_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM objects WHERE id=?", (obj_id,)).fetchone()
+        return dict(row) if row else None
+
+    def object_paths(self) -> set[str]:
+        return {r["path"] for r in self.conn.execute("SELECT path FROM objects")}
+
+    def readers(self, obj_id: str) -> set[str]:
+        return {r["user"] for r in self.conn.execute("SELECT user FROM readers WHERE object_id=?", (obj_id,))}
+
+    # ---- requests
+    def request(self, request_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM requests WHERE id=?", (request_id,)).fetchone()
+        return self._request_row(row) if row else None
+
+    def requests(self, status: str | None = None, requester: str | None = None, kind: str | None = None,
+                 limit: int = 1000) -> list[dict[str, Any]]:
+        where, args = ["1=1"], []
+        for column, value in (("status", status), ("requester", requester), ("kind", kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        rows = self.conn.execute(
+            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?", (*args, limit))
+        return [self._request_row(r) for r in rows]
+
+    def _request_row(self, row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        for key in ("datasets", "plan", "inputs", "limits"):
+            d[key] = json.loads(d[key])
+        d["approvals"] = [dict(a) for a in self.conn.execute(
+            "SELECT owner, decision, comment, at, signature FROM approvals WHERE request_id=? ORDER BY at",
+            (d["id"],))]
+        return d

@@ -34,7 +34,7 @@ def init_node(folder: str | Path, name: str, host: str = "127.0.0.1", port: int 
     db = Database(folder / "node.db")
     db.set_meta("name", name)
     db.set_meta("created_at", str(time.time()))
-    db.add_user(owner, owner_pair.public, "owner")
+    db.add_user(owner, owner_pair.public, "owner", owner_pair.sign_public)
     db.audit(owner, "node.init", name)
     db.close()
     conn = folder / "connection.json"

@@ -24,6 +24,7 @@ from syft_kernel import codec
 from syft_kernel.errors import ProtocolError, SyftError, Unauthorized
 from syft_kernel.keys import read_keypair, write_connection_file
 
+from . import requests as _requests  # noqa: F401  (registers the request handlers)
 from .service import DataNode
 
 log = logging.getLogger("syft_kernel.node")
@@ -63,6 +64,7 @@ class NodeServer:
         self._stop = threading.Event()
         self.addresses: list[str] = []
         self.parent_pid = parent_pid
+        self.identities: dict[str, dict[bytes, float]] = {}  # user → connected DEALER identities
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from a signal handler or another thread)."""
@@ -137,6 +139,7 @@ class NodeServer:
                     log.info("the process that started this node (pid %d) has gone; stopping", self.parent_pid)
                     break
             if not poller.poll(200):
+                self._push_events(sock)
                 continue
             while not self._stop.is_set():
                 try:
@@ -144,6 +147,26 @@ class NodeServer:
                 except zmq.Again:
                     break
                 self._serve_one(sock, frames)
+                self._push_events(sock)
+
+    def _push_events(self, sock: zmq.Socket) -> None:
+        """Send queued events to every connection of their user (owners for ``None``)."""
+        while True:
+            try:
+                user, event = self.node.events.get_nowait()
+            except Exception:
+                return
+            if user is None:
+                names = [u["name"] for u in self.node.db.users() if u["role"] == "owner"]
+            else:
+                names = [user]
+            frames = codec.pack_message({"id": None, "type": "event"}, event)
+            for name in names:
+                for identity in list(self.identities.get(name, {})):
+                    try:
+                        sock.send_multipart([identity, *frames], zmq.NOBLOCK)
+                    except zmq.ZMQError:  # that connection has gone
+                        self.identities[name].pop(identity, None)
 
     def _serve_one(self, sock: zmq.Socket, frames: list[zmq.Frame]) -> None:
         started = time.perf_counter()
@@ -156,6 +179,10 @@ class NodeServer:
             user = self.node.user_for_key(frames[1].get("User-Id"))
             if user is None:
                 raise Unauthorized("your key is no longer registered on this node")
+            seen = self.identities.setdefault(user.name, {})
+            if identity.bytes not in seen and len(seen) > 64:
+                seen.pop(min(seen, key=seen.__getitem__))
+            seen[identity.bytes] = time.monotonic()
             body = codec.unpack_body(frames[2])
             reply_body, reply_bufs = self.node.handle(user, header["type"], body, frames[3:])
             status = "ok"

@@ -7,7 +7,9 @@ anything else to the server loop: a bug in one handler is a ``SyftError`` for th
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import re
 import threading
 import time
@@ -32,7 +34,7 @@ from syft_kernel.mock import make_mock
 from . import storage
 from .db import Database
 from .executor import Value, describe, run_plan, type_key
-from .store import ObjectStore
+from .store import ObjectStore, StoredObject
 
 log = logging.getLogger("syft_kernel.node")
 
@@ -96,7 +98,12 @@ class DataNode:
         removed = storage.remove_unreferenced(self.assets_dir, self.db.asset_paths())
         if removed:
             log.info("removed %d leftover asset file(s) from an interrupted upload", removed)
-        self.store = ObjectStore(self._load_asset)
+        self.objects_dir = self.folder / "objects"
+        self.objects_dir.mkdir(exist_ok=True)
+        self.store = ObjectStore(self._load_asset, self._load_persisted)
+        self.events: queue.SimpleQueue[tuple[str | None, dict[str, Any]]] = queue.SimpleQueue()
+        self._jobs: Any = None
+        self._recover_runs()
         self._users_lock = threading.Lock()
         self._users: dict[str, User] = {}
         self.reload_users()
@@ -144,14 +151,53 @@ class DataNode:
             raise NotFound(f"dataset {dataset!r} has no asset {asset!r}")
         return storage.read_asset(self.assets_dir, row["kind"], row["mock_path"], series=row["meta"].get("series", False))
 
+    def _load_persisted(self, obj_id: str) -> StoredObject | None:
+        row = self.db.object(obj_id)
+        if row is None:
+            return None
+        from .objfile import read_value
+
+        value = read_value(self.objects_dir / row["path"])
+        shape = json.loads(row["public_shape"]) if row["public_shape"] else None
+        return StoredObject(obj_id, Value(value, frozenset(json.loads(row["lineage"])),
+                                          tuple(shape) if shape is not None else None), row["owner"])
+
+    def _recover_runs(self) -> None:
+        """Code runs the node was doing when it died end as failures, never silently lost."""
+        with self.db.tx() as c:
+            n = c.execute("UPDATE requests SET run_status='failed', run_error=? WHERE run_status IN ('queued', 'running')",
+                          ("the node stopped during the run; ask the owner to approve a new submission",)).rowcount
+        if n:
+            log.warning("marked %d interrupted code run(s) as failed", n)
+
+    # ---- events pushed to connected clients (the server loop sends them)
+    def notify(self, user: str, event: dict[str, Any]) -> None:
+        self.events.put((user, event))
+
+    def notify_owners(self, event: dict[str, Any]) -> None:
+        self.events.put((None, event))
+
+    # ---- code runs
+    def start_job(self, request_id: str) -> None:
+        from . import requests as req_mod
+        from .jobs import JobRunner
+
+        if self._jobs is None:
+            self._jobs = JobRunner(self.folder / "jobs", lambda rid, outcome: req_mod.job_finished(self, rid, outcome))
+        row = self.db.request(request_id)
+        assert row is not None
+        inputs = {name: self.store.get(oid, row["requester"], is_owner=True) for name, oid in row["inputs"].items()}
+        with self.db.tx() as c:
+            c.execute("UPDATE requests SET run_status='running' WHERE id=?", (request_id,))
+        self._jobs.start(request_id, row["source"], row["fn_name"], inputs, row["limits"])
+
     def resolver(self, user: User) -> Callable[[str], Value]:
         return lambda obj_id: self.store.get(obj_id, user.name, user.is_owner)
 
     def may_read(self, user: User, obj_id: str, value: Value) -> bool:
         if user.is_owner or not value.private:
             return True
-        entry = self.store.entry(obj_id)
-        return entry is not None and user.name in entry.readers
+        return user.name in self.db.readers(obj_id)
 
 
 # ---------------------------------------------------------------- handlers
@@ -184,7 +230,12 @@ def _users_add(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) ->
         raise InvalidArgument(f"user {name!r} exists already: remove them first to change their key or role")
     if any(u["public_key"] == key for u in existing.values()):
         raise InvalidArgument("that public key belongs to another user: every user has their own keypair")
-    node.db.add_user(name, key, b["role"])
+    signing = b.get("signing_key")
+    if signing is not None and (not isinstance(signing, str) or len(signing) != 64):
+        raise InvalidArgument("a signing key is 64 hex characters (the signing_key in NAME.pub)")
+    if b["role"] == "owner" and not signing:
+        raise InvalidArgument("an owner needs a signing key to approve requests: pass their NAME.pub file")
+    node.db.add_user(name, key, b["role"], signing)
     node.reload_users()
     node.db.audit(user.name, "users.add", name, role=b["role"])
     log.info("%s added user %s (%s)", user.name, name, b["role"])
@@ -224,6 +275,14 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
     if not isinstance(b["assets"], list) or not b["assets"]:
         raise InvalidArgument("a dataset has at least one asset")
     subject_column = b.get("subject_column")
+    owners = b.get("owners") or [user.name]
+    known_owners = {u["name"] for u in node.db.users() if u["role"] == "owner"}
+    if not isinstance(owners, list) or not all(isinstance(o, str) and o in known_owners for o in owners):
+        raise InvalidArgument(f"owners are users with the owner role on this node: {', '.join(sorted(known_owners))}")
+    owners = sorted(set(owners))
+    from .governance import check_policy
+
+    policy = check_policy(b.get("policy") or {"kind": "single"}, owners)
     dec = codec.Decoder(buffers)
     written: list[str] = []
     rows: list[dict[str, Any]] = []
@@ -249,7 +308,7 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
             meta.pop("private", None)
             meta["series"] = type_key(value) == "Series"
             rows.append({"name": aname, "kind": kind, "path": path, "mock_path": mock_path, "meta": meta})
-        node.db.add_dataset(name, description, tags, subject_column, user.name, rows)
+        node.db.add_dataset(name, description, tags, subject_column, user.name, rows, owners, policy)
     except BaseException:
         for p in written:
             (node.assets_dir / p).unlink(missing_ok=True)
@@ -342,7 +401,7 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     for i in keep:
         if not 0 <= i < len(results):
             raise ProtocolError(f"keep refers to op {i}, but the plan has {len(results)}")
-        obj = node.store.put(results[i], user.name)
+        obj = node.store.put(results[i], user.name, provenance={"ops": ops, "index": i})
         out.append({"id": obj.id, "meta": describe(results[i], reveal=user.is_owner)})
     log.debug("%s ran a plan of %d op(s)", user.name, len(ops))
     return {"results": out}, []
@@ -367,9 +426,18 @@ def _get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     tree, bufs = codec.encode_value(value.value)
     if value.private:
         size = sum(memoryview(x).nbytes for x in bufs)
-        node.db.audit(user.name, "get", obj_id, lineage=sorted(value.lineage), bytes=size)
+        action = "get" if user.is_owner else "release"
+        node.db.audit(user.name, action, obj_id, lineage=sorted(value.lineage), bytes=size)
         log.info("%s got private object %s (%d bytes)", user.name, obj_id, size)
     return {"value": tree}, bufs
+
+
+@handler("objects.describe")
+def _describe(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "id")
+    obj_id = str(b["id"])
+    value = node.store.get(obj_id, user.name, user.is_owner)
+    return {"id": obj_id, "meta": describe(value, reveal=node.may_read(user, obj_id, value))}, []
 
 
 @handler("del")
@@ -387,7 +455,9 @@ def _audit_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -
     limit = b.get("limit", 1000)
     if not isinstance(limit, int) or not 0 < limit <= 100_000:
         raise InvalidArgument("limit is an integer between 1 and 100000")
-    return {"entries": node.db.audit_log(limit)}, []
+    filters = {k: b.get(k) for k in ("user", "action", "target") if isinstance(b.get(k), str)}
+    since = b.get("since") if isinstance(b.get("since"), (int, float)) else None
+    return {"entries": node.db.audit_log(limit, since=since, **filters)}, []
 
 
 __all__ = ["DataNode", "User", "HANDLERS", "SyftError", "check_name"]

@@ -7,16 +7,19 @@ results of operations get random ids and belong to the user whose plan made them
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from syft_kernel.errors import NotFound, SyftError
 
 from .executor import Value
 
 MAX_OBJECTS_PER_USER = 100_000
+MAX_PROVENANCE = 500_000
 
 
 @dataclass
@@ -25,28 +28,36 @@ class StoredObject:
     value: Value
     owner: str
     created_at: float = field(default_factory=time.time)
-    readers: set[str] = field(default_factory=set)
+    provenance: dict[str, Any] | None = None  # {"ops": plan, "index": i}: how it was made
 
 
 class ObjectStore:
     """Thread-safe map of stored objects plus a cache of loaded assets."""
 
-    def __init__(self, load_asset: Callable[[str, str], Value]) -> None:
+    def __init__(self, load_asset: Callable[[str, str], Value],
+                 load_persisted: Callable[[str], StoredObject | None] = lambda obj_id: None) -> None:
         self._objects: dict[str, StoredObject] = {}
         self._assets: dict[str, Value] = {}
         self._load_asset = load_asset
+        self._load_persisted = load_persisted
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        # how each object was made, kept after the object is freed so a request can show its plan
+        self._provenance: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
-    def put(self, value: Value, owner: str) -> StoredObject:
+    def put(self, value: Value, owner: str, provenance: dict[str, Any] | None = None) -> StoredObject:
         with self._lock:
             if self._counts.get(owner, 0) >= MAX_OBJECTS_PER_USER:
                 raise SyftError(
                     f"you hold {MAX_OBJECTS_PER_USER} objects on this node: delete pointers you no "
                     "longer need (del ptr) before making more"
                 )
-            obj = StoredObject("o" + secrets.token_hex(12), value, owner)
+            obj = StoredObject("o" + secrets.token_hex(12), value, owner, provenance=provenance)
             self._objects[obj.id] = obj
+            if provenance is not None:
+                self._provenance[obj.id] = provenance
+                if len(self._provenance) > MAX_PROVENANCE:
+                    self._provenance.popitem(last=False)
             self._counts[owner] = self._counts.get(owner, 0) + 1
         return obj
 
@@ -62,13 +73,29 @@ class ObjectStore:
                 with self._lock:
                     self._assets[key] = cached
             return cached
-        obj = self._objects.get(obj_id)
+        obj = self.entry(obj_id)
         if obj is None or (obj.owner != user and not is_owner):
             raise NotFound(f"no object {obj_id!r} here: it was deleted, or the node restarted, or it is not yours")
         return obj.value
 
     def entry(self, obj_id: str) -> StoredObject | None:
-        return self._objects.get(obj_id)
+        """The stored object, loading it from disk if it was persisted before a restart."""
+        obj = self._objects.get(obj_id)
+        if obj is None and obj_id.startswith("o"):
+            obj = self._load_persisted(obj_id)
+            if obj is not None:
+                with self._lock:
+                    obj = self._objects.setdefault(obj_id, obj)
+        return obj
+
+    def provenance(self, obj_id: str) -> dict[str, Any] | None:
+        return self._provenance.get(obj_id)
+
+    def adopt(self, obj: StoredObject) -> None:
+        """Add an object made elsewhere (a code run's output) under its own id."""
+        with self._lock:
+            self._objects[obj.id] = obj
+            self._counts[obj.owner] = self._counts.get(obj.owner, 0) + 1
 
     def delete(self, obj_ids: list[str], user: str, is_owner: bool) -> int:
         removed = 0
@@ -77,7 +104,7 @@ class ObjectStore:
                 obj = self._objects.get(i)
                 if obj is not None and (obj.owner == user or is_owner):
                     del self._objects[i]
-                    self._counts[obj.owner] -= 1
+                    self._counts[obj.owner] = self._counts.get(obj.owner, 1) - 1
                     removed += 1
         return removed
 

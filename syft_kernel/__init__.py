@@ -1,6 +1,7 @@
 """syft-kernel: Jupyter-native remote data science on private data."""
 
 from .client import Client, login
+from .code import Job
 from .datasets import Dataset
 from .errors import (
     AuthenticationError,
@@ -14,17 +15,21 @@ from .errors import (
     SyftError,
     Unauthorized,
 )
+from .governance import Consensus, Single, Threshold
 from .keys import KeyPair, generate_keypair, read_keypair, write_keypair
 from .launcher import NodeProcess, start_node
 from .pointer import Pointer
+from .requests import Request
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
     "Client",
+    "Consensus",
     "Dataset",
     "InvalidArgument",
+    "Job",
     "KeyPair",
     "NodeProcess",
     "NodeUnavailable",
@@ -34,7 +39,10 @@ __all__ = [
     "Pointer",
     "ProtocolError",
     "RemoteError",
+    "Request",
+    "Single",
     "SyftError",
+    "Threshold",
     "Unauthorized",
     "generate_keypair",
     "login",

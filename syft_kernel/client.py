@@ -7,10 +7,12 @@ socket's handshake events instead of a silent timeout.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ class Client:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._freed: list[str] = []
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
         self._sock, monitor = self._connect()
         self.round_trips = 0
         try:
@@ -48,11 +51,15 @@ class Client:
         self.node_name: str = hello["node"]
         self.user: str = hello["user"]
         self.role: str = hello["role"]
+        from .code import CodeAPI
         from .datasets import DatasetsAPI
+        from .requests import RequestsAPI
         from .users import UsersAPI
 
         self.datasets = DatasetsAPI(self)
         self.users = UsersAPI(self)
+        self.requests = RequestsAPI(self)
+        self.code = CodeAPI(self)
 
     def _connect(self) -> tuple[zmq.Socket, zmq.Socket]:
         sock = self._ctx.socket(zmq.DEALER)
@@ -119,6 +126,11 @@ class Client:
             if len(frames) < 2:
                 raise ProtocolError("the node sent a malformed reply")
             header = codec.unpack_header(frames[0], require_id=False)
+            if header.get("type") == "event":
+                event = codec.unpack_body(frames[1])
+                if isinstance(event, dict):
+                    self._events.append(event)
+                continue
             if header.get("id") != msg_id:
                 continue  # a late reply to a call that timed out earlier
             body = codec.unpack_body(frames[1], limit=2**31)
@@ -156,6 +168,27 @@ class Client:
         except zmq.ZMQError:  # the node is gone or not keeping up: it frees them at restart anyway
             pass
 
+    def wait_event(self, match: Callable[[dict[str, Any]], bool], timeout: float | None) -> dict[str, Any] | None:
+        """Block until the node pushes an event that ``match``es (or ``timeout`` passes: None)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for event in list(self._events):
+                    if match(event):
+                        self._events.remove(event)
+                        return event
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                if not self._sock.poll(1000 if left is None else min(left, 1.0) * 1000):
+                    continue
+                frames = self._sock.recv_multipart(copy=False)
+                header = codec.unpack_header(frames[0], require_id=False)
+                if header.get("type") == "event":
+                    event = codec.unpack_body(frames[1])
+                    if isinstance(event, dict):
+                        self._events.append(event)
+
     @property
     def node_label(self) -> str:
         return getattr(self, "node_name", None) or str(self.connection.get("name", "the node"))
@@ -168,7 +201,15 @@ class Client:
     @property
     def audit(self) -> list[dict[str, Any]]:
         """The node's audit log, newest first (owners only)."""
-        return self.call("audit.list", {})[0]["entries"]
+        return self.audit_log()
+
+    def audit_log(self, user: str | None = None, action: str | None = None, target: str | None = None,
+                  since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """The audit log filtered by user, action (get, release, approve, deny, code.run, …),
+        target and time (owners only)."""
+        body = {k: v for k, v in {"user": user, "action": action, "target": target, "since": since}.items()
+                if v is not None}
+        return self.call("audit.list", {**body, "limit": limit})[0]["entries"]
 
     def close(self) -> None:
         with self._lock:

@@ -24,6 +24,8 @@ class Dataset:
         self.tags: list[str] = list(info.get("tags", []))
         self.subject_column: str | None = info.get("subject_column")
         self.assets: dict[str, dict[str, Any]] = {a["name"]: a for a in info.get("assets", [])}
+        self.owners: list[str] = list(info.get("owners", []))
+        self.policy: dict[str, Any] = dict(info.get("policy", {"kind": "single"}))
 
     def __getitem__(self, asset: str) -> Pointer:
         from .pointer import Pointer
@@ -86,9 +88,12 @@ class DatasetsAPI(Mapping[str, Dataset]):
 
     def upload(self, name: str, assets: dict[str, Any], mock: dict[str, Any] | None = None,
                description: str = "", tags: list[str] | None = None,
-               subject_column: str | None = None) -> Dataset:
+               subject_column: str | None = None, owners: list[str] | None = None,
+               policy: Any = None) -> Dataset:
         """Publish a dataset (owners). Assets stay private on the node; each gets a mock, the one
-        given in ``mock`` or one generated from its schema with synthetic values."""
+        given in ``mock`` or one generated from its schema with synthetic values. ``owners``
+        (default: you) decide requests under ``policy`` (default one owner; ``sk.Consensus()``,
+        ``sk.Threshold(k)``)."""
         enc = codec.Encoder()
         mock = mock or {}
         unknown = set(mock) - set(assets)
@@ -101,7 +106,8 @@ class DatasetsAPI(Mapping[str, Dataset]):
             for k, v in assets.items()
         ]
         body = {"name": name, "assets": items, "description": description, "tags": list(tags or []),
-                "subject_column": subject_column}
+                "subject_column": subject_column, "owners": owners,
+                "policy": policy.to_wire() if policy is not None else None}
         info, _ = self._client.call("datasets.upload", body, enc.buffers)
         return Dataset(self._client, info)
 

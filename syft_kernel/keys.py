@@ -22,11 +22,34 @@ from .errors import AuthenticationError, InvalidArgument
 
 @dataclass(frozen=True)
 class KeyPair:
-    """A named CURVE keypair (Z85 text)."""
+    """A named CURVE keypair (Z85 text) for transport, plus an Ed25519 keypair (hex) with which
+    an owner signs approvals."""
 
     name: str
     public: str
     secret: str | None = None
+    sign_public: str | None = None
+    sign_secret: str | None = None
+
+    def sign(self, message: bytes) -> str:
+        """An Ed25519 signature (hex) of ``message`` with this key's signing half."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        if not self.sign_secret:
+            raise AuthenticationError(f"the key {self.name!r} has no signing key: make a new one with `syft-kernel keygen`")
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(self.sign_secret)).sign(message).hex()
+
+
+def verify_signature(sign_public: str, message: bytes, signature: str) -> bool:
+    """True if ``signature`` (hex) is a valid Ed25519 signature of ``message`` by ``sign_public``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(sign_public)).verify(bytes.fromhex(signature), message)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
@@ -47,9 +70,16 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
 
 
 def generate_keypair(name: str) -> KeyPair:
-    """A fresh CURVE keypair."""
+    """A fresh CURVE keypair and Ed25519 signing keypair."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     public, secret = zmq.curve_keypair()
-    return KeyPair(name, public.decode("ascii"), secret.decode("ascii"))
+    signing = Ed25519PrivateKey.generate()
+    raw = serialization.Encoding.Raw
+    sign_secret = signing.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    sign_public = signing.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+    return KeyPair(name, public.decode("ascii"), secret.decode("ascii"), sign_public.hex(), sign_secret.hex())
 
 
 def write_keypair(pair: KeyPair, folder: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -57,9 +87,10 @@ def write_keypair(pair: KeyPair, folder: str | os.PathLike[str]) -> tuple[Path, 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     key_path, pub_path = folder / f"{pair.name}.key", folder / f"{pair.name}.pub"
-    secret = {"name": pair.name, "public_key": pair.public, "secret_key": pair.secret}
+    secret = {"name": pair.name, "public_key": pair.public, "secret_key": pair.secret,
+              "signing_key": pair.sign_public, "signing_secret": pair.sign_secret}
     atomic_write(key_path, json.dumps(secret, indent=1).encode(), mode=0o600)
-    public = {"name": pair.name, "public_key": pair.public}
+    public = {"name": pair.name, "public_key": pair.public, "signing_key": pair.sign_public}
     atomic_write(pub_path, json.dumps(public, indent=1).encode())
     return key_path, pub_path
 
@@ -68,7 +99,8 @@ def read_keypair(path: str | os.PathLike[str]) -> KeyPair:
     """Read a key file written by ``syft-kernel keygen`` (or a ``.pub`` file: no secret)."""
     try:
         data = json.loads(Path(path).read_text())
-        pair = KeyPair(str(data.get("name", "")), data["public_key"], data.get("secret_key"))
+        pair = KeyPair(str(data.get("name", "")), data["public_key"], data.get("secret_key"),
+                       data.get("signing_key"), data.get("signing_secret"))
     except FileNotFoundError:
         raise AuthenticationError(
             f"key file {path} not found: make one with `syft-kernel keygen NAME`"
@@ -91,14 +123,16 @@ def check_public_key(key: str) -> str:
     return key
 
 
-def public_key_of(value: str | os.PathLike[str] | KeyPair) -> str:
-    """Accept a Z85 key, a KeyPair or a path to a ``.pub``/``.key`` file; return the Z85 key."""
+def public_keys_of(value: str | os.PathLike[str] | KeyPair) -> tuple[str, str | None]:
+    """Accept a Z85 key, a KeyPair or a path to a ``.pub``/``.key`` file; return the Z85 CURVE
+    key and the signing key (hex) if known."""
     if isinstance(value, KeyPair):
-        return value.public
+        return value.public, value.sign_public
     text = os.fspath(value)
     if not os.path.exists(text):
-        return check_public_key(text)
-    return read_keypair(text).public
+        return check_public_key(text), None
+    pair = read_keypair(text)
+    return pair.public, pair.sign_public
 
 
 def write_connection_file(path: str | os.PathLike[str], info: dict[str, Any]) -> None:

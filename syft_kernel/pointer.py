@@ -107,6 +107,13 @@ class Pointer:
         body, buffers = self._client.call("get", {"id": self.id})
         return codec.decode_value(body["value"], buffers)
 
+    def request(self, reason: str) -> Any:
+        """Ask the data owner(s) to release this value to you; returns a ``Request`` to follow
+        (``req.status``, ``req.wait()``); once approved, ``get()`` works for this object."""
+        from .requests import request_object
+
+        return request_object(self, reason)
+
     @property
     def mock(self) -> Any:
         """This pointer's computation on mock data, run locally: free, fake, for debugging."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .keys import KeyPair, public_key_of
+from .keys import KeyPair, public_keys_of
 
 if TYPE_CHECKING:
     from .client import Client
@@ -18,13 +18,19 @@ class UsersAPI:
         self._client = client
 
     def add(self, name: str, role: str = "data_scientist",
-            public_key: str | os.PathLike[str] | KeyPair | None = None) -> dict[str, Any]:
-        """Register ``name`` with a role and their public key (Z85 text, a ``.pub`` file or a KeyPair)."""
+            public_key: str | os.PathLike[str] | KeyPair | None = None,
+            signing_key: str | None = None) -> dict[str, Any]:
+        """Register ``name`` with a role and their public key (Z85 text, a ``.pub`` file or a KeyPair).
+
+        Owners also need a signing key to approve requests: it comes with a ``.pub`` file or a
+        KeyPair, or pass ``signing_key`` (hex) with a Z85 ``public_key``.
+        """
         if public_key is None:
             from .errors import InvalidArgument
 
             raise InvalidArgument("users.add needs the user's public_key (the public_key in their NAME.pub)")
-        body = {"name": name, "role": role, "public_key": public_key_of(public_key)}
+        curve, signing = public_keys_of(public_key)
+        body = {"name": name, "role": role, "public_key": curve, "signing_key": signing_key or signing}
         return self._client.call("users.add", body)[0]
 
     def remove(self, name: str) -> None:

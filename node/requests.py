@@ -1,0 +1,268 @@
+"""Requests: a scientist asks for a private object or a code run; owners approve or deny.
+
+Everything is in SQLite, each change one transaction: a request, its signed approvals, the
+readers it grants, the object it releases (written to ``objects/`` first). Decisions are signed
+with the owner's Ed25519 key over the request's content hash, checked here, and unique by nonce.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from syft_kernel.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    Unauthorized,
+)
+from syft_kernel.keys import verify_signature
+
+from . import governance
+from .jobs import JobOutcome, check_limits
+from .objfile import write_value
+from .provenance import render
+from .service import DataNode, User, _body_dict, handler
+from .store import StoredObject
+
+log = logging.getLogger("syft_kernel.node")
+
+MAX_SOURCE = 100_000
+
+
+def decision_message(node_name: str, request_id: str, content_hash: str, decision: str, nonce: str) -> bytes:
+    """The exact bytes an owner signs to approve or deny a request (shared with the client)."""
+    return msgpack.packb(["syft-kernel decision v1", node_name, request_id, content_hash, decision, nonce])
+
+
+def _datasets_of(node: DataNode, lineage: Sequence[str]) -> list[dict[str, Any]]:
+    names = sorted({entry.split("/", 1)[0] for entry in lineage})
+    out = []
+    for n in names:
+        d = node.db.dataset(n)
+        if d is not None:
+            out.append({"name": n, "owners": d["owners"], "policy": d["policy"]})
+    return out
+
+
+def public_request(node: DataNode, row: dict[str, Any], user: User) -> dict[str, Any]:
+    """A request as its viewer may see it, with governance progress."""
+    datasets = _datasets_of(node, row["datasets"])
+    votes = {a["owner"]: a["decision"] for a in row["approvals"]}
+    _, progress = governance.evaluate(datasets, votes)
+    out = {k: v for k, v in row.items() if k not in ("limits",)}
+    out["progress"] = progress
+    out["approvals"] = [{k: a[k] for k in ("owner", "decision", "comment", "at", "signature")} for a in row["approvals"]]
+    if not user.is_owner and row["requester"] != user.name:
+        raise NotFound(f"no request {row['id']!r}")
+    return out
+
+
+def _persist(node: DataNode, obj: StoredObject) -> int:
+    """Write an object to ``objects/`` and record it, so it outlives the process."""
+    if node.db.object(obj.id) is not None:
+        return int(node.db.object(obj.id)["size"])  # type: ignore[index]
+    path = node.objects_dir / f"{obj.id}.bin"
+    size = write_value(path, obj.value.value)
+    node.db.add_object(obj.id, obj.owner, sorted(obj.value.lineage),
+                       list(obj.value.public_shape) if obj.value.public_shape is not None else None,
+                       path.name, size)
+    return size
+
+
+def _content_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@handler("requests.create")
+def _create(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "id", "reason")
+    obj_id, reason = str(b["id"]), b["reason"]
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 5000:
+        raise InvalidArgument("say why you need the value: request(reason='…'), up to 5000 characters")
+    node.store.get(obj_id, user.name, is_owner=False)  # yours, or NotFound
+    obj = node.store.entry(obj_id)
+    assert obj is not None
+    if not obj.value.private:
+        raise InvalidArgument("this value has no private lineage: get() it directly")
+    for existing in node.db.requests(requester=user.name, kind="object"):
+        if existing["target"] == obj_id and existing["status"] != "denied":
+            return public_request(node, existing, user), []
+    plan = render(obj_id, node.store.provenance)
+    size = _persist(node, obj)
+    request_id = "r" + secrets.token_hex(8)
+    lineage = sorted(obj.value.lineage)
+    content_hash = _content_hash("object", obj_id, plan, lineage)
+    now = time.time()
+    with node.db.tx() as c:
+        c.execute("INSERT INTO requests(id, requester, kind, target, datasets, reason, status, plan, content_hash,"
+                  " size, created_at) VALUES (?, ?, 'object', ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                  (request_id, user.name, obj_id, json.dumps(lineage), reason, json.dumps(plan), content_hash,
+                   size, now))
+        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'request.create', ?, ?)",
+                  (now, user.name, request_id, json.dumps({"object": obj_id, "bytes": size})))
+    log.info("%s requested %s (%d bytes): %s", user.name, obj_id, size, reason[:80])
+    row = node.db.request(request_id)
+    assert row is not None
+    node.notify_owners({"event": "request.new", "request": request_id})
+    return public_request(node, row, user), []
+
+
+@handler("code.submit")
+def _submit(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "source", "fn_name", "inputs", "reason")
+    source, fn_name, inputs, reason = b["source"], b["fn_name"], b["inputs"], b["reason"]
+    if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE:
+        raise InvalidArgument(f"the source is a string of at most {MAX_SOURCE} characters")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidArgument("say why you need this code run: submit(…, reason='…')")
+    try:
+        tree = ast.parse(source)  # parsed to check its shape; nothing here runs it
+    except SyntaxError as e:
+        raise InvalidArgument(f"the code does not parse: {e}") from None
+    defs = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if not isinstance(fn_name, str) or fn_name not in defs:
+        raise InvalidArgument(f"the source must define the function {fn_name!r}")
+    if not isinstance(inputs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()):
+        raise ProtocolError("inputs map argument names to object ids")
+    lineage: set[str] = set()
+    for obj_id in inputs.values():
+        lineage |= node.store.get(obj_id, user.name, is_owner=False).lineage
+        if obj_id.startswith("o"):
+            obj = node.store.entry(obj_id)
+            assert obj is not None
+            _persist(node, obj)
+    request_id = "r" + secrets.token_hex(8)
+    content_hash = _content_hash("code", source, fn_name, inputs)
+    now = time.time()
+    with node.db.tx() as c:
+        c.execute("INSERT INTO requests(id, requester, kind, target, datasets, reason, status, source, fn_name,"
+                  " inputs, content_hash, created_at) VALUES (?, ?, 'code', ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                  (request_id, user.name, fn_name, json.dumps(sorted(lineage)), reason, source, fn_name,
+                   json.dumps(inputs), content_hash, now))
+        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.submit', ?, ?)",
+                  (now, user.name, request_id, json.dumps({"function": fn_name, "inputs": inputs})))
+    log.info("%s submitted code %s() for review", user.name, fn_name)
+    row = node.db.request(request_id)
+    assert row is not None
+    node.notify_owners({"event": "request.new", "request": request_id})
+    return public_request(node, row, user), []
+
+
+@handler("requests.list")
+def _list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = body if isinstance(body, dict) else {}
+    status, requester = b.get("status"), b.get("requester")
+    if status is not None and status not in ("pending", "approved", "denied"):
+        raise InvalidArgument("status is pending, approved or denied")
+    if not user.is_owner:
+        requester = user.name
+    rows = node.db.requests(status=status, requester=requester, kind=b.get("kind"))
+    return {"requests": [public_request(node, r, user) for r in rows]}, []
+
+
+@handler("requests.get")
+def _get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "id")
+    row = node.db.request(str(b["id"]))
+    if row is None:
+        raise NotFound(f"no request {b['id']!r}")
+    return public_request(node, row, user), []
+
+
+@handler("requests.decide", role="owner")
+def _decide(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "id", "decision", "nonce", "signature")
+    request_id, decision = str(b["id"]), b["decision"]
+    comment = b.get("comment") or ""
+    if decision not in ("approve", "deny"):
+        raise InvalidArgument("decision is approve or deny")
+    if not isinstance(comment, str) or len(comment) > 5000:
+        raise InvalidArgument("the comment is a string of at most 5000 characters")
+    row = node.db.request(request_id)
+    if row is None:
+        raise NotFound(f"no request {request_id!r}")
+    if row["status"] != "pending":
+        raise InvalidArgument(f"request {request_id} is already {row['status']}: a decision is final")
+    datasets = _datasets_of(node, row["datasets"])
+    if not governance.may_decide(datasets, user.name):
+        owners = sorted({o for d in datasets for o in d["owners"]})
+        raise Unauthorized(f"{user.name} is not an owner of the data this request touches ({', '.join(owners)})")
+    if any(a["owner"] == user.name for a in row["approvals"]):
+        raise InvalidArgument(f"{user.name} has already decided on request {request_id}")
+    signing_key = next((u["signing_key"] for u in node.db.users() if u["name"] == user.name), None)
+    if not signing_key:
+        raise Unauthorized(f"{user.name} has no signing key registered: re-add them with their .pub file")
+    nonce, signature = str(b["nonce"]), str(b["signature"])
+    message = decision_message(node.name, request_id, row["content_hash"], decision, nonce)
+    if len(nonce) < 16 or not verify_signature(signing_key, message, signature):
+        node.db.audit(user.name, "decision.bad_signature", request_id)
+        raise PermissionDenied("the decision's signature does not verify with your registered signing key")
+    limits = check_limits(b.get("limits")) if row["kind"] == "code" else {}
+    votes = {a["owner"]: a["decision"] for a in row["approvals"]}
+    votes[user.name] = decision
+    status, _ = governance.evaluate(datasets, votes)
+    now = time.time()
+    with node.db.tx() as c:
+        try:
+            c.execute("INSERT INTO approvals(request_id, owner, decision, comment, nonce, signature, at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (request_id, user.name, decision, comment, nonce, signature, now))
+        except Exception as e:  # the nonce was used before: a replayed signature
+            raise PermissionDenied(f"this decision was already used ({e.__class__.__name__}): sign a fresh one") from None
+        if status != "pending":
+            c.execute("UPDATE requests SET status=?, decided_at=?, comment=?, limits=?,"
+                      " run_status=CASE WHEN kind='code' AND ?='approved' THEN 'queued' ELSE run_status END"
+                      " WHERE id=?", (status, now, comment, json.dumps(limits), status, request_id))
+            if status == "approved" and row["kind"] == "object":
+                c.execute("INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
+                          (row["target"], row["requester"], request_id))
+        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                  (now, user.name, decision, request_id, json.dumps({"comment": comment, "result": status})))
+    log.info("%s %s request %s (now %s)", user.name, "approved" if decision == "approve" else "denied",
+             request_id, status)
+    if status == "approved" and row["kind"] == "code":
+        node.start_job(request_id)
+    fresh = node.db.request(request_id)
+    assert fresh is not None
+    event = {"event": "request.decided" if status != "pending" else "request.updated", "request": request_id,
+             "status": status}
+    node.notify(row["requester"], event)
+    node.notify_owners(event)
+    return public_request(node, fresh, user), []
+
+
+def job_finished(node: DataNode, request_id: str, outcome: JobOutcome) -> None:
+    """Record a code run's end; its output becomes the requester's, released by the approval."""
+    row = node.db.request(request_id)
+    if row is None:
+        return
+    now = time.time()
+    if outcome.ok and outcome.value is not None:
+        obj = StoredObject("o" + secrets.token_hex(12), outcome.value, row["requester"],
+                           provenance=None)
+        size = _persist(node, obj)
+        node.store.adopt(obj)
+        with node.db.tx() as c:
+            c.execute("UPDATE requests SET run_status='done', result_id=?, size=? WHERE id=?", (obj.id, size, request_id))
+            c.execute("INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
+                      (obj.id, row["requester"], request_id))
+            c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.run', ?, ?)",
+                      (now, row["requester"], request_id, json.dumps({"result": "done", "bytes": size})))
+        log.info("code request %s finished (%d bytes of output)", request_id, size)
+    else:
+        with node.db.tx() as c:
+            c.execute("UPDATE requests SET run_status='failed', run_error=? WHERE id=?", (outcome.error, request_id))
+            c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.run', ?, ?)",
+                      (now, row["requester"], request_id, json.dumps({"result": "failed", "error": outcome.error})))
+        log.warning("code request %s failed: %s", request_id, outcome.error)
+    node.notify(row["requester"], {"event": "job.finished", "request": request_id})
+    node.notify_owners({"event": "job.finished", "request": request_id})

@@ -1,0 +1,139 @@
+"""Requests from the client side: file them (``ptr.request``), follow them (``req.wait``),
+and, as an owner, review and decide them (``owner.requests``, ``req.approve``, ``req.deny``)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import NodeUnavailable, PermissionDenied
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .pointer import Pointer
+
+DECIDED = ("approved", "denied")
+
+
+class Request:
+    """One request as its viewer sees it. ``refresh()`` reloads it from the node."""
+
+    def __init__(self, client: Client, info: dict[str, Any]) -> None:
+        self._client = client
+        self.info = info
+
+    # ---- fields
+    id = property(lambda self: str(self.info["id"]))
+    status = property(lambda self: str(self.info["status"]), doc="pending, approved or denied")
+    comment = property(lambda self: str(self.info.get("comment") or ""), doc="the deciding owner's comment")
+    requester = property(lambda self: str(self.info["requester"]))
+    reason = property(lambda self: str(self.info["reason"]))
+    kind = property(lambda self: str(self.info["kind"]), doc="object or code")
+    target = property(lambda self: str(self.info["target"]))
+    plan = property(lambda self: list(self.info.get("plan") or []), doc="the ops that produced the object")
+    source = property(lambda self: self.info.get("source"), doc="a code request's source")
+    size = property(lambda self: self.info.get("size"), doc="bytes of the result, when known")
+    approvals = property(lambda self: list(self.info.get("approvals") or []), doc="who decided what, signed")
+    progress = property(lambda self: list(self.info.get("progress") or []), doc="governance progress per dataset")
+
+    @property
+    def created_at(self) -> _dt.datetime:
+        return _dt.datetime.fromtimestamp(self.info["created_at"])
+
+    def refresh(self) -> Request:
+        self.info = self._client.call("requests.get", {"id": self.id})[0]
+        return self
+
+    def wait(self, timeout: float | None = None) -> Request:
+        """Return once the request is decided (woken by the node, not by polling). Raises
+        ``PermissionDenied`` with the owner's comment if it was denied."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.refresh()
+        while self.status not in DECIDED:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            event = self._client.wait_event(lambda e: e.get("request") == self.id, left)
+            if event is None:
+                raise NodeUnavailable(f"request {self.id} is still {self.status} after {timeout}s")
+            self.refresh()
+        if self.status == "denied":
+            raise PermissionDenied(f"request {self.id} was denied: {self.comment or 'no comment given'}",
+                                   comment=self.comment)
+        return self
+
+    # ---- owner actions
+    def _decide(self, decision: str, comment: str, **extra: Any) -> Request:
+        from syft_kernel.node.requests import decision_message
+
+        nonce = secrets.token_hex(16)
+        message = decision_message(self._client.node_name, self.id, self.info["content_hash"], decision, nonce)
+        body = {"id": self.id, "decision": decision, "comment": comment, "nonce": nonce,
+                "signature": self._client.key.sign(message), **extra}
+        self.info = self._client.call("requests.decide", body)[0]
+        return self
+
+    def approve(self, comment: str = "", *, timeout: float | None = None, memory_mb: float | None = None) -> Request:
+        """Approve (signed with your key). For code requests, ``timeout`` (s) and ``memory_mb``
+        bound the run."""
+        limits = {k: v for k, v in {"timeout": timeout, "memory_mb": memory_mb}.items() if v is not None}
+        return self._decide("approve", comment, **({"limits": limits} if limits else {}))
+
+    def deny(self, reason: str = "") -> Request:
+        """Deny, saying why: the requester sees the reason."""
+        return self._decide("deny", reason)
+
+    def __repr__(self) -> str:
+        lines = [f"<Request {self.id} · {self.kind} · {self.status} · by {self.requester}: {self.reason!r}>"]
+        if self.plan:
+            lines += [f"    {line}" for line in self.plan]
+        if self.source:
+            lines += [f"    {line}" for line in str(self.source).splitlines()]
+        for p in self.progress:
+            lines.append(f"  {p['dataset']}: {p['approvals']} of {p['needed']} approvals ({p['policy']['kind']})")
+        if self.comment:
+            lines.append(f"  comment: {self.comment}")
+        return "\n".join(lines)
+
+
+class RequestsAPI:
+    """``client.requests``: the owner's queue (all requests) or a scientist's own requests."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self, status: str | None = None, requester: str | None = None, kind: str | None = None) -> list[Request]:
+        body = {k: v for k, v in {"status": status, "requester": requester, "kind": kind}.items() if v is not None}
+        rows = self._client.call("requests.list", body)[0]["requests"]
+        return [Request(self._client, r) for r in rows]
+
+    def filter(self, status: str | None = None, requester: str | None = None, kind: str | None = None) -> list[Request]:
+        return self.list(status, requester, kind)
+
+    @property
+    def pending(self) -> list[Request]:
+        return self.list(status="pending")
+
+    def __getitem__(self, request_id: str) -> Request:
+        return Request(self._client, self._client.call("requests.get", {"id": request_id})[0])
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.list())
+
+    def __len__(self) -> int:
+        return len(self.list())
+
+    def __repr__(self) -> str:
+        rows = self.list()
+        if not rows:
+            return "no requests"
+        lines = [f"{'id':<18} {'status':<9} {'kind':<7} {'requester':<12} {'size':>10}  reason"]
+        for r in rows:
+            size = "" if r.size is None else f"{r.size:,}"
+            lines.append(f"{r.id:<18} {r.status:<9} {r.kind:<7} {r.requester:<12} {size:>10}  {r.reason[:50]}")
+        return "\n".join(lines)
+
+
+def request_object(ptr: Pointer, reason: str) -> Request:
+    info = ptr.client.call("requests.create", {"id": ptr.id, "reason": reason})[0]
+    return Request(ptr.client, info)
