@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syft_kernel.errors import InvalidArgument
+
 from .executor import Value, check_result, type_key
 from .objfile import read_value, write_value
 
@@ -39,10 +41,10 @@ def check_limits(limits: Any) -> dict[str, float]:
     out: dict[str, float] = dict(DEFAULT_LIMITS)
     if limits:
         if not isinstance(limits, dict):
-            raise ValueError("limits are a map")
+            raise InvalidArgument("limits are a map")
         for k, v in limits.items():
             if k not in DEFAULT_LIMITS or not isinstance(v, (int, float)) or not 0 < v <= 10**6:
-                raise ValueError(f"limit {k!r} must be one of {', '.join(DEFAULT_LIMITS)} with a positive value")
+                raise InvalidArgument(f"limit {k!r} must be one of {', '.join(DEFAULT_LIMITS)} with a positive value")
             out[k] = float(v)
     return out
 

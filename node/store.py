@@ -7,9 +7,9 @@ results of operations get random ids and belong to the user whose plan made them
 from __future__ import annotations
 
 import secrets
-from collections import OrderedDict
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any

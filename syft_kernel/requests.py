@@ -105,7 +105,7 @@ class RequestsAPI:
     def list(self, status: str | None = None, requester: str | None = None, kind: str | None = None) -> list[Request]:
         body = {k: v for k, v in {"status": status, "requester": requester, "kind": kind}.items() if v is not None}
         rows = self._client.call("requests.list", body)[0]["requests"]
-        return [Request(self._client, r) for r in rows]
+        return [make_request(self._client, r) for r in rows]
 
     def filter(self, status: str | None = None, requester: str | None = None, kind: str | None = None) -> list[Request]:
         return self.list(status, requester, kind)
@@ -115,7 +115,7 @@ class RequestsAPI:
         return self.list(status="pending")
 
     def __getitem__(self, request_id: str) -> Request:
-        return Request(self._client, self._client.call("requests.get", {"id": request_id})[0])
+        return make_request(self._client, self._client.call("requests.get", {"id": request_id})[0])
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.list())
@@ -132,6 +132,15 @@ class RequestsAPI:
             size = "" if r.size is None else f"{r.size:,}"
             lines.append(f"{r.id:<18} {r.status:<9} {r.kind:<7} {r.requester:<12} {size:>10}  {r.reason[:50]}")
         return "\n".join(lines)
+
+
+def make_request(client: Client, info: dict[str, Any]) -> Request:
+    """A ``Job`` for code requests, a ``Request`` otherwise."""
+    if info.get("kind") == "code":
+        from .code import Job
+
+        return Job(client, info)
+    return Request(client, info)
 
 
 def request_object(ptr: Pointer, reason: str) -> Request:

@@ -1,0 +1,122 @@
+"""Code requests: reviewed source, runs only after approval, in a separate process with limits."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+import syft_kernel as sk
+
+
+def mean_by_sex(births):  # type: ignore[no-untyped-def]
+    return births.groupby("sex", observed=True)["weight"].mean().round(3)
+
+
+def test_submit_review_approve_run(scientist: sk.Client, published: sk.Client, births_df) -> None:  # type: ignore[no-untyped-def]
+    births = scientist.datasets["birth-records-feb"]["births"]
+    job = scientist.code.submit(mean_by_sex, inputs={"births": births}, reason="weights by sex")
+    assert job.status == "pending" and job.kind == "code"
+    local = job.run_on_mock()
+    pd.testing.assert_series_equal(local, mean_by_sex(births.mock))
+    seen = published.requests[job.id]
+    assert "def mean_by_sex(births):" in seen.source and "groupby" in seen.source
+    assert published.stats()["counters"].get("alice:code.submit") == 1
+    seen.approve("ok", timeout=60)
+    out = job.result(timeout=120)
+    assert job.run_status == "done"
+    pd.testing.assert_series_equal(out.get(), mean_by_sex(births_df))
+    assert os.getpid() != 0
+    entries = published.audit_log(action="code.run")
+    assert entries and entries[0]["detail"]["result"] == "done"
+
+
+def test_code_never_runs_before_approval_or_after_denial(scientist: sk.Client, published: sk.Client) -> None:
+    births = scientist.datasets["birth-records-feb"]["births"]
+    job = scientist.code.submit(mean_by_sex, inputs={"births": births}, reason="r")
+    assert job.refresh().run_status is None
+    published.requests[job.id].deny("use the DP API instead")
+    with pytest.raises(sk.PermissionDenied, match="DP API"):
+        job.result(timeout=10)
+    assert published.requests[job.id].run_status is None
+    assert not published.audit_log(action="code.run")
+
+
+def _run(scientist: sk.Client, published: sk.Client, fn, **limits):  # type: ignore[no-untyped-def]
+    births = scientist.datasets["birth-records-feb"]["births"]
+    job = scientist.code.submit(fn, inputs={"births": births}, reason="r")
+    published.requests[job.id].approve("ok", **limits)
+    return job
+
+
+def writes_files(births):  # type: ignore[no-untyped-def]
+    import os
+
+    with open(os.path.expanduser("~/stolen.csv"), "w") as f:
+        f.write("x")
+    return 1
+
+
+def runs_a_shell(births):  # type: ignore[no-untyped-def]
+    import os
+
+    return os.system("id")
+
+
+def reads_the_node_database(births):  # type: ignore[no-untyped-def]
+    return open("/etc/hostname").read()
+
+
+def never_returns(births):  # type: ignore[no-untyped-def]
+    while True:
+        pass
+
+
+def allocates_20_gb(births):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    return np.ones(20 * 1024**3 // 8).sum()
+
+
+def crashes(births):  # type: ignore[no-untyped-def]
+    raise ValueError("bad luck")
+
+
+def returns_a_function(births):  # type: ignore[no-untyped-def]
+    return print
+
+
+@pytest.mark.parametrize("fn, limits, match", [
+    (writes_files, {}, "writing files"),
+    (runs_a_shell, {}, "os.system is not allowed"),
+    (reads_the_node_database, {}, "reading /etc/hostname is not allowed"),
+    (never_returns, {"timeout": 2}, "longer than its 2 s limit|time limit"),
+    (allocates_20_gb, {"memory_mb": 1024}, "memory"),
+    (crashes, {}, "ValueError: bad luck"),
+    (returns_a_function, {}, "could not be read|cannot send"),
+])
+def test_bad_code_fails_boundedly_and_the_node_lives_on(scientist: sk.Client, published: sk.Client, fn, limits, match) -> None:  # type: ignore[no-untyped-def]
+    job = _run(scientist, published, fn, **limits)
+    with pytest.raises(sk.RemoteError, match=match):
+        job.result(timeout=120)
+    assert job.run_status == "failed"
+    assert published.call("hello")[0]["node"] == "hospital"
+    assert not os.path.exists(os.path.expanduser("~/stolen.csv"))
+
+
+def test_bad_submissions(scientist: sk.Client, published: sk.Client) -> None:
+    births = scientist.datasets["birth-records-feb"]["births"]
+    with pytest.raises(sk.InvalidArgument, match="does not parse"):
+        scientist.call("code.submit", {"source": "def f(:", "fn_name": "f", "inputs": {}, "reason": "r"})
+    with pytest.raises(sk.InvalidArgument, match="must define the function"):
+        scientist.call("code.submit", {"source": "x = 1", "fn_name": "f", "inputs": {}, "reason": "r"})
+    with pytest.raises(sk.NotFound):
+        scientist.call("code.submit", {"source": "def f(b): return 1", "fn_name": "f",
+                                       "inputs": {"b": "o" + "0" * 24}, "reason": "r"})
+    with pytest.raises(sk.InvalidArgument, match="say why"):
+        scientist.code.submit(mean_by_sex, inputs={"births": births}, reason="")
+    job = scientist.code.submit(mean_by_sex, inputs={"births": births}, reason="r")
+    with pytest.raises(sk.InvalidArgument, match="limit"):
+        published.requests[job.id].approve("ok", timeout=-1)
+    assert published.requests[job.id].status == "pending"
