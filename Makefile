@@ -19,3 +19,4 @@ test: install lint
 
 bench: install
 	$(PYTHON) bench/bench_wire.py
+	$(PYTHON) bench/bench_requests.py

@@ -70,7 +70,9 @@ def test_users_add_checks_its_arguments(owner: sk.Client) -> None:
         owner.users.add("../carol", public_key=generate_keypair("c").public)
     with pytest.raises(sk.InvalidArgument, match="another user"):
         owner.users.add("carol", public_key=owner.key.public)
-    owner.users.add("carol", role="owner", public_key=generate_keypair("c").public)
+    with pytest.raises(sk.InvalidArgument, match="signing key"):
+        owner.users.add("carol", role="owner", public_key=generate_keypair("c").public)
+    owner.users.add("carol", role="owner", public_key=generate_keypair("c"))
     assert {u["name"]: u["role"] for u in owner.users.list()} == {"owner": "owner", "carol": "owner"}
     with pytest.raises(sk.InvalidArgument, match="exists already"):
         owner.users.add("carol", public_key=generate_keypair("c2").public)
