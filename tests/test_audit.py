@@ -1,0 +1,30 @@
+"""The audit log records every get, release, approval, denial and code run: who, what, when, size."""
+
+from __future__ import annotations
+
+import time
+
+import syft_kernel as sk
+
+
+def test_audit_records_and_filters(scientist: sk.Client, published: sk.Client) -> None:
+    started = time.time()
+    births = scientist.datasets["birth-records-feb"]["births"]
+    a = births["weight"].mean()
+    b = births["height"].mean()
+    published.requests[a.request(reason="a").id].approve("yes")
+    published.requests[b.request(reason="b").id].deny("no")
+    a.get()
+    published.datasets["birth-records-feb"]["births"]["weight"].sum().get()
+
+    releases = published.audit_log(action="release")
+    assert [(e["user"], e["target"]) for e in releases] == [("alice", a.id)]
+    assert releases[0]["detail"]["bytes"] >= 0 and releases[0]["detail"]["lineage"] == ["birth-records-feb/births"]
+    assert [e["detail"]["comment"] for e in published.audit_log(action="approve")] == ["yes"]
+    assert [e["detail"]["comment"] for e in published.audit_log(action="deny")] == ["no"]
+    assert {e["action"] for e in published.audit_log(user="alice")} >= {"request.create", "release"}
+    assert published.audit_log(user="owner", action="get")
+    assert all(e["at"] >= started for e in published.audit_log(since=started))
+    assert len(published.audit_log(limit=2)) == 2
+    newest_first = [e["id"] for e in published.audit]
+    assert newest_first == sorted(newest_first, reverse=True)
