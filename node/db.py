@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS readers (
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
     requester TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('object', 'code')),
+    kind TEXT NOT NULL CHECK (kind IN ('object', 'code', 'plan')),
     target TEXT NOT NULL,
     datasets TEXT NOT NULL,
     reason TEXT NOT NULL,

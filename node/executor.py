@@ -91,9 +91,11 @@ def check_result(value: Any, what: str, depth: int = 0) -> None:
 class _Refs:
     """Decoder hook: resolves refs and earlier results, recording their lineage."""
 
-    def __init__(self, resolve: Callable[[str], Value], results: Sequence[Value]) -> None:
+    def __init__(self, resolve: Callable[[str], Value], results: Sequence[Value],
+                 inputs: Sequence[Value] = ()) -> None:
         self.resolve = resolve
         self.results = results
+        self.inputs = inputs
         self.seen: list[Value] = []
 
     def __call__(self, node: dict[str, Any]) -> Any:
@@ -105,6 +107,11 @@ class _Refs:
             if not isinstance(i, int) or not 0 <= i < len(self.results):
                 raise ProtocolError(f"plan refers to result {i!r} before it exists")
             v = self.results[i]
+        elif tag == "in":
+            i = node.get("i")
+            if not isinstance(i, int) or not 0 <= i < len(self.inputs):
+                raise ProtocolError(f"plan refers to input {i!r} but has {len(self.inputs)}")
+            v = self.inputs[i]
         else:
             raise ProtocolError(f"unknown value kind {tag!r}")
         self.seen.append(v)
@@ -136,13 +143,14 @@ def _validate(ops: Any) -> list[dict[str, Any]]:
     return ops
 
 
-def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] = ()) -> list[Value]:
+def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] = (),
+             inputs: Sequence[Value] = ()) -> list[Value]:
     """Validate then run a plan; return every op's result as a ``Value``."""
     _validate(ops)
     results: list[Value] = []
     for i, op in enumerate(ops):
         try:
-            results.append(_run_op(op, resolve, results, buffers))
+            results.append(_run_op(op, resolve, results, buffers, inputs))
         except SyftError as e:
             e.data.setdefault("op_index", i)
             raise
@@ -165,9 +173,10 @@ def _module_function(name: str) -> Callable[..., Any]:
     return obj
 
 
-def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any]) -> Value:
+def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any],
+            inputs: Sequence[Value] = ()) -> Value:
     kind, name = op["kind"], op["name"]
-    refs = _Refs(resolve, results)
+    refs = _Refs(resolve, results, inputs)
     dec = Decoder(buffers, on_tag=refs)
     args = [dec.decode(a) for a in op.get("args", [])]
     kwargs: dict[str, Any] = {}

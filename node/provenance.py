@@ -23,7 +23,7 @@ def render_arg(node: Any, names: Callable[[dict[str, Any]], str]) -> str:
     if not isinstance(node, dict):
         return repr(node)
     tag = node.get("~")
-    if tag in ("ref", "res"):
+    if tag in ("ref", "res", "in"):
         return names(node)
     if tag == "tuple":
         items = [render_arg(x, names) for x in node.get("v", [])]

@@ -240,6 +240,60 @@ def _decide(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
     return public_request(node, fresh, user), []
 
 
+@handler("plans.request")
+def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    """Ask for a plan to be approved on given inputs: its later runs' results are released."""
+    from syft_kernel.plans import plan_hash
+
+    from .executor import _validate
+    from .provenance import render_op
+
+    b = _body_dict(body, "ops", "outputs", "inputs", "reason")
+    ops, outputs, input_ids, reason = b["ops"], b["outputs"], b["inputs"], b["reason"]
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidArgument("say why you need this plan: plan.request(…, reason='…')")
+    _validate(ops)
+    if not isinstance(outputs, list) or not all(isinstance(i, int) and 0 <= i < len(ops) for i in outputs):
+        raise ProtocolError("outputs are indices of the plan's ops")
+    if not isinstance(input_ids, list) or not all(isinstance(i, str) for i in input_ids):
+        raise ProtocolError("inputs is a list of object ids")
+    lineage: set[str] = set()
+    for oid in input_ids:
+        lineage |= node.store.get(oid, user.name, is_owner=False).lineage
+    digest = plan_hash(ops, outputs)
+    names = [f"v{i + 1}" for i in range(len(ops))]
+
+    def name(n: dict[str, Any]) -> str:
+        if n.get("~") == "in":
+            oid = input_ids[int(n.get("i", 0))]
+            return f"asset({oid[6:]!r})" if oid.startswith("asset:") else f"in{n.get('i')}"
+        return names[int(n.get("i", 0))] if n.get("~") == "res" else f"object({n.get('id')!r})"
+
+    lines = [f"{names[i]} = {render_op(op, name)}" for i, op in enumerate(ops)]
+    lines.append("return " + ", ".join(names[i] for i in outputs))
+    request_id = "r" + secrets.token_hex(8)
+    now = time.time()
+    with node.db.tx() as c:
+        c.execute("INSERT INTO requests(id, requester, kind, target, datasets, reason, status, plan, inputs,"
+                  " content_hash, created_at) VALUES (?, ?, 'plan', ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                  (request_id, user.name, digest, json.dumps(sorted(lineage)), reason, json.dumps(lines),
+                   json.dumps({"ids": input_ids}), _content_hash("plan", digest, input_ids), now))
+        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'plan.request', ?, ?)",
+                  (now, user.name, request_id, json.dumps({"plan": digest, "inputs": input_ids})))
+    row = node.db.request(request_id)
+    assert row is not None
+    node.notify_owners({"event": "request.new", "request": request_id})
+    return public_request(node, row, user), []
+
+
+def grant_reader(node: DataNode, obj: StoredObject, user: str, request_id: str) -> None:
+    """A run of an approved plan: its private results are released to the requester."""
+    _persist(node, obj)
+    with node.db.tx() as c:
+        c.execute("INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
+                  (obj.id, user, request_id))
+
+
 def job_finished(node: DataNode, request_id: str, outcome: JobOutcome) -> None:
     """Record a code run's end; its output becomes the requester's, released by the approval."""
     row = node.db.request(request_id)

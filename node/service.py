@@ -396,15 +396,59 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
         keep = [len(ops) - 1] if isinstance(ops, list) else []
     if not isinstance(keep, list) or not all(isinstance(i, int) for i in keep):
         raise ProtocolError("keep is a list of op indices")
-    results = run_plan(ops, node.resolver(user), buffers)
+    input_ids = b.get("inputs") or []
+    if not isinstance(input_ids, list) or not all(isinstance(i, str) for i in input_ids):
+        raise ProtocolError("inputs is a list of object ids")
+    resolve = node.resolver(user)
+    inputs = [resolve(i) for i in input_ids]
+    granted = _plan_grant(node, user, b.get("plan"), ops, keep, input_ids)
+    results = run_plan(ops, resolve, buffers, inputs)
     out = []
     for i in keep:
         if not 0 <= i < len(results):
             raise ProtocolError(f"keep refers to op {i}, but the plan has {len(results)}")
-        obj = node.store.put(results[i], user.name, provenance={"ops": ops, "index": i})
-        out.append({"id": obj.id, "meta": describe(results[i], reveal=user.is_owner)})
+        obj = node.store.put(results[i], user.name, provenance={"ops": _bind_inputs(ops, input_ids), "index": i})
+        reveal = user.is_owner
+        if granted is not None and results[i].private:
+            from .requests import grant_reader
+
+            grant_reader(node, obj, user.name, granted)
+            reveal = True
+        out.append({"id": obj.id, "meta": describe(results[i], reveal=reveal)})
     log.debug("%s ran a plan of %d op(s)", user.name, len(ops))
     return {"results": out}, []
+
+
+def _bind_inputs(ops: list[Any], input_ids: list[str]) -> list[Any]:
+    """The plan with its abstract inputs replaced by the objects it ran on (for provenance)."""
+    if not input_ids:
+        return ops
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, dict):
+            if x.get("~") == "in" and isinstance(x.get("i"), int) and 0 <= x["i"] < len(input_ids):
+                return {"~": "ref", "id": input_ids[x["i"]]}
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        return x
+
+    return walk(ops)
+
+
+def _plan_grant(node: DataNode, user: User, claimed: Any, ops: Any, keep: list[int], input_ids: list[str]) -> str | None:
+    """The approved plan request covering this run (same plan hash, same inputs), if any."""
+    if claimed is None or user.is_owner:
+        return None
+    from syft_kernel.plans import plan_hash
+
+    actual = plan_hash(ops, keep)
+    if claimed != actual:
+        raise ProtocolError("the plan's hash does not match its ops")
+    for row in node.db.requests(requester=user.name, kind="plan", status="approved"):
+        if row["target"] == actual and row["inputs"].get("ids") == input_ids:
+            return str(row["id"])
+    return None
 
 
 @handler("get")

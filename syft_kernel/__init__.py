@@ -18,6 +18,7 @@ from .errors import (
 from .governance import Consensus, Single, Threshold
 from .keys import KeyPair, generate_keypair, read_keypair, write_keypair
 from .launcher import NodeProcess, start_node
+from .plans import Plan, plan
 from .pointer import Pointer
 from .requests import Request
 
@@ -36,6 +37,7 @@ __all__ = [
     "NotFound",
     "OpNotAllowed",
     "PermissionDenied",
+    "Plan",
     "Pointer",
     "ProtocolError",
     "RemoteError",
@@ -46,6 +48,7 @@ __all__ = [
     "Unauthorized",
     "generate_keypair",
     "login",
+    "plan",
     "read_keypair",
     "start_node",
     "write_keypair",

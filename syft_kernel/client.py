@@ -40,6 +40,8 @@ class Client:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._freed: list[str] = []
+        self._batch: Any = None
+        self.last_plan: list[dict[str, Any]] = []
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
         self._sock, monitor = self._connect()
         self.round_trips = 0
@@ -194,6 +196,12 @@ class Client:
         return getattr(self, "node_name", None) or str(self.connection.get("name", "the node"))
 
     # ---- conveniences
+    def batch(self) -> Any:
+        """``with client.batch():`` records pointer ops and sends them as one plan at the end."""
+        from .batch import batch
+
+        return batch(self)
+
     def stats(self) -> dict[str, Any]:
         """The node's counters for this user (and for the whole node, for owners)."""
         return self.call("node.stats")[0]

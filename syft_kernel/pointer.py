@@ -8,7 +8,9 @@ run on the node. Each result is a new pointer; ``get()`` returns the value when 
 
 from __future__ import annotations
 
+import itertools
 import operator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -28,18 +30,57 @@ LOCAL_META = frozenset({"shape", "columns", "dtypes", "dtype", "ndim", "name"})
 class Pointer:
     """A handle to an object on a node. Build one from a dataset (``ds.datasets[...][...]``)."""
 
-    def __init__(self, client: Client, obj_id: str, meta: dict[str, Any], label: str | None = None,
+    def __init__(self, client: Client, obj_id: str | None, meta: dict[str, Any] | None, label: str | None = None,
                  recipe: Recipe | None = None) -> None:
         self._client = client
-        self.id = obj_id
-        self.meta = meta
+        self._id = obj_id
+        self._meta = meta
         self._label = label or obj_id
-        self._recipe = recipe or Recipe(client, obj_id)
+        self._recipe = recipe or Recipe(client, asset=obj_id)
+        self._batch: Any = None  # the Batch (or plan Trace) this pointer's op waits in
+        self._index = -1
+        self._error: BaseException | None = None
+
+    # ---- lazy state: a pointer recorded in a batch gets its id when the batch is sent
+    def _resolve(self, obj_id: str, meta: dict[str, Any]) -> None:
+        self._id, self._meta, self._batch = obj_id, meta, None
+
+    def _fail(self, error: BaseException) -> None:
+        self._error, self._batch = error, None
+
+    def _settle(self) -> None:
+        if self._id is None and self._error is None and self._batch is not None:
+            self._batch.flush()
+        if self._error is not None:
+            raise self._error
+        if self._id is None:
+            raise InvalidArgument("this pointer belongs to a plan being traced; call the plan to get real results")
+
+    @property
+    def id(self) -> str:
+        """The object's id on the node (sends the pending batch first, if any)."""
+        self._settle()
+        return self._id  # type: ignore[return-value]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Public metadata from the node (sends the pending batch first, if any)."""
+        self._settle()
+        return self._meta  # type: ignore[return-value]
+
+    @property
+    def pending(self) -> bool:
+        """True while the op that makes this value is recorded but not yet sent."""
+        return self._id is None and self._error is None
 
     # ---- metadata (local, no round trip)
     @property
     def type(self) -> str:
-        return str(self.meta.get("type"))
+        if self._meta is not None:
+            return str(self._meta.get("type"))
+        from syft_kernel.node.executor import type_key
+
+        return type_key(self.mock)  # the mock has the same type: no round trip while recording
 
     @property
     def private(self) -> bool:
@@ -153,6 +194,22 @@ class Pointer:
 
     __hash__ = object.__hash__
 
+    def __str__(self) -> str:
+        return str(self._private_in_python("print(ptr) / str(ptr)"))
+
+    def _repr_html_(self) -> str:
+        import html
+
+        text = html.escape(repr(self))
+        try:
+            preview = self.mock
+            body = preview.head(5)._repr_html_() if hasattr(preview, "head") and hasattr(preview, "_repr_html_") \
+                else f"<pre>{html.escape(repr(preview))[:2000]}</pre>"
+        except Exception:  # a mock that cannot be built must not break the display
+            body = ""
+        note = "<div style='color:#888'>mock preview (synthetic values, not the data)</div>" if body else ""
+        return f"<pre>{text}</pre>{note}{body}"
+
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise OpNotAllowed(
             "a pointer cannot be pickled or saved (torch.save, pickle, joblib): its value lives on "
@@ -178,12 +235,16 @@ class Pointer:
     # ---- lifetime and display
     def __del__(self) -> None:
         try:
-            if not self.id.startswith("asset:"):
-                self._client.free(self.id)
+            if self._id is not None and not self._id.startswith("asset:"):
+                self._client.free(self._id)
         except Exception:  # interpreter shutdown or a closed client: nothing left to free
             pass
 
     def __repr__(self) -> str:
+        if self._error is not None:
+            return f"<failed pointer on {self._client.node_label}: {self._error}>"
+        if self._meta is None and self._batch is not None and getattr(self._batch, "tracing", False):
+            return f"<{self.type} pointer being traced into a plan>"
         parts = [f"{self.type} pointer on {self._client.node_label}"]
         shape = self.meta.get("shape")
         if shape is not None:
@@ -202,26 +263,33 @@ class Recipe:
     """How a pointer's value was made (an op over parent recipes, or an asset), kept so the same
     computation can run on mock data. Holds no remote object: freeing pointers stays prompt."""
 
-    def __init__(self, client: Client, obj_id: str, op: dict[str, Any] | None = None,
-                 parents: tuple[Recipe, ...] = ()) -> None:
+    _keys = itertools.count()
+
+    def __init__(self, client: Client, asset: str | None = None, op: dict[str, Any] | None = None,
+                 buffers: list[Any] | None = None, parents: tuple[Recipe, ...] = ()) -> None:
         self.client = client
-        self.id = obj_id
+        self.key = f"m{next(self._keys)}"
+        self.asset = asset
         self.op = op
+        self.buffers = buffers or []
         self.parents = parents
         self._mock: Any = None
+        self._mock_fn: Callable[[], Any] | None = None
 
     def mock(self) -> Any:
         if self._mock is None:
-            if self.id.startswith("asset:"):
-                dataset, _, asset = self.id[6:].partition("/")
+            if self._mock_fn is not None:
+                self._mock = self._mock_fn()
+            elif self.asset is not None and self.asset.startswith("asset:"):
+                dataset, _, asset = self.asset[6:].partition("/")
                 self._mock = self.client.datasets.mock(dataset, asset)
             elif self.op is not None:
                 from syft_kernel.node.executor import Value, run_plan
 
-                mocks = {p.id: Value(p.mock()) for p in self.parents}
-                self._mock = run_plan([self.op], mocks.__getitem__)[0].value
+                mocks = {p.key: Value(p.mock()) for p in self.parents}
+                self._mock = run_plan([self.op], mocks.__getitem__, self.buffers)[0].value
             else:
-                raise InvalidArgument("this pointer has no recorded computation to replay on mock data")
+                raise InvalidArgument("this value came from a code run: it has no computation to replay on mock data")
         return self._mock
 
 
@@ -263,28 +331,48 @@ def _torch_name(func: Any) -> str:
 
 
 def remote_op(client: Client, kind: str, name: str, args: Any, kwargs: dict[str, Any]) -> Pointer:
-    """Run one op on the node now (one round trip) and return the result's pointer."""
+    """Record one op: sent at once (one round trip) or, inside a batch, with the batch."""
+    from .batch import current
+
+    recorder = current(client)
     parents: list[Pointer] = []
-    enc = codec.Encoder(on_object=_pointer_hook(client, parents))
-    op = {
-        "kind": kind,
-        "name": name,
-        "args": [enc.encode(a) for a in args],
-        "kwargs": [[k, enc.encode(v)] for k, v in kwargs.items()],
-    }
-    body, _ = client.call("run", {"ops": [op], "keep": [0]}, enc.buffers)
+    wire = recorder.encoder if recorder is not None else codec.Encoder()
+    wire.on_object = _pointer_hook(client, parents, lambda p: _wire_ref(p, recorder))
+    local = codec.Encoder(on_object=_pointer_hook(client, [], lambda p: {codec.TAG: "ref", "id": p._recipe.key}))
+    op = {"kind": kind, "name": name, "args": [wire.encode(a) for a in args],
+          "kwargs": [[k, wire.encode(v)] for k, v in kwargs.items()]}
+    mock_op = {"kind": kind, "name": name, "args": [local.encode(a) for a in args],
+               "kwargs": [[k, local.encode(v)] for k, v in kwargs.items()]}
+    recipe = Recipe(client, op=mock_op, buffers=local.buffers, parents=tuple(p._recipe for p in parents))
+    if recorder is not None:
+        ptr = Pointer(client, None, None, f"{name}(…)", recipe)
+        ptr._batch = recorder
+        ptr._index = recorder.record(op, ptr)
+        return ptr
+    body, _ = client.call("run", {"ops": [op], "keep": [0]}, wire.buffers)
     result = body["results"][0]
-    recipe = Recipe(client, result["id"], op if not enc.buffers else None, tuple(p._recipe for p in parents))
+    client.last_plan = [op]
     return Pointer(client, result["id"], result["meta"], f"{name}(…)", recipe)
 
 
-def _pointer_hook(client: Client, parents: list[Pointer]) -> Any:
+def _wire_ref(p: Pointer, recorder: Any) -> dict[str, Any]:
+    """How an argument pointer appears in the op on the wire."""
+    if recorder is not None:
+        if p._batch is recorder and p._id is None and p._error is None:
+            return {codec.TAG: "res", "i": p._index}
+        inputs = getattr(recorder, "inputs", None)
+        if inputs is not None and id(p) in inputs:
+            return {codec.TAG: "in", "i": inputs[id(p)]}
+    return {codec.TAG: "ref", "id": p.id}
+
+
+def _pointer_hook(client: Client, parents: list[Pointer], ref: Callable[[Pointer], dict[str, Any]]) -> Any:
     def on_object(obj: Any) -> Any:
         if isinstance(obj, Pointer):
             if obj._client is not client:
                 raise InvalidArgument("pointers from two different nodes (or logins) cannot be combined in one op")
             parents.append(obj)
-            return {codec.TAG: "ref", "id": obj.id}
+            return ref(obj)
         if callable(obj):
             raise OpNotAllowed(
                 f"cannot send the function {getattr(obj, '__name__', obj)!r} to a node: functions never "

@@ -1,0 +1,137 @@
+"""Lazy recording of pointer ops: many ops, one plan, one round trip per node.
+
+Inside ``with client.batch():`` (and in every cell of the ``syft`` kernel, or after
+``%load_ext syft_kernel``) pointer ops are recorded, not sent. The batch is sent as one plan when
+it ends, or earlier when a value is needed (``get()``, ``if ptr:``, a shape). A failure inside the
+plan is raised with the line of user code that recorded the failing op.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import threading
+import weakref
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .errors import SyftError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .client import Client
+    from .pointer import Pointer
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_state = threading.local()
+_auto = False  # set by the IPython extension: every client batches until the cell ends
+_open: weakref.WeakSet[Batch] = weakref.WeakSet()
+
+
+def user_line() -> tuple[int, str] | None:
+    """(line number, source line) of the first frame outside syft_kernel, numpy, pandas, torch."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_PACKAGE_DIR) or "site-packages" in name or name.startswith("<frozen")):
+            return frame.f_lineno, linecache.getline(name, frame.f_lineno, frame.f_globals).strip()
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+class Batch:
+    """Ops recorded for one client, sent together by ``flush()``."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.encoder = codec.Encoder()
+        self.ops: list[dict[str, Any]] = []
+        self.lines: list[tuple[int, str] | None] = []
+        self.pointers: list[weakref.ref[Pointer]] = []
+        self.sent: list[dict[str, Any]] = []
+        _open.add(self)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def record(self, op: dict[str, Any], ptr: Pointer) -> int:
+        self.ops.append(op)
+        self.lines.append(user_line())
+        self.pointers.append(weakref.ref(ptr))
+        return len(self.ops) - 1
+
+    def flush(self) -> None:
+        """Send the recorded ops as one plan; give every live pointer its id and metadata."""
+        if not self.ops:
+            return
+        ops, lines, refs, buffers = self.ops, self.lines, self.pointers, self.encoder.buffers
+        self.ops, self.lines, self.pointers, self.encoder = [], [], [], codec.Encoder()
+        live = [(i, p) for i, r in enumerate(refs) if (p := r()) is not None]
+        keep = [i for i, _ in live]
+        try:
+            body, _ = self.client.call("run", {"ops": ops, "keep": keep}, buffers)
+        except SyftError as e:
+            where = lines[e.data["op_index"]] if isinstance(e.data.get("op_index"), int) else None
+            err = _at_line(e, where)
+            for _, p in live:
+                p._fail(err)
+            raise err from None
+        finally:
+            self.sent = ops
+            self.client.last_plan = ops
+        for (_, p), result in zip(live, body["results"]):
+            p._resolve(result["id"], result["meta"])
+
+
+def _at_line(e: SyftError, where: tuple[int, str] | None) -> SyftError:
+    """The same error, saying which line of the cell recorded the op that failed."""
+    if where is None:
+        return e
+    line, text = where
+    err = type(e)(f"line {line}: {text}\n{e.message}" if text else f"line {line}: {e.message}", **e.data)
+    err.data["line"] = line
+    return err
+
+
+def current(client: Client) -> Batch | None:
+    """The batch ops on ``client`` go to right now (None: run eagerly)."""
+    batch = client._batch
+    if batch is None and _auto:
+        batch = client._batch = Batch(client)
+    return batch
+
+
+@contextmanager
+def batch(client: Client) -> Iterator[Batch]:
+    """Record ops on ``client`` and send them as one plan when the block ends."""
+    outer = client._batch
+    b = client._batch = Batch(client) if outer is None else outer
+    try:
+        yield b
+    except BaseException:
+        if outer is None:
+            client._batch = None
+        raise
+    if outer is None:
+        client._batch = None
+        b.flush()
+
+
+def flush_all() -> None:
+    """Send every open batch (the end of a cell). The first failure is raised after all are sent."""
+    first: BaseException | None = None
+    for b in list(_open):
+        try:
+            b.flush()
+        except BaseException as e:
+            first = first or e
+    if first is not None:
+        raise first
+
+
+def set_auto(on: bool) -> None:
+    global _auto
+    _auto = on
