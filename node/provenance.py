@@ -94,3 +94,23 @@ def render(obj_id: str, lookup: Callable[[str], Provenance | None]) -> list[str]
 
     name_of(obj_id)
     return lines
+
+
+def render_plan(ops: list[dict[str, Any]], outputs: list[int] | None = None,
+                input_name: Callable[[int], str] = lambda i: f"in{i}") -> list[str]:
+    """One ``vN = …`` line per op of a plan (inputs named by ``input_name``), then its return."""
+    names = [f"v{i + 1}" for i in range(len(ops))]
+
+    def name(node: dict[str, Any]) -> str:
+        tag = node.get("~")
+        if tag == "res":
+            return names[int(node.get("i", 0))]
+        if tag == "in":
+            return input_name(int(node.get("i", 0)))
+        oid = str(node.get("id"))
+        return f"asset({oid[6:]!r})" if oid.startswith("asset:") else f"object({oid!r})"
+
+    lines = [f"{names[i]} = {render_op(op, name)}" for i, op in enumerate(ops)]
+    if outputs is not None:
+        lines.append("return " + ", ".join(names[i] for i in outputs))
+    return lines

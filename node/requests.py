@@ -246,7 +246,7 @@ def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any])
     from syft_kernel.plans import plan_hash
 
     from .executor import _validate
-    from .provenance import render_op
+    from .provenance import render_plan
 
     b = _body_dict(body, "ops", "outputs", "inputs", "reason")
     ops, outputs, input_ids, reason = b["ops"], b["outputs"], b["inputs"], b["reason"]
@@ -261,16 +261,12 @@ def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any])
     for oid in input_ids:
         lineage |= node.store.get(oid, user.name, is_owner=False).lineage
     digest = plan_hash(ops, outputs)
-    names = [f"v{i + 1}" for i in range(len(ops))]
 
-    def name(n: dict[str, Any]) -> str:
-        if n.get("~") == "in":
-            oid = input_ids[int(n.get("i", 0))]
-            return f"asset({oid[6:]!r})" if oid.startswith("asset:") else f"in{n.get('i')}"
-        return names[int(n.get("i", 0))] if n.get("~") == "res" else f"object({n.get('id')!r})"
+    def input_name(i: int) -> str:
+        oid = input_ids[i] if 0 <= i < len(input_ids) else "?"
+        return f"asset({oid[6:]!r})" if oid.startswith("asset:") else f"in{i}"
 
-    lines = [f"{names[i]} = {render_op(op, name)}" for i, op in enumerate(ops)]
-    lines.append("return " + ", ".join(names[i] for i in outputs))
+    lines = render_plan(ops, outputs, input_name)
     request_id = "r" + secrets.token_hex(8)
     now = time.time()
     with node.db.tx() as c:

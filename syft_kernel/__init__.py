@@ -24,6 +24,19 @@ from .requests import Request
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ip: object) -> None:
+    """``%load_ext syft_kernel``: magics and per-cell batching in any IPython kernel."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: object) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ip)
+
 __all__ = [
     "AuthenticationError",
     "Client",

@@ -37,6 +37,14 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _install(args: argparse.Namespace) -> int:
+    from .kernel import DISPLAY_NAME, install
+
+    where = install(user=args.user, prefix=args.prefix)
+    print(f"installed the {DISPLAY_NAME!r} kernel in {where}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -68,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--out", default=".", help="folder to write to (default .)")
     p.set_defaults(fn=_keygen)
+
+    p = sub.add_parser("install", help="install the Jupyter kernel 'Python 3 (syft)'")
+    p.add_argument("--user", action="store_true", help="into your user's Jupyter folder")
+    p.add_argument("--prefix", default=None, help="into PREFIX/share/jupyter (default: this Python's prefix)")
+    p.set_defaults(fn=_install)
 
     p = sub.add_parser("demo", help="a hospital node with sample data, then JupyterLab with the notebooks")
     p.add_argument("--dir", default="demo-node", help="node folder (default ./demo-node)")

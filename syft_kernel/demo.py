@@ -38,7 +38,10 @@ def prepare_demo(folder: Path, port: int = 5555) -> dict[str, Path]:
 
 def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8888) -> int:
     """Serve the demo node and (unless ``lab=False``) JupyterLab on the notebooks until Ctrl-C."""
+    from .kernel import install
+
     folder = folder.resolve()
+    install()
     paths = prepare_demo(folder, port=port)
     node = start_node(paths["node"], name="hospital", port=port, stop_with_parent=True)
     print(f"hospital node serving: {', '.join(node.connection['addresses'])}")

@@ -121,22 +121,10 @@ class Plan:
         return make_request(client, info)
 
     def lines(self) -> list[str]:
-        from syft_kernel.node.provenance import render_op
+        """The plan as code-like lines (inputs are in0, in1, …)."""
+        from syft_kernel.node.provenance import render_plan
 
-        if self.ops is None:
-            return ["<not traced yet>"]
-        names = [f"v{i + 1}" for i in range(len(self.ops))]
-
-        def name(node: dict[str, Any]) -> str:
-            if node.get("~") == "in":
-                return f"in{node.get('i')}"
-            if node.get("~") == "res":
-                return names[int(node.get("i", 0))]
-            return f"object({node.get('id')!r})"
-
-        lines = [f"{names[i]} = {render_op(op, name)}" for i, op in enumerate(self.ops)]
-        lines.append("return " + ", ".join(names[i] for i in self.outputs))
-        return lines
+        return render_plan(self.ops, self.outputs) if self.ops is not None else ["<not traced yet>"]
 
     def __repr__(self) -> str:
         head = f"plan {self.fn.__name__}" + (f" (hash {self.hash[:12]})" if self.ops is not None else "")

@@ -134,8 +134,8 @@ class Pointer:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        rule = _al.TABLE.get(self.type, {}).get(name)
-        if rule is not None and rule.kind == "method":
+        rule = _al.lookup(self.type, name)  # the node's own table: refused here with the same error
+        if rule.kind == "method":
             return _Method(self, name)
         return self._remote("getattr", name)
 
