@@ -7,6 +7,7 @@ PIP = $(PYTHON) -m pip
 install:
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test,demo]'
+	$(PYTHON) -m syft_kernel.cli install
 
 demo: install
 	$(PYTHON) -m syft_kernel.cli demo
@@ -20,3 +21,4 @@ test: install lint
 bench: install
 	$(PYTHON) bench/bench_wire.py
 	$(PYTHON) bench/bench_requests.py
+	$(PYTHON) bench/bench_kernel.py
