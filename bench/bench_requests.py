@@ -283,15 +283,16 @@ def print_results(res: Results, owner_mode: str, transport: str) -> dict[str, fl
           f"{ratios['p99']:.1f}x")
     print(f"wake-up p50 / ptr + 1 p50: {ratios['wake']:.2f}x (the event push plus one "
           "requests.get round trip, Request.wait's refresh)")
-    mean_sum = sum(float(np.mean(parts[k])) for k in list(parts)[1:6])
+    mean_sum = sum(float(np.mean(parts[k])) for k in (
+        "request() call", "owner notice", "owner fetch", "decide() call", "wake-up"))
+    print(f"check: the five parts' means sum to {mean_sum:.1f} µs, the total's mean is "
+          f"{float(np.mean(total)):.1f} µs")
     unsplit = n - len(parts.get("  event push", []))
-    print("notes: owner notice and event push are stamps from two processes; the node sends an "
-          "event right after the reply before it, so either can come out slightly negative")
+    print("notes: owner notice and event push compare the two clients' stamps; the node sends "
+          "each event right after the reply before it, so either can come out slightly negative")
     if unsplit:
         print(f"       in {unsplit} of {n} requests wait()'s first refresh already found the "
               "request approved (no event wait): they have no event push / final refresh split")
-    print(f"check: the five parts' means sum to {mean_sum:.1f} µs, the total's mean is "
-          f"{float(np.mean(total)):.1f} µs")
     return ratios
 
 

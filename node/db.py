@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS requests (
     created_at REAL NOT NULL,
     decided_at REAL
 );
+CREATE INDEX IF NOT EXISTS requests_by_target ON requests(target, requester);
+CREATE INDEX IF NOT EXISTS requests_by_status ON requests(status, created_at);
 CREATE TABLE IF NOT EXISTS approvals (
     request_id TEXT NOT NULL REFERENCES requests(id),
     owner TEXT NOT NULL,
@@ -252,8 +254,15 @@ class Database:
         row = self.conn.execute("SELECT * FROM requests WHERE id=?", (request_id,)).fetchone()
         return self._request_row(row) if row else None
 
+    def open_request_for(self, target: str, requester: str) -> dict[str, Any] | None:
+        """The newest pending or approved object request for ``target`` by ``requester``."""
+        row = self.conn.execute(
+            "SELECT * FROM requests WHERE target=? AND requester=? AND kind='object' AND status!='denied'"
+            " ORDER BY created_at DESC LIMIT 1", (target, requester)).fetchone()
+        return self._request_row(row) if row else None
+
     def requests(self, status: str | None = None, requester: str | None = None, kind: str | None = None,
-                 limit: int = 1000) -> list[dict[str, Any]]:
+                 limit: int = 100_000) -> list[dict[str, Any]]:
         where, args = ["1=1"], []
         for column, value in (("status", status), ("requester", requester), ("kind", kind)):
             if value is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.codec import Decoder, ProtocolError
+from syft_kernel.codec import Decoder, ProtocolError, import_torch, loaded_torch
 from syft_kernel.errors import InvalidArgument, OpNotAllowed, RemoteError, SyftError
 
 from . import allowlist as al
@@ -49,7 +49,7 @@ def type_key(value: Any) -> str:
         return "numpy_scalar"
     if isinstance(value, pd.Index):
         return "Index"
-    torch = _torch()
+    torch = loaded_torch()
     if torch is not None and isinstance(value, torch.Tensor):
         return "Tensor"
     name = type(value).__name__
@@ -82,7 +82,7 @@ def check_result(value: Any, what: str, depth: int = 0) -> None:
         return
     if type_key(value) in _CONTAINER_KEYS or isinstance(value, np.dtype):
         return
-    torch = _torch()
+    torch = loaded_torch()
     if torch is not None and isinstance(value, (torch.Size, torch.dtype)):
         return
     raise OpNotAllowed(f"{what} returned a {type(value).__name__}, which is not data and stays out", op=what)
@@ -165,7 +165,7 @@ def _module_function(name: str) -> Callable[..., Any]:
     elif root == "pandas":
         obj = pd
     elif root == "torch":
-        obj = _torch_required()
+        obj = import_torch()
     else:
         raise OpNotAllowed(f"{name} is not allowed", op=name)
     for part in rest.split("."):
@@ -239,7 +239,7 @@ DATA_DEPENDENT_SHAPES = frozenset(
 
 
 def _array_like(value: Any) -> bool:
-    torch = _torch()
+    torch = loaded_torch()
     return isinstance(value, (np.ndarray, np.generic)) or (torch is not None and isinstance(value, torch.Tensor))
 
 
@@ -316,27 +316,6 @@ def _label(x: Any) -> Any:
     if isinstance(x, (str, int, float, bool)) or x is None:
         return x.item() if isinstance(x, np.generic) else x
     return str(x)
-
-
-_torch_module: Any = None
-
-
-def _torch() -> Any:
-    global _torch_module
-    if _torch_module is None:
-        import sys
-
-        _torch_module = sys.modules.get("torch")
-    return _torch_module
-
-
-def _torch_required() -> Any:
-    global _torch_module
-    if _torch_module is None:
-        import torch
-
-        _torch_module = torch
-    return _torch_module
 
 
 __all__ = ["Value", "run_plan", "describe", "type_key", "check_result", "InvalidArgument"]

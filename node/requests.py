@@ -94,9 +94,9 @@ def _create(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
     assert obj is not None
     if not obj.value.private:
         raise InvalidArgument("this value has no private lineage: get() it directly")
-    for existing in node.db.requests(requester=user.name, kind="object"):
-        if existing["target"] == obj_id and existing["status"] != "denied":
-            return public_request(node, existing, user), []
+    existing = node.db.open_request_for(obj_id, user.name)
+    if existing is not None:
+        return public_request(node, existing, user), []
     plan = render(obj_id, node.store.provenance)
     size = _persist(node, obj)
     request_id = "r" + secrets.token_hex(8)
@@ -233,11 +233,12 @@ def _decide(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
         node.start_job(request_id)
     fresh = node.db.request(request_id)
     assert fresh is not None
+    info = public_request(node, fresh, user)
     event = {"event": "request.decided" if status != "pending" else "request.updated", "request": request_id,
              "status": status}
-    node.notify(row["requester"], event)
+    node.notify(row["requester"], {**event, "info": info})  # the requester wakes with the whole request
     node.notify_owners(event)
-    return public_request(node, fresh, user), []
+    return info, []
 
 
 @handler("plans.request")

@@ -52,6 +52,7 @@ class Batch:
         self.lines: list[tuple[int, str] | None] = []
         self.pointers: list[weakref.ref[Pointer]] = []
         self.sent: list[dict[str, Any]] = []
+        self.explicit = 0  # how many ``with client.batch():`` blocks hold this batch
         _open.add(self)
 
     def __len__(self) -> int:
@@ -107,16 +108,17 @@ def current(client: Client) -> Batch | None:
 @contextmanager
 def batch(client: Client) -> Iterator[Batch]:
     """Record ops on ``client`` and send them as one plan when the block ends."""
-    outer = client._batch
-    b = client._batch = Batch(client) if outer is None else outer
+    b = client._batch
+    if b is None:
+        b = client._batch = Batch(client)
+    b.explicit += 1
     try:
         yield b
-    except BaseException:
-        if outer is None:
-            client._batch = None
-        raise
-    if outer is None:
-        client._batch = None
+    finally:
+        b.explicit -= 1
+        if b.explicit == 0:
+            client._batch = None  # the outermost block ends the batch (also a per-cell one)
+    if b.explicit == 0:
         b.flush()
 
 
@@ -124,6 +126,8 @@ def flush_all() -> None:
     """Send every open batch (the end of a cell). The first failure is raised after all are sent."""
     first: BaseException | None = None
     for b in list(_open):
+        if getattr(b, "tracing", False):
+            continue
         try:
             b.flush()
         except BaseException as e:

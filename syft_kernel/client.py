@@ -42,7 +42,7 @@ class Client:
         self._freed: list[str] = []
         self._batch: Any = None
         self.last_plan: list[dict[str, Any]] = []
-        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=512)
         self._sock, monitor = self._connect()
         self.round_trips = 0
         try:
@@ -190,6 +190,12 @@ class Client:
                     event = codec.unpack_body(frames[1])
                     if isinstance(event, dict):
                         self._events.append(event)
+
+    def discard_events(self, request_id: str) -> None:
+        """Forget queued events about a request that is settled."""
+        with self._lock:
+            for event in [e for e in self._events if e.get("request") == request_id]:
+                self._events.remove(event)
 
     @property
     def node_label(self) -> str:

@@ -98,7 +98,7 @@ class Encoder:
             for name, t in _PY_TYPES.items():
                 if obj is t:
                     return {TAG: "pytype", "v": name}
-        torch = _torch()
+        torch = loaded_torch()
         if torch is not None:
             if isinstance(obj, torch.Tensor):
                 return self._tensor(obj)
@@ -130,7 +130,7 @@ class Encoder:
         return {TAG: "npscalar", "dtype": x.dtype.str, "v": x.tobytes()}
 
     def _tensor(self, t: Any) -> dict[str, Any]:
-        torch = _torch()
+        torch = loaded_torch()
         t = t.detach().cpu().contiguous()
         dtype = str(t.dtype).removeprefix("torch.")
         if dtype not in _TORCH_DTYPES:
@@ -272,13 +272,13 @@ class Decoder:
             name = str(node["v"])
             if name not in _TORCH_DTYPES:
                 raise ProtocolError(f"unknown torch dtype {name!r}")
-            return getattr(_torch_required(), name)
+            return getattr(import_torch(), name)
         if self.on_tag is not None:
             return self.on_tag(node)
         raise ProtocolError(f"unknown value kind {tag!r}")
 
     def _tensor(self, node: dict[str, Any]) -> Any:
-        torch = _torch_required()
+        torch = import_torch()
         name = str(node["dtype"])
         if name not in _TORCH_DTYPES:
             raise ProtocolError(f"unknown torch dtype {name!r}")
@@ -383,7 +383,7 @@ def _read_arrow(buf: Buffer) -> pa.Table:
 _torch_module: Any = None
 
 
-def _torch() -> Any:
+def loaded_torch() -> Any:
     """torch if it is already imported (no import cost for users who never touch tensors)."""
     global _torch_module
     if _torch_module is None:
@@ -393,7 +393,7 @@ def _torch() -> Any:
     return _torch_module
 
 
-def _torch_required() -> Any:
+def import_torch() -> Any:
     global _torch_module
     if _torch_module is None:
         import torch

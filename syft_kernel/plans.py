@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from . import codec
-from .batch import Batch
+from .batch import Batch, _open
 from .errors import InvalidArgument
 from .pointer import Pointer
 
@@ -37,6 +37,7 @@ class Trace(Batch):
 
     def __init__(self, client: Client, inputs: list[Pointer]) -> None:
         super().__init__(client)
+        _open.discard(self)  # never sent: the end of a cell must not try
         self.inputs = {id(p): i for i, p in enumerate(inputs)}
 
     def flush(self) -> None:

@@ -56,7 +56,11 @@ class Request:
             event = self._client.wait_event(lambda e: e.get("request") == self.id, left)
             if event is None:
                 raise NodeUnavailable(f"request {self.id} is still {self.status} after {timeout}s")
-            self.refresh()
+            if isinstance(event.get("info"), dict) and event["info"].get("id") == self.id:
+                self.info = event["info"]  # the event carries the decided request: no extra round trip
+            else:
+                self.refresh()
+        self._client.discard_events(self.id)
         if self.status == "denied":
             raise PermissionDenied(f"request {self.id} was denied: {self.comment or 'no comment given'}",
                                    comment=self.comment)

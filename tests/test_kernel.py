@@ -103,6 +103,20 @@ def test_private_values_in_python_control_flow(syft_cells) -> None:  # type: ign
     assert "pointer on hospital" in r["text"] and "3." not in r["text"]
 
 
+def test_plans_and_explicit_batches_in_the_syft_kernel(syft_cells, published: sk.Client) -> None:  # type: ignore[no-untyped-def]
+    cells, _ = syft_cells
+    cells.run("births = hospital.datasets['birth-records-feb']['births']")
+    r = cells.run("@sk.plan\ndef stats(b):\n    return b['weight'].mean()\nprint(stats.trace(births))")
+    assert r["status"] == "ok", r
+    assert "v2 = v1.mean()" in r["text"]
+    r = cells.run("m = stats(births)\nm")
+    assert r["status"] == "ok", r  # the traced plan is never sent as a cell's batch
+    assert cells.run("x = 1")["status"] == "ok"
+    r = cells.run("try:\n    with hospital.batch():\n        bad = births['nope']\nexcept sk.RemoteError as e:\n"
+                  "    print('caught', type(e).__name__)")
+    assert r["status"] == "ok" and "caught RemoteError" in r["text"]  # the block sends when it ends
+
+
 def test_magics_in_the_syft_kernel(syft_cells) -> None:  # type: ignore[no-untyped-def]
     cells, _ = syft_cells
     assert "hospital: hospital at" in cells.run("%syft nodes")["text"]
