@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS datasets (
     tags TEXT NOT NULL DEFAULT '[]',
     subject_column TEXT,
     owners TEXT NOT NULL DEFAULT '[]',
+    bounds TEXT NOT NULL DEFAULT '{}',
+    max_rows_per_subject INTEGER NOT NULL DEFAULT 1,
     policy TEXT NOT NULL DEFAULT '{"kind": "single"}',
     created_by TEXT NOT NULL,
     created_at REAL NOT NULL
@@ -60,7 +62,7 @@ CREATE TABLE IF NOT EXISTS readers (
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
     requester TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('object', 'code', 'plan')),
+    kind TEXT NOT NULL CHECK (kind IN ('object', 'code', 'plan', 'budget')),
     target TEXT NOT NULL,
     datasets TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -167,12 +169,14 @@ class Database:
     # ---- datasets
     def add_dataset(self, name: str, description: str, tags: list[str], subject_column: str | None,
                     created_by: str, assets: list[dict[str, Any]], owners: list[str] | None = None,
-                    policy: dict[str, Any] | None = None) -> None:
+                    policy: dict[str, Any] | None = None, bounds: dict[str, Any] | None = None,
+                    max_rows_per_subject: int = 1) -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO datasets(name, description, tags, subject_column, owners, policy, created_by,"
-                      " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            c.execute("INSERT INTO datasets(name, description, tags, subject_column, owners, policy, bounds,"
+                      " max_rows_per_subject, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (name, description, json.dumps(tags), subject_column, json.dumps(owners or [created_by]),
-                       json.dumps(policy or {"kind": "single"}), created_by, time.time()))
+                       json.dumps(policy or {"kind": "single"}), json.dumps(bounds or {}), max_rows_per_subject,
+                       created_by, time.time()))
             for a in assets:
                 c.execute("INSERT INTO assets(dataset, name, kind, path, mock_path, meta) VALUES (?, ?, ?, ?, ?, ?)",
                           (name, a["name"], a["kind"], a["path"], a["mock_path"], json.dumps(a["meta"])))
@@ -191,6 +195,7 @@ class Database:
         d["tags"] = json.loads(d["tags"])
         d["owners"] = json.loads(d["owners"])
         d["policy"] = json.loads(d["policy"])
+        d["bounds"] = json.loads(d["bounds"])
         d["assets"] = [
             {"name": a["name"], "kind": a["kind"], **json.loads(a["meta"])}
             for a in self.conn.execute("SELECT * FROM assets WHERE dataset=? ORDER BY rowid", (name,))

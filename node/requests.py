@@ -222,6 +222,8 @@ def _decide(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
             c.execute("UPDATE requests SET status=?, decided_at=?, comment=?, limits=?,"
                       " run_status=CASE WHEN kind='code' AND ?='approved' THEN 'queued' ELSE run_status END"
                       " WHERE id=?", (status, now, comment, json.dumps(limits), status, request_id))
+            if status == "approved" and row["kind"] == "budget":
+                node.ledger.raise_budget(c, row["requester"], row["target"], float(row["inputs"]["epsilon"]))
             if status == "approved" and row["kind"] == "object":
                 c.execute("INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
                           (row["target"], row["requester"], request_id))
@@ -277,6 +279,34 @@ def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any])
                    json.dumps({"ids": input_ids}), _content_hash("plan", digest, input_ids), now))
         c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'plan.request', ?, ?)",
                   (now, user.name, request_id, json.dumps({"plan": digest, "inputs": input_ids})))
+    row = node.db.request(request_id)
+    assert row is not None
+    node.notify_owners({"event": "request.new", "request": request_id})
+    return public_request(node, row, user), []
+
+
+@handler("budgets.request")
+def _budget_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    """Ask the dataset's owners for more epsilon; approval raises the budget."""
+    b = _body_dict(body, "dataset", "epsilon", "reason")
+    dataset, eps, reason = b["dataset"], b["epsilon"], b["reason"]
+    if node.db.dataset(str(dataset)) is None:
+        raise NotFound(f"no dataset {dataset!r}")
+    if not isinstance(eps, (int, float)) or not 0 < eps < 1e6:
+        raise InvalidArgument("ask for a positive epsilon")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidArgument("say why you need more budget: request(…, reason='…')")
+    if not node.ledger.status(user.name, str(dataset)):
+        raise InvalidArgument(f"you have no budget on {dataset!r} yet: the owner sets the first one")
+    request_id = "r" + secrets.token_hex(8)
+    now = time.time()
+    with node.db.tx() as c:
+        c.execute("INSERT INTO requests(id, requester, kind, target, datasets, reason, status, inputs, content_hash,"
+                  " created_at) VALUES (?, ?, 'budget', ?, ?, ?, 'pending', ?, ?, ?)",
+                  (request_id, user.name, dataset, json.dumps([f"{dataset}/*"]), reason,
+                   json.dumps({"epsilon": float(eps)}), _content_hash("budget", dataset, float(eps), user.name), now))
+        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'budget.request', ?, ?)",
+                  (now, user.name, request_id, json.dumps({"dataset": dataset, "epsilon": eps})))
     row = node.db.request(request_id)
     assert row is not None
     node.notify_owners({"event": "request.new", "request": request_id})

@@ -24,6 +24,7 @@ from syft_kernel import codec
 from syft_kernel.errors import ProtocolError, SyftError, Unauthorized
 from syft_kernel.keys import read_keypair, write_connection_file
 
+from . import dp as _dp  # noqa: F401  (registers the DP handlers)
 from . import requests as _requests  # noqa: F401  (registers the request handlers)
 from .service import DataNode
 

@@ -98,6 +98,9 @@ class DataNode:
         removed = storage.remove_unreferenced(self.assets_dir, self.db.asset_paths())
         if removed:
             log.info("removed %d leftover asset file(s) from an interrupted upload", removed)
+        from .ledger import Ledger
+
+        self.ledger = Ledger(self.db)
         self.objects_dir = self.folder / "objects"
         self.objects_dir.mkdir(exist_ok=True)
         self.store = ObjectStore(self._load_asset, self._load_persisted)
@@ -283,6 +286,14 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
     from .governance import check_policy
 
     policy = check_policy(b.get("policy") or {"kind": "single"}, owners)
+    bounds = b.get("bounds") or {}
+    if not isinstance(bounds, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v) and v[0] < v[1]
+            for v in bounds.values()):
+        raise InvalidArgument("bounds map column names to public (lower, upper) pairs, lower < upper")
+    max_rows = b.get("max_rows_per_subject") or 1
+    if not isinstance(max_rows, int) or not 1 <= max_rows <= 10_000:
+        raise InvalidArgument("max_rows_per_subject is a whole number from 1 to 10000")
     dec = codec.Decoder(buffers)
     written: list[str] = []
     rows: list[dict[str, Any]] = []
@@ -308,7 +319,8 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
             meta.pop("private", None)
             meta["series"] = type_key(value) == "Series"
             rows.append({"name": aname, "kind": kind, "path": path, "mock_path": mock_path, "meta": meta})
-        node.db.add_dataset(name, description, tags, subject_column, user.name, rows, owners, policy)
+        node.db.add_dataset(name, description, tags, subject_column, user.name, rows, owners, policy,
+                            {str(k): list(v) for k, v in bounds.items()}, max_rows)
     except BaseException:
         for p in written:
             (node.assets_dir / p).unlink(missing_ok=True)
@@ -491,6 +503,33 @@ def _del(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ProtocolError("ids is a list of object ids")
     return {"deleted": node.store.delete(ids, user.name, user.is_owner)}, []
+
+
+@handler("budgets.set", role="owner")
+def _budgets_set(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "user", "dataset", "epsilon")
+    who, dataset = check_name(b["user"], "user"), check_name(b["dataset"], "dataset")
+    if node.db.dataset(dataset) is None:
+        raise NotFound(f"no dataset {dataset!r}")
+    if who not in {u["name"] for u in node.db.users()}:
+        raise NotFound(f"no user {who!r}")
+    eps, delta = b["epsilon"], b.get("delta", 0.0) or 0.0
+    if not isinstance(eps, (int, float)) or not 0 <= eps < 1e6 or eps != eps:
+        raise InvalidArgument("epsilon is a non-negative number")
+    if not isinstance(delta, (int, float)) or not 0 <= delta < 1:
+        raise InvalidArgument("delta is between 0 (inclusive) and 1 (exclusive)")
+    node.ledger.set_budget(who, dataset, float(eps), float(delta))
+    node.db.audit(user.name, "budgets.set", dataset, scientist=who, epsilon=eps, delta=delta)
+    return {"budget": node.ledger.status(who, dataset)}, []
+
+
+@handler("budgets.get")
+def _budgets_get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = body if isinstance(body, dict) else {}
+    who = b.get("user") if user.is_owner and b.get("user") else user.name
+    dataset = b.get("dataset")
+    return {"user": who, "budgets": node.ledger.status(str(who), dataset),
+            "history": node.ledger.history(str(who), dataset)}, []
 
 
 @handler("audit.list", role="owner")

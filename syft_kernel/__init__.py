@@ -5,6 +5,7 @@ from .code import Job
 from .datasets import Dataset
 from .errors import (
     AuthenticationError,
+    BudgetExceeded,
     InvalidArgument,
     NodeUnavailable,
     NotFound,
@@ -39,6 +40,7 @@ def unload_ipython_extension(ip: object) -> None:
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceeded",
     "Client",
     "Consensus",
     "Dataset",

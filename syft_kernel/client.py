@@ -55,6 +55,7 @@ class Client:
         self.role: str = hello["role"]
         from .code import CodeAPI
         from .datasets import DatasetsAPI
+        from .dp import Budget, BudgetsAPI
         from .requests import RequestsAPI
         from .users import UsersAPI
 
@@ -62,6 +63,9 @@ class Client:
         self.users = UsersAPI(self)
         self.requests = RequestsAPI(self)
         self.code = CodeAPI(self)
+        self.budgets = BudgetsAPI(self)
+        self.budget = Budget(self)
+        self.last_release: dict[str, Any] = {}
 
     def _connect(self) -> tuple[zmq.Socket, zmq.Socket]:
         sock = self._ctx.socket(zmq.DEALER)

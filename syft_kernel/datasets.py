@@ -89,11 +89,13 @@ class DatasetsAPI(Mapping[str, Dataset]):
     def upload(self, name: str, assets: dict[str, Any], mock: dict[str, Any] | None = None,
                description: str = "", tags: list[str] | None = None,
                subject_column: str | None = None, owners: list[str] | None = None,
-               policy: Any = None) -> Dataset:
+               policy: Any = None, bounds: dict[str, tuple[float, float]] | None = None,
+               max_rows_per_subject: int = 1) -> Dataset:
         """Publish a dataset (owners). Assets stay private on the node; each gets a mock, the one
         given in ``mock`` or one generated from its schema with synthetic values. ``owners``
         (default: you) decide requests under ``policy`` (default one owner; ``sk.Consensus()``,
-        ``sk.Threshold(k)``)."""
+        ``sk.Threshold(k)``). ``bounds`` declares public value ranges per column for DP queries;
+        ``max_rows_per_subject`` bounds how many rows one ``subject_column`` value may contribute."""
         enc = codec.Encoder()
         mock = mock or {}
         unknown = set(mock) - set(assets)
@@ -107,7 +109,9 @@ class DatasetsAPI(Mapping[str, Dataset]):
         ]
         body = {"name": name, "assets": items, "description": description, "tags": list(tags or []),
                 "subject_column": subject_column, "owners": owners,
-                "policy": policy.to_wire() if policy is not None else None}
+                "policy": policy.to_wire() if policy is not None else None,
+                "bounds": {k: list(v) for k, v in (bounds or {}).items()},
+                "max_rows_per_subject": max_rows_per_subject}
         info, _ = self._client.call("datasets.upload", body, enc.buffers)
         return Dataset(self._client, info)
 

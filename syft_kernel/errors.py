@@ -54,6 +54,14 @@ class OpNotAllowed(SyftError):
         return str(self.data.get("op", ""))
 
 
+class BudgetExceeded(SyftError):
+    """A DP release would overspend the privacy budget. ``left`` is what remains."""
+
+    @property
+    def left(self) -> float:
+        return float(self.data.get("left", 0.0))
+
+
 class NotFound(SyftError, KeyError):
     """A dataset, asset, object or user does not exist (or is not yours to see). A ``KeyError``
     too, so ``name in client.datasets`` and ``dict``-style code work."""
@@ -82,6 +90,7 @@ _ALL = {
         AuthenticationError,
         Unauthorized,
         PermissionDenied,
+        BudgetExceeded,
         OpNotAllowed,
         NotFound,
         InvalidArgument,

@@ -156,6 +156,13 @@ class Pointer:
         return request_object(self, reason)
 
     @property
+    def dp(self) -> Any:
+        """Differentially private releases of this value, charged to your budget: ``ptr.dp.mean(…)``."""
+        from .dp import DPQueries
+
+        return DPQueries(self)
+
+    @property
     def mock(self) -> Any:
         """This pointer's computation on mock data, run locally: free, fake, for debugging."""
         return self._recipe.mock()

@@ -1,0 +1,268 @@
+"""Differentially private releases: the node computes exact aggregates, charges the ledger, then
+releases them through OpenDP's floating-point-safe Laplace / Gaussian / noisy-max mechanisms.
+
+Sensitivity follows from the clamping bounds and from how many rows one data subject may
+contribute (the dataset's ``subject_column`` and ``max_rows_per_subject``); rows beyond that
+bound are dropped before aggregating, so the bound holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from syft_kernel.errors import InvalidArgument
+
+from .executor import Value
+from .ledger import rho_for
+from .service import DataNode, User, _body_dict, handler
+
+QUERIES = ("count", "sum", "mean", "var", "quantile", "histogram", "group_count", "group_sum", "group_mean")
+MAX_GROUPS = 1000
+QUANTILE_CANDIDATES = 1000
+
+
+def _dp() -> Any:
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    return dp
+
+
+def _positive(name: str, x: Any) -> float:
+    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) or x <= 0:
+        raise InvalidArgument(f"{name} must be a positive, finite number (got {x!r})")
+    return float(x)
+
+
+def mechanism_of(params: dict[str, Any]) -> tuple[str, float, float]:
+    """(laplace | gaussian, epsilon, rho) from epsilon, or rho, or epsilon and delta."""
+    eps, delta, rho = params.get("epsilon"), params.get("delta"), params.get("rho")
+    if rho is not None:
+        if eps is not None:
+            raise InvalidArgument("give epsilon (Laplace), epsilon and delta (Gaussian) or rho (Gaussian), not both")
+        return "gaussian", 0.0, _positive("rho", rho)
+    eps = _positive("epsilon", eps)
+    if delta is None:
+        return "laplace", eps, 0.0
+    if not isinstance(delta, (int, float)) or not 0 < delta < 1:
+        raise InvalidArgument(f"delta must be between 0 and 1, exclusive (got {delta!r})")
+    return "gaussian", 0.0, rho_for(eps, float(delta))
+
+
+def _bounds(params: dict[str, Any], declared: dict[str, Any], column: Any) -> tuple[float, float]:
+    b = params.get("bounds")
+    if b is None:
+        b = declared.get(str(column))
+    if b is None:
+        raise InvalidArgument(f"bounds=(lower, upper) are required for {column!r} (the owner declared none): "
+                              "values are clamped to them and they set the noise")
+    if not isinstance(b, (list, tuple)) or len(b) != 2:
+        raise InvalidArgument("bounds are (lower, upper)")
+    lo, hi = (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan for v in b)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+        raise InvalidArgument(f"bounds must be finite with lower < upper (got {tuple(b)!r})")
+    return lo, hi
+
+
+def release(values: np.ndarray, sensitivity: float, mechanism: str, epsilon: float, rho: float) -> np.ndarray:
+    """Add OpenDP noise to exact aggregates: Laplace scaled to L1 sensitivity / epsilon, or Gaussian
+    to L2 sensitivity / sqrt(2 rho). The measurement's own privacy map checks the scale."""
+    dp = _dp()
+    values = np.asarray(values, dtype=np.float64).ravel()
+    domain = dp.vector_domain(dp.atom_domain(T=float, nan=False), size=len(values))
+    if mechanism == "laplace":
+        scale = sensitivity / epsilon
+        meas = dp.m.make_laplace(domain, dp.l1_distance(T=float), scale)
+        assert meas.map(sensitivity) <= epsilon * (1 + 1e-9)
+    else:
+        scale = sensitivity / math.sqrt(2 * rho)
+        meas = dp.m.make_gaussian(domain, dp.l2_distance(T=float), scale)
+        assert meas.map(sensitivity) <= rho * (1 + 1e-9)
+    return np.asarray(meas(values.tolist() if len(values) < 64 else values), dtype=np.float64)
+
+
+def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, Any]) -> tuple[Any, int]:
+    """Keep at most ``max_rows_per_subject`` rows per subject; return (data, that bound)."""
+    c = int(dataset.get("max_rows_per_subject") or 1)
+    subject = dataset.get("subject_column")
+    if not subject:
+        return data, 1
+    if not isinstance(data, (pd.Series, pd.DataFrame)):
+        raise InvalidArgument("this dataset tracks data subjects: run DP queries on its frames or their columns")
+    frames = [a["name"] for a in dataset["assets"] if a.get("columns") and subject in a["columns"]]
+    if not frames:
+        raise InvalidArgument(f"no asset of {dataset['name']!r} holds the subject column {subject!r}")
+    lineage = next(iter(value.lineage))
+    asset = lineage.split("/", 1)[1]
+    source = node.store.get(f"asset:{lineage}", "", True).value if asset in frames else None
+    if source is None:
+        raise InvalidArgument("DP queries run on columns of the asset that holds the subject column")
+    try:
+        ids = source[subject].reindex(data.index)
+    except Exception:
+        raise InvalidArgument("the rows of this value cannot be traced back to their subjects (keep the "
+                              "frame's index: no reset_index before a DP query)") from None
+    keep = (ids.groupby(ids, dropna=False).cumcount() < c).to_numpy()
+    return data[keep], c
+
+
+@handler("dp.query")
+def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
+    b = _body_dict(body, "target", "query", "params")
+    query, params = b["query"], b["params"]
+    if query not in QUERIES:
+        raise InvalidArgument(f"unknown DP query {query!r}: one of {', '.join(QUERIES)}")
+    if not isinstance(params, dict):
+        raise InvalidArgument("params are a map")
+    value = node.store.get(str(b["target"]), user.name, user.is_owner)
+    datasets = sorted({entry.split("/", 1)[0] for entry in value.lineage})
+    if len(datasets) != 1:
+        raise InvalidArgument("a DP query runs on data of exactly one dataset (its budget pays for it)")
+    dataset = node.db.dataset(datasets[0])
+    assert dataset is not None
+    mechanism, epsilon, rho = mechanism_of(params)
+    if query == "quantile" and mechanism != "laplace":
+        raise InvalidArgument("a DP quantile uses the exponential mechanism (pure epsilon): give epsilon alone")
+    declared = dataset.get("bounds") or {}
+    data, c = _subject_rows(node, value, value.value, dataset)
+    exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
+    # charge first, release after: a crash in between loses no charge
+    status = node.ledger.charge(user.name, dataset["name"], query, mechanism, epsilon, rho,
+                                {k: v for k, v in params.items() if k != "categories"})
+    if query == "quantile":
+        result = _quantile(exact[0], extra, c, epsilon)
+    else:
+        noisy = [release(np.asarray(x), s, mechanism, epsilon / parts, rho / parts) for x, s in zip(exact, sens)]
+        result = _finish(query, noisy, extra, params)
+    cost = {"epsilon": epsilon} if mechanism == "laplace" else {"rho": rho}
+    node.db.audit(user.name, "dp.release", dataset["name"], query=query, mechanism=mechanism, **cost,
+                  params={k: v for k, v in params.items() if k in ("bounds", "q", "column", "by")})
+    from syft_kernel import codec
+
+    tree, bufs = codec.encode_value(result)
+    return {"value": tree, "budget": status, "mechanism": mechanism, **cost}, bufs
+
+
+def _numeric(data: Any, what: str) -> np.ndarray:
+    if isinstance(data, pd.DataFrame):
+        raise InvalidArgument(f"DP {what} runs on one column: select it first (births['weight'].dp.{what}(…))")
+    arr = data.to_numpy() if isinstance(data, pd.Series) else np.asarray(data)
+    if arr.dtype.kind not in "biuf":
+        raise InvalidArgument(f"DP {what} needs a numeric column, not {arr.dtype}")
+    arr = arr.astype(np.float64).ravel()
+    return arr[~np.isnan(arr)]
+
+
+def _aggregate(query: str, data: Any, params: dict[str, Any], declared: dict[str, Any],
+               c: int) -> tuple[list[Any], list[float], int, dict[str, Any]]:
+    """Exact aggregates, their sensitivities (L1 for one subject's c rows), the number of budget
+    parts, and what ``_finish`` needs."""
+    name = getattr(data, "name", None)
+    if query == "count":
+        return [float(len(data))], [float(c)], 1, {}
+    if query in ("sum", "mean", "var"):
+        lo, hi = _bounds(params, declared, name)
+        x = np.clip(_numeric(data, query), lo, hi)
+        m = max(abs(lo), abs(hi))
+        if query == "sum":
+            return [x.sum()], [c * m], 1, {}
+        if query == "mean":
+            return [x.sum(), float(len(x))], [c * m, float(c)], 2, {"bounds": (lo, hi)}
+        return [x.sum(), (x * x).sum(), float(len(x))], [c * m, c * m * m, float(c)], 3, {"bounds": (lo, hi)}
+    if query == "quantile":
+        q = params.get("q")
+        if not isinstance(q, (int, float)) or not 0 <= q <= 1:
+            raise InvalidArgument("q is a number between 0 and 1")
+        lo, hi = _bounds(params, declared, name)
+        return [np.clip(_numeric(data, "quantile"), lo, hi)], [float(c)], 1, {"q": float(q), "bounds": (lo, hi)}
+    if query == "histogram":
+        return _histogram(data, params, c)
+    return _grouped(query, data, params, declared, c)
+
+
+def _histogram(data: Any, params: dict[str, Any], c: int) -> tuple[list[Any], list[float], int, dict[str, Any]]:
+    categories, bins = params.get("categories"), params.get("bins")
+    if (categories is None) == (bins is None):
+        raise InvalidArgument("a DP histogram needs categories=[…] (public keys) or bins=[edges]")
+    if categories is not None:
+        if not isinstance(categories, list) or not 0 < len(categories) <= MAX_GROUPS:
+            raise InvalidArgument(f"categories are a list of 1 to {MAX_GROUPS} public values")
+        s = pd.Series(np.asarray(data).ravel() if not isinstance(data, pd.Series) else data)
+        counts = s.astype(object).value_counts().reindex(categories, fill_value=0).to_numpy(dtype=np.float64)
+        return [counts], [float(c)], 1, {"index": categories}
+    if not isinstance(bins, list) or not 2 <= len(bins) <= MAX_GROUPS + 1 or sorted(bins) != bins:
+        raise InvalidArgument(f"bins are 2 to {MAX_GROUPS + 1} increasing edges")
+    counts, _ = np.histogram(_numeric(data, "histogram"), bins=np.asarray(bins, dtype=np.float64))
+    return [counts.astype(np.float64)], [float(c)], 1, {"edges": bins}
+
+
+def _grouped(query: str, data: Any, params: dict[str, Any], declared: dict[str, Any],
+             c: int) -> tuple[list[Any], list[float], int, dict[str, Any]]:
+    if not isinstance(data, pd.DataFrame):
+        raise InvalidArgument("a grouped DP query runs on a frame: births.dp.groupby('sex').mean('weight', …)")
+    by = params.get("by")
+    if by not in data.columns:
+        raise InvalidArgument(f"no column {by!r} to group by")
+    keys = params.get("categories")
+    if keys is None:
+        dtype = data[by].dtype
+        if not isinstance(dtype, pd.CategoricalDtype):
+            raise InvalidArgument(f"grouping by {by!r} needs public keys: pass categories=[…] (its values are "
+                                  "private; a declared categorical column's categories are public)")
+        keys = list(dtype.categories)
+    if not isinstance(keys, list) or not 0 < len(keys) <= MAX_GROUPS:
+        raise InvalidArgument(f"a grouped DP query has 1 to {MAX_GROUPS} public keys")
+    g = data[by].astype(object)
+    counts = g.value_counts().reindex(keys, fill_value=0).to_numpy(dtype=np.float64)
+    if query == "group_count":
+        return [counts], [float(c)], 1, {"index": keys, "by": by}
+    column = params.get("column")
+    if column not in data.columns:
+        raise InvalidArgument(f"no column {column!r} to aggregate")
+    lo, hi = _bounds(params, declared, column)
+    if data[column].dtype.kind not in "biuf":
+        raise InvalidArgument(f"DP {query} needs a numeric column, not {data[column].dtype}")
+    x = pd.Series(np.clip(data[column].to_numpy(dtype=np.float64), lo, hi), index=data.index)
+    sums = x.groupby(g).sum().reindex(keys, fill_value=0.0).to_numpy(dtype=np.float64)
+    m = max(abs(lo), abs(hi))
+    if query == "group_sum":
+        return [sums], [c * m], 1, {"index": keys, "by": by}
+    return [sums, counts], [c * m, float(c)], 2, {"index": keys, "by": by, "bounds": (lo, hi)}
+
+
+def _quantile(x: np.ndarray, extra: dict[str, Any], c: int, epsilon: float) -> float:
+    """The exponential mechanism over candidate values (OpenDP's quantile scores + noisy max)."""
+    dp = _dp()
+    lo, hi = extra["bounds"]
+    candidates = np.linspace(lo, hi, QUANTILE_CANDIDATES).tolist()
+    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance()
+    scores = space >> dp.t.then_quantile_score_candidates(candidates, alpha=extra["q"])
+    unit = (scores >> dp.m.then_noisy_max(dp.max_divergence(), scale=1.0, negate=True)).map(c)
+    meas = scores >> dp.m.then_noisy_max(dp.max_divergence(), scale=unit / epsilon, negate=True)
+    assert meas.map(c) <= epsilon * (1 + 1e-9)
+    return float(candidates[meas(x)])
+
+
+def _finish(query: str, noisy: list[np.ndarray], extra: dict[str, Any], params: dict[str, Any]) -> Any:
+    if query in ("count", "sum"):
+        return float(noisy[0][0])
+    if query == "mean":
+        lo, hi = extra["bounds"]
+        return float(np.clip(noisy[0][0] / max(noisy[1][0], 1.0), lo, hi))
+    if query == "var":
+        n = max(noisy[2][0], 1.0)
+        mean = noisy[0][0] / n
+        return float(max(0.0, noisy[1][0] / n - mean * mean))
+    if query == "histogram":
+        index = extra.get("index") or [f"[{a}, {b})" for a, b in zip(extra["edges"][:-1], extra["edges"][1:])]
+        return pd.Series(noisy[0], index=index, name="count")
+    index = pd.Index(extra["index"], name=extra["by"])
+    if query in ("group_count", "group_sum"):
+        return pd.Series(noisy[0], index=index, name=query.split("_")[1])
+    lo, hi = extra["bounds"]
+    return pd.Series(np.clip(noisy[0] / np.maximum(noisy[1], 1.0), lo, hi), index=index, name=params.get("column"))

@@ -1,0 +1,149 @@
+"""Differential privacy from the client: ``ptr.dp.mean(…)`` and friends, budgets and their history.
+
+Each query runs on the node, is charged to your budget on the dataset first, and comes back at
+once: no request, no owner action. ``ds.budget`` shows what is spent and left.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .pointer import Pointer
+    from .requests import Request
+
+
+def _params(epsilon: float | None, delta: float | None, rho: float | None, **more: Any) -> dict[str, Any]:
+    out = {"epsilon": epsilon, "delta": delta, "rho": rho, **more}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items() if v is not None}
+
+
+class DPQueries:
+    """``ptr.dp``: differentially private releases of a column (or frame, for counts and groups).
+
+    Give ``epsilon`` (Laplace, pure DP), or ``epsilon`` and ``delta``, or ``rho`` (Gaussian, zCDP).
+    ``bounds=(lower, upper)`` clamp values and set the noise (or the owner's declared bounds apply).
+    """
+
+    def __init__(self, ptr: Pointer) -> None:
+        self._ptr = ptr
+
+    def _run(self, query: str, params: dict[str, Any]) -> Any:
+        client = self._ptr.client
+        body, buffers = client.call("dp.query", {"target": self._ptr.id, "query": query, "params": params})
+        client.last_release = body
+        return codec.decode_value(body["value"], buffers)
+
+    def count(self, epsilon: float | None = None, *, delta: float | None = None, rho: float | None = None) -> float:
+        return self._run("count", _params(epsilon, delta, rho))
+
+    def sum(self, epsilon: float | None = None, bounds: tuple[float, float] | None = None, *,
+            delta: float | None = None, rho: float | None = None) -> float:
+        return self._run("sum", _params(epsilon, delta, rho, bounds=bounds))
+
+    def mean(self, epsilon: float | None = None, bounds: tuple[float, float] | None = None, *,
+             delta: float | None = None, rho: float | None = None) -> float:
+        return self._run("mean", _params(epsilon, delta, rho, bounds=bounds))
+
+    def var(self, epsilon: float | None = None, bounds: tuple[float, float] | None = None, *,
+            delta: float | None = None, rho: float | None = None) -> float:
+        return self._run("var", _params(epsilon, delta, rho, bounds=bounds))
+
+    def quantile(self, q: float, bounds: tuple[float, float] | None = None, epsilon: float | None = None) -> float:
+        return self._run("quantile", _params(epsilon, None, None, q=q, bounds=bounds))
+
+    def histogram(self, bins: list[float] | None = None, categories: list[Any] | None = None,
+                  epsilon: float | None = None, *, delta: float | None = None, rho: float | None = None) -> Any:
+        return self._run("histogram", _params(epsilon, delta, rho, bins=bins, categories=categories))
+
+    def groupby(self, by: str, categories: list[Any] | None = None) -> DPGroupBy:
+        """Group by a column with public keys (declared categories, or ``categories=[…]``)."""
+        return DPGroupBy(self, by, categories)
+
+
+class DPGroupBy:
+    def __init__(self, queries: DPQueries, by: str, categories: list[Any] | None) -> None:
+        self._q, self._by, self._categories = queries, by, categories
+
+    def _run(self, query: str, column: str | None, epsilon: float | None, bounds: Any, delta: float | None,
+             rho: float | None) -> Any:
+        params = _params(epsilon, delta, rho, by=self._by, column=column, bounds=bounds, categories=self._categories)
+        return self._q._run(query, params)
+
+    def count(self, epsilon: float | None = None, *, delta: float | None = None, rho: float | None = None) -> Any:
+        return self._run("group_count", None, epsilon, None, delta, rho)
+
+    def sum(self, column: str, bounds: tuple[float, float] | None = None, epsilon: float | None = None, *,
+            delta: float | None = None, rho: float | None = None) -> Any:
+        return self._run("group_sum", column, epsilon, bounds, delta, rho)
+
+    def mean(self, column: str, bounds: tuple[float, float] | None = None, epsilon: float | None = None, *,
+             delta: float | None = None, rho: float | None = None) -> Any:
+        return self._run("group_mean", column, epsilon, bounds, delta, rho)
+
+
+class Budget:
+    """``client.budget``: your privacy budgets per dataset, what is spent and left, and the history."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _fetch(self, dataset: str | None = None) -> dict[str, Any]:
+        return self._client.call("budgets.get", {"dataset": dataset} if dataset else {})[0]
+
+    def __getitem__(self, dataset: str) -> dict[str, Any]:
+        rows = self._fetch(dataset)["budgets"]
+        if not rows:
+            from .errors import NotFound
+
+            raise NotFound(f"no budget on {dataset!r}")
+        return rows[0]
+
+    def left(self, dataset: str) -> float:
+        return float(self[dataset]["left"])
+
+    def spent(self, dataset: str) -> float:
+        return float(self[dataset]["spent"])
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self._fetch()["history"]
+
+    def request(self, dataset: str, epsilon: float, reason: str) -> Request:
+        """Ask the dataset's owners for ``epsilon`` more; approval raises your budget."""
+        from .requests import make_request
+
+        info = self._client.call("budgets.request", {"dataset": dataset, "epsilon": epsilon, "reason": reason})[0]
+        return make_request(self._client, info)
+
+    def __repr__(self) -> str:
+        data = self._fetch()
+        if not data["budgets"]:
+            return f"no privacy budgets for {data['user']}"
+        lines = [f"{'dataset':<24} {'epsilon':>9} {'spent':>9} {'left':>9} {'delta':>9} releases"]
+        for b in data["budgets"]:
+            lines.append(f"{b['dataset']:<24} {b['epsilon']:>9.4g} {b['spent']:>9.4g} {b['left']:>9.4g} "
+                         f"{b['delta']:>9.2g} {b['releases']}")
+        return "\n".join(lines)
+
+
+class BudgetsAPI:
+    """``owner.budgets``: set a scientist's budget on a dataset."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def set(self, user: str, dataset: str, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
+        body = {"user": user, "dataset": dataset, "epsilon": epsilon, "delta": delta}
+        return self._client.call("budgets.set", body)[0]["budget"][0]
+
+    def of(self, user: str) -> dict[str, Any]:
+        return self._client.call("budgets.get", {"user": user})[0]
+
+
+def _when(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
