@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS datasets (
     owners TEXT NOT NULL DEFAULT '[]',
     bounds TEXT NOT NULL DEFAULT '{}',
     max_rows_per_subject INTEGER NOT NULL DEFAULT 1,
+    subject_limit REAL NOT NULL DEFAULT 0,
     policy TEXT NOT NULL DEFAULT '{"kind": "single"}',
     created_by TEXT NOT NULL,
     created_at REAL NOT NULL
@@ -170,13 +171,14 @@ class Database:
     def add_dataset(self, name: str, description: str, tags: list[str], subject_column: str | None,
                     created_by: str, assets: list[dict[str, Any]], owners: list[str] | None = None,
                     policy: dict[str, Any] | None = None, bounds: dict[str, Any] | None = None,
-                    max_rows_per_subject: int = 1) -> None:
+                    max_rows_per_subject: int = 1, subject_limit: float = 0.0) -> None:
         with self.tx() as c:
             c.execute("INSERT INTO datasets(name, description, tags, subject_column, owners, policy, bounds,"
-                      " max_rows_per_subject, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      " max_rows_per_subject, subject_limit, created_by, created_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (name, description, json.dumps(tags), subject_column, json.dumps(owners or [created_by]),
                        json.dumps(policy or {"kind": "single"}), json.dumps(bounds or {}), max_rows_per_subject,
-                       created_by, time.time()))
+                       subject_limit, created_by, time.time()))
             for a in assets:
                 c.execute("INSERT INTO assets(dataset, name, kind, path, mock_path, meta) VALUES (?, ?, ?, ?, ?, ?)",
                           (name, a["name"], a["kind"], a["path"], a["mock_path"], json.dumps(a["meta"])))

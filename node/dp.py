@@ -86,12 +86,13 @@ def release(values: np.ndarray, sensitivity: float, mechanism: str, epsilon: flo
     return np.asarray(meas(values.tolist() if len(values) < 64 else values), dtype=np.float64)
 
 
-def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, Any]) -> tuple[Any, int]:
-    """Keep at most ``max_rows_per_subject`` rows per subject; return (data, that bound)."""
+def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, Any]) -> tuple[Any, int, Any]:
+    """Keep at most ``max_rows_per_subject`` rows per subject; return (data, that bound, the
+    subject id of each kept row, or None when the dataset tracks no subjects)."""
     c = int(dataset.get("max_rows_per_subject") or 1)
     subject = dataset.get("subject_column")
     if not subject:
-        return data, 1
+        return data, 1, None
     if not isinstance(data, (pd.Series, pd.DataFrame)):
         raise InvalidArgument("this dataset tracks data subjects: run DP queries on its frames or their columns")
     frames = [a["name"] for a in dataset["assets"] if a.get("columns") and subject in a["columns"]]
@@ -108,7 +109,7 @@ def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, An
         raise InvalidArgument("the rows of this value cannot be traced back to their subjects (keep the "
                               "frame's index: no reset_index before a DP query)") from None
     keep = (ids.groupby(ids, dropna=False).cumcount() < c).to_numpy()
-    return data[keep], c
+    return data[keep], c, ids[keep].astype(str).to_numpy()
 
 
 @handler("dp.query")
@@ -129,11 +130,24 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
     if query == "quantile" and mechanism != "laplace":
         raise InvalidArgument("a DP quantile uses the exponential mechanism (pure epsilon): give epsilon alone")
     declared = dataset.get("bounds") or {}
-    data, c = _subject_rows(node, value, value.value, dataset)
+    data, c, ids = _subject_rows(node, value, value.value, dataset)
     exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
+    limit = float(dataset.get("subject_limit") or 0.0)
+    losses = None
+    if ids is not None and limit > 0:
+        # individual privacy filter: a subject whose own loss would pass the limit stops contributing
+        losses = _individual_losses(query, data, params, declared, sens, parts, mechanism, epsilon, rho, ids)
+        spent = node.ledger.subject_losses(user.name, dataset["name"], mechanism, losses.index.tolist())
+        allowed = losses.index[(spent.reindex(losses.index, fill_value=0.0) + losses) <= limit + 1e-12]
+        keep = np.isin(ids, allowed.to_numpy())
+        if not keep.all():
+            data, ids = data[keep], ids[keep]
+            exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
+        losses = losses.reindex(allowed)
     # charge first, release after: a crash in between loses no charge
     status = node.ledger.charge(user.name, dataset["name"], query, mechanism, epsilon, rho,
-                                {k: v for k, v in params.items() if k != "categories"})
+                                {k: v for k, v in params.items() if k != "categories"},
+                                subject_losses=losses)
     if query == "quantile":
         result = _quantile(exact[0], extra, c, epsilon)
     else:
@@ -146,6 +160,33 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
 
     tree, bufs = codec.encode_value(result)
     return {"value": tree, "budget": status, "mechanism": mechanism, **cost}, bufs
+
+
+def _individual_losses(query: str, data: Any, params: dict[str, Any], declared: dict[str, Any], sens: list[float],
+                       parts: int, mechanism: str, epsilon: float, rho: float, ids: np.ndarray) -> pd.Series:
+    """Each subject's own privacy loss in this release (epsilon for Laplace, rho for Gaussian):
+    their actual contribution over the noise scale, never more than the worst case."""
+    if query == "quantile":
+        return pd.Series(epsilon, index=pd.unique(ids))  # the exponential mechanism: the worst case
+    ones = np.ones(len(ids))
+    if query in ("count", "histogram", "group_count"):
+        contributions = [ones]
+    else:
+        column = params.get("column") if query.startswith("group_") else getattr(data, "name", None)
+        values = data[column] if isinstance(data, pd.DataFrame) else data
+        lo, hi = _bounds(params, declared, column)
+        x = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), lo, hi)
+        contributions = {"sum": [np.abs(x)], "group_sum": [np.abs(x)], "mean": [np.abs(x), ones],
+                         "group_mean": [np.abs(x), ones], "var": [np.abs(x), x * x, ones]}[query]
+    total = pd.Series(0.0, index=pd.unique(ids))
+    for contrib, s in zip(contributions, sens):
+        per_subject = pd.Series(contrib).groupby(ids).sum()
+        if mechanism == "laplace":
+            total = total.add(per_subject / (s / (epsilon / parts)), fill_value=0.0)
+        else:
+            sigma = s / math.sqrt(2 * rho / parts)
+            total = total.add(per_subject**2 / (2 * sigma**2), fill_value=0.0)
+    return total
 
 
 def _numeric(data: Any, what: str) -> np.ndarray:

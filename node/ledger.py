@@ -37,6 +37,14 @@ CREATE TABLE IF NOT EXISTS dp_charges (
     params TEXT NOT NULL DEFAULT '{}',
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS subject_losses (
+    user TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    epsilon REAL NOT NULL DEFAULT 0,
+    rho REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (user, dataset, subject)
+);
 """
 
 
@@ -110,8 +118,25 @@ class Ledger:
         return {"dataset": budget["dataset"], "epsilon": budget["epsilon"], "delta": budget["delta"],
                 "spent": spent, "left": max(0.0, budget["epsilon"] - spent), "rho": rho, "releases": len(charges)}
 
+    def subject_losses(self, user: str, dataset: str, mechanism: str, subjects: list[str]) -> Any:
+        """Each subject's accumulated loss so far, in the unit of ``mechanism`` (epsilon or rho)."""
+        import pandas as pd
+
+        column = "epsilon" if mechanism == "laplace" else "rho"
+        rows = self.db.conn.execute(
+            f"SELECT subject, {column} AS loss FROM subject_losses WHERE user=? AND dataset=?", (user, dataset))
+        spent = pd.Series({r["subject"]: r["loss"] for r in rows}, dtype=float)
+        return spent.reindex(subjects, fill_value=0.0) if len(subjects) else spent
+
+    def spent_subjects(self, dataset: str, limit: float) -> int:
+        """How many (scientist, subject) pairs have reached the per-subject limit."""
+        row = self.db.conn.execute(
+            "SELECT COUNT(*) AS n FROM subject_losses WHERE dataset=? AND (epsilon >= ? OR rho >= ?)",
+            (dataset, limit - 1e-12, limit - 1e-12)).fetchone()
+        return int(row["n"])
+
     def charge(self, user: str, dataset: str, query: str, mechanism: str, epsilon: float, rho: float,
-               params: dict[str, Any]) -> dict[str, Any]:
+               params: dict[str, Any], subject_losses: Any = None) -> dict[str, Any]:
         """Record a charge if it fits the budget (atomic); return the budget after it.
         Raises ``BudgetExceeded`` (from syft_kernel.errors) if it does not fit."""
         from syft_kernel.errors import BudgetExceeded
@@ -140,6 +165,12 @@ class Ledger:
             c.execute("INSERT INTO dp_charges(user, dataset, query, mechanism, epsilon, rho, params, at)"
                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (user, dataset, query, mechanism, epsilon, rho, json.dumps(params, default=str), time.time()))
+            if subject_losses is not None and len(subject_losses):
+                column = "epsilon" if mechanism == "laplace" else "rho"
+                c.executemany(
+                    f"INSERT INTO subject_losses(user, dataset, subject, {column}) VALUES (?, ?, ?, ?)"
+                    f" ON CONFLICT(user, dataset, subject) DO UPDATE SET {column} = {column} + excluded.{column}",
+                    [(user, dataset, str(k), float(v)) for k, v in subject_losses.items()])
             return self._status(c, budget)
 
     def history(self, user: str, dataset: str | None = None) -> list[dict[str, Any]]:

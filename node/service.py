@@ -291,6 +291,11 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
             isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v) and v[0] < v[1]
             for v in bounds.values()):
         raise InvalidArgument("bounds map column names to public (lower, upper) pairs, lower < upper")
+    subject_limit = b.get("subject_limit") or 0.0
+    if not isinstance(subject_limit, (int, float)) or subject_limit < 0 or subject_limit != subject_limit:
+        raise InvalidArgument("subject_limit is a non-negative privacy loss per data subject (0: no limit)")
+    if subject_limit and not subject_column:
+        raise InvalidArgument("a per-subject limit needs subject_column to tell the subjects apart")
     max_rows = b.get("max_rows_per_subject") or 1
     if not isinstance(max_rows, int) or not 1 <= max_rows <= 10_000:
         raise InvalidArgument("max_rows_per_subject is a whole number from 1 to 10000")
@@ -320,7 +325,7 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
             meta["series"] = type_key(value) == "Series"
             rows.append({"name": aname, "kind": kind, "path": path, "mock_path": mock_path, "meta": meta})
         node.db.add_dataset(name, description, tags, subject_column, user.name, rows, owners, policy,
-                            {str(k): list(v) for k, v in bounds.items()}, max_rows)
+                            {str(k): list(v) for k, v in bounds.items()}, max_rows, float(subject_limit))
     except BaseException:
         for p in written:
             (node.assets_dir / p).unlink(missing_ok=True)
@@ -528,8 +533,13 @@ def _budgets_get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) 
     b = body if isinstance(body, dict) else {}
     who = b.get("user") if user.is_owner and b.get("user") else user.name
     dataset = b.get("dataset")
-    return {"user": who, "budgets": node.ledger.status(str(who), dataset),
-            "history": node.ledger.history(str(who), dataset)}, []
+    out = {"user": who, "budgets": node.ledger.status(str(who), dataset),
+           "history": node.ledger.history(str(who), dataset)}
+    if user.is_owner and dataset:
+        d = node.db.dataset(str(dataset))
+        if d and d.get("subject_limit"):
+            out["spent_subjects"] = node.ledger.spent_subjects(str(dataset), float(d["subject_limit"]))
+    return out, []
 
 
 @handler("audit.list", role="owner")

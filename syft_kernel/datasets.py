@@ -90,12 +90,14 @@ class DatasetsAPI(Mapping[str, Dataset]):
                description: str = "", tags: list[str] | None = None,
                subject_column: str | None = None, owners: list[str] | None = None,
                policy: Any = None, bounds: dict[str, tuple[float, float]] | None = None,
-               max_rows_per_subject: int = 1) -> Dataset:
+               max_rows_per_subject: int = 1, subject_limit: float = 0.0) -> Dataset:
         """Publish a dataset (owners). Assets stay private on the node; each gets a mock, the one
         given in ``mock`` or one generated from its schema with synthetic values. ``owners``
         (default: you) decide requests under ``policy`` (default one owner; ``sk.Consensus()``,
         ``sk.Threshold(k)``). ``bounds`` declares public value ranges per column for DP queries;
-        ``max_rows_per_subject`` bounds how many rows one ``subject_column`` value may contribute."""
+        ``max_rows_per_subject`` bounds how many rows one ``subject_column`` value may contribute;
+        ``subject_limit`` caps each subject's own privacy loss per scientist (an individual
+        privacy filter: a subject who reached it stops contributing to later answers)."""
         enc = codec.Encoder()
         mock = mock or {}
         unknown = set(mock) - set(assets)
@@ -111,7 +113,7 @@ class DatasetsAPI(Mapping[str, Dataset]):
                 "subject_column": subject_column, "owners": owners,
                 "policy": policy.to_wire() if policy is not None else None,
                 "bounds": {k: list(v) for k, v in (bounds or {}).items()},
-                "max_rows_per_subject": max_rows_per_subject}
+                "max_rows_per_subject": max_rows_per_subject, "subject_limit": subject_limit}
         info, _ = self._client.call("datasets.upload", body, enc.buffers)
         return Dataset(self._client, info)
 

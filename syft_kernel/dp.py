@@ -141,8 +141,10 @@ class BudgetsAPI:
         body = {"user": user, "dataset": dataset, "epsilon": epsilon, "delta": delta}
         return self._client.call("budgets.set", body)[0]["budget"][0]
 
-    def of(self, user: str) -> dict[str, Any]:
-        return self._client.call("budgets.get", {"user": user})[0]
+    def of(self, user: str, dataset: str | None = None) -> dict[str, Any]:
+        """A scientist's budgets and releases; with ``dataset``, also how many subjects are spent."""
+        body = {"user": user, **({"dataset": dataset} if dataset else {})}
+        return self._client.call("budgets.get", body)[0]
 
 
 def _when(ts: float) -> str:

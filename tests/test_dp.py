@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+from syft_kernel.node.ledger import epsilon_of_rho, rho_for, spent_epsilon
 
 import syft_kernel as sk
-from syft_kernel.node.ledger import epsilon_of_rho, rho_for, spent_epsilon
 
 BOUNDS = (0.5, 6.0)
 
@@ -174,3 +174,31 @@ def test_a_charge_is_never_lost(tmp_path, births_df) -> None:  # type: ignore[no
             assert ds.budget.spent("births") == pytest.approx(0.1 * releases)
     finally:
         node.stop()
+
+
+def test_individual_filter_drops_a_spent_subject(syft_node, owner: sk.Client, make_user) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    # 99 subjects weigh 1, one weighs 6: the heavy one uses the whole worst case of a sum
+    frame = pd.DataFrame({"pid": np.arange(100), "w": np.r_[np.full(99, 1.0), 6.0]})
+    owner.datasets.upload("d", assets={"t": frame}, subject_column="pid", subject_limit=1.0)
+    key = make_user("alice")
+    owner.budgets.set("alice", "d", epsilon=1000.0)
+
+    def losses() -> dict[str, float]:
+        with sqlite3.connect(syft_node.folder / "node.db") as db:
+            return dict(db.execute("SELECT subject, epsilon FROM subject_losses WHERE user='alice'").fetchall())
+
+    with sk.login(syft_node.connection_file, key=key) as ds:
+        t = ds.datasets["d"]["t"]
+        t["w"].dp.sum(epsilon=1.0, bounds=(0, 6))  # scale 6: heavy loses 6/6 = 1.0, the others 1/6
+        first = losses()
+        assert first["99"] == pytest.approx(1.0) and first["0"] == pytest.approx(1 / 6)
+        assert owner.budgets.of("alice", "d")["spent_subjects"] == 1
+        t.dp.count(epsilon=0.5)  # scale 2: 0.5 more each, which the heavy subject no longer has
+        second = losses()
+        assert second["99"] == pytest.approx(1.0)  # filtered out: did not contribute, lost nothing
+        assert second["0"] == pytest.approx(1 / 6 + 0.5)
+        t.dp.count(epsilon=0.5)  # now the light subjects would pass 1.0 too: everyone is filtered
+        assert losses() == second
+        assert owner.budgets.of("alice", "d")["spent_subjects"] == 1
