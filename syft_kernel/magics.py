@@ -41,7 +41,7 @@ class FlushAtCellEnd(ast.NodeTransformer):
 
 @magics_class
 class SyftMagics(Magics):
-    """``%syft connect|nodes|datasets|requests|plan`` and ``%%remote NODE``."""
+    """``%syft connect|nodes|datasets|requests|budget|plan`` and ``%%remote NODE``."""
 
     @line_magic
     def syft(self, line: str) -> Any:
@@ -103,6 +103,10 @@ class SyftMagics(Magics):
         for name, c in self._clients(rest).items():
             print(f"[{name}]\n{c.requests!r}")
 
+    def _cmd_budget(self, rest: list[str]) -> None:
+        for name, c in self._clients(rest).items():
+            print(f"[{name}]\n{c.budget!r}")
+
     def _cmd_plan(self, rest: list[str]) -> None:
         from syft_kernel.node.provenance import render_plan
 
@@ -133,6 +137,7 @@ USAGE = """%syft connect CONNECTION_FILE as NAME --key KEY_FILE   log in to a no
 %syft nodes                                               the nodes this kernel knows
 %syft datasets [NAME ...]                                 datasets on them
 %syft requests [NAME ...]                                 requests (the owner's queue, or yours)
+%syft budget [NAME ...]                                   your privacy budgets: spent and left
 %syft plan [NAME ...]                                     the plan the last cell sent
 %%remote NAME                                             run a cell as one plan on NAME"""
 

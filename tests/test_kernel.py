@@ -117,12 +117,15 @@ def test_plans_and_explicit_batches_in_the_syft_kernel(syft_cells, published: sk
     assert r["status"] == "ok" and "caught RemoteError" in r["text"]  # the block sends when it ends
 
 
-def test_magics_in_the_syft_kernel(syft_cells) -> None:  # type: ignore[no-untyped-def]
+def test_magics_in_the_syft_kernel(syft_cells, published: sk.Client) -> None:  # type: ignore[no-untyped-def]
     cells, _ = syft_cells
     assert "hospital: hospital at" in cells.run("%syft nodes")["text"]
     assert "birth-records-feb" in cells.run("%syft datasets")["text"]
     cells.run("req = hospital.datasets['birth-records-feb']['births']['weight'].sum().request(reason='r')")
     assert "pending" in cells.run("%syft requests hospital")["text"]
+    assert "no privacy budgets for alice" in cells.run("%syft budget")["text"]
+    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    assert "birth-records-feb" in cells.run("%syft budget hospital")["text"]
     r = cells.run("%syft requests nowhere")
     assert r["status"] == "error" and "not connected to nowhere" in r["error"]["evalue"]
 
