@@ -216,6 +216,21 @@ INDEXABLE = frozenset("DataFrame Series ndarray Tensor Index _iLocIndexer _LocIn
 FORBIDDEN_KWARGS = frozenset({"inplace", "out"})
 
 
+def _kinds_by_name() -> dict[str, str]:
+    kinds: dict[str, set[str]] = {}
+    for key, table in TABLE.items():
+        if key == "functions":
+            continue
+        for name, rule in table.items():
+            kinds.setdefault(name, set()).add(rule.kind)
+    return {name: next(iter(k)) for name, k in kinds.items() if len(k) == 1}
+
+
+# names that are methods (or attributes) on every type that has them: a pointer whose type is not
+# known yet (recorded, not sent) can tell a method from an attribute without computing its mock
+KIND_BY_NAME = _kinds_by_name()
+
+
 def lookup(type_key: str, name: str) -> Rule:
     """The rule for ``type_key.name``; raise ``OpNotAllowed`` naming it if there is none."""
     rule = TABLE.get(type_key, {}).get(name)

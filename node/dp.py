@@ -300,7 +300,10 @@ def _finish(query: str, noisy: list[np.ndarray], extra: dict[str, Any], params: 
         mean = noisy[0][0] / n
         return float(max(0.0, noisy[1][0] / n - mean * mean))
     if query == "histogram":
-        index = extra.get("index") or [f"[{a}, {b})" for a, b in zip(extra["edges"][:-1], extra["edges"][1:])]
+        edges = extra.get("edges") or []
+        # numpy's last bin includes its upper edge; values outside the edges are not counted
+        index = extra.get("index") or [f"[{a}, {b}{']' if i == len(edges) - 2 else ')'}"
+                                       for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
         return pd.Series(noisy[0], index=index, name="count")
     index = pd.Index(extra["index"], name=extra["by"])
     if query in ("group_count", "group_sum"):

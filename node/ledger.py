@@ -113,10 +113,11 @@ class Ledger:
         charges = c.execute("SELECT epsilon, rho FROM dp_charges WHERE user=? AND dataset=?",
                             (budget["user"], budget["dataset"])).fetchall()
         pure = [r["epsilon"] for r in charges if r["epsilon"] > 0]
-        rho = sum(r["rho"] for r in charges)
-        spent = spent_epsilon(pure, rho, budget["delta"])
+        rho = float(sum(r["rho"] for r in charges))
+        spent = float(spent_epsilon(pure, rho, budget["delta"]))
+        left = round(max(0.0, budget["epsilon"] - spent), 12)  # no float dust in what users read
         return {"dataset": budget["dataset"], "epsilon": budget["epsilon"], "delta": budget["delta"],
-                "spent": spent, "left": max(0.0, budget["epsilon"] - spent), "rho": rho, "releases": len(charges)}
+                "spent": round(spent, 12), "left": left, "rho": rho, "releases": len(charges)}
 
     def subject_losses(self, user: str, dataset: str, mechanism: str, subjects: list[str]) -> Any:
         """Each subject's accumulated loss so far, in the unit of ``mechanism`` (epsilon or rho)."""
@@ -161,7 +162,7 @@ class Ledger:
                     f"this release would spend your privacy budget on {dataset!r} to epsilon {after:.4g} of "
                     f"{budget['epsilon']:.4g} (left: {before['left']:.4g}); ask for more with "
                     f"ds.budget.request({dataset!r}, epsilon=…, reason='…')",
-                    left=before["left"], dataset=dataset, needed=after - before["spent"])
+                    left=before["left"], dataset=dataset, needed=round(after - before["spent"], 12))
             c.execute("INSERT INTO dp_charges(user, dataset, query, mechanism, epsilon, rho, params, at)"
                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (user, dataset, query, mechanism, epsilon, rho, json.dumps(params, default=str), time.time()))

@@ -87,6 +87,22 @@ class Batch:
             p._resolve(result["id"], result["meta"])
 
 
+def discard_all(reason: str) -> None:
+    """Drop every open batch unsent (its cell failed before its end); its pointers say why."""
+    from .errors import SyftError
+
+    for b in list(_open):
+        if getattr(b, "tracing", False) or not b.ops:
+            continue
+        for r in b.pointers:
+            p = r()
+            if p is not None and p.pending:
+                p._fail(SyftError(f"not sent: {reason}"))
+        b.ops, b.lines, b.pointers, b.encoder = [], [], [], codec.Encoder()
+        if b.client._batch is b and b.explicit == 0:
+            b.client._batch = None
+
+
 def _at_line(e: SyftError, where: tuple[int, str] | None) -> SyftError:
     """The same error, saying which line of the cell recorded the op that failed."""
     if where is None:

@@ -61,6 +61,15 @@ class BudgetExceeded(SyftError):
     def left(self) -> float:
         return float(self.data.get("left", 0.0))
 
+    @property
+    def needed(self) -> float:
+        """The epsilon this release would have spent."""
+        return float(self.data.get("needed", 0.0))
+
+    @property
+    def dataset(self) -> str:
+        return str(self.data.get("dataset", ""))
+
 
 class NotFound(SyftError, KeyError):
     """A dataset, asset, object or user does not exist (or is not yours to see). A ``KeyError``

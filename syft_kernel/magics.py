@@ -30,13 +30,29 @@ class FlushAtCellEnd(ast.NodeTransformer):
     """Ends each cell with the flush: ``expr`` → ``__syft_flush__(expr)``, else ``__syft_flush__()``."""
 
     def visit_Module(self, node: ast.Module) -> ast.Module:
-        call = ast.Name(id=FLUSH_NAME, ctx=ast.Load())
         if node.body and isinstance(node.body[-1], ast.Expr):
             last = node.body[-1]
-            last.value = ast.Call(func=call, args=[last.value], keywords=[])
+            last.value = _located(ast.Call(func=ast.Name(id=FLUSH_NAME, ctx=ast.Load()), args=[last.value],
+                                           keywords=[]), last.value)
         else:
-            node.body.append(ast.Expr(value=ast.Call(func=call, args=[], keywords=[])))
-        return ast.fix_missing_locations(node)
+            anchor = node.body[-1] if node.body else None
+            call = ast.Call(func=ast.Name(id=FLUSH_NAME, ctx=ast.Load()), args=[], keywords=[])
+            stmt = ast.Expr(value=call)
+            if anchor is None:
+                ast.fix_missing_locations(stmt)
+            else:
+                _located(stmt, anchor)
+                _located(call, anchor)
+            node.body.append(stmt)
+        return node
+
+
+def _located(new: Any, old: ast.AST) -> Any:
+    """Give a new node (and its new children) the location of ``old``: only the nodes we add."""
+    for n in ast.walk(new):
+        if not hasattr(n, "lineno") or getattr(n, "lineno", None) is None:
+            ast.copy_location(n, old)
+    return new
 
 
 @magics_class
@@ -148,10 +164,20 @@ def load_ipython_extension(ip: Any) -> None:
     ip.user_ns[FLUSH_NAME] = flush
     if not any(isinstance(t, FlushAtCellEnd) for t in ip.ast_transformers):
         ip.ast_transformers.append(FlushAtCellEnd())
+        ip.events.register("post_run_cell", _after_cell)
     _batch.set_auto(True)
+
+
+def _after_cell(result: Any) -> None:
+    """A cell that failed before its end never reached the flush: drop what it recorded, so the
+    next cell does not send (or fail on) another cell's ops."""
+    if not result.success:
+        _batch.discard_all("the cell that recorded this failed before it ended")
 
 
 def unload_ipython_extension(ip: Any) -> None:
     ip.ast_transformers[:] = [t for t in ip.ast_transformers if not isinstance(t, FlushAtCellEnd)]
+    if _after_cell in ip.events.callbacks["post_run_cell"]:
+        ip.events.unregister("post_run_cell", _after_cell)
     _batch.flush_all()
     _batch.set_auto(False)

@@ -134,8 +134,10 @@ class Pointer:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        rule = _al.lookup(self.type, name)  # the node's own table: refused here with the same error
-        if rule.kind == "method":
+        kind = _al.KIND_BY_NAME.get(name) if self._meta is None else None
+        if kind is None:  # the node's own table: refused here with the same error
+            kind = _al.lookup(self.type, name).kind
+        if kind == "method":
             return _Method(self, name)
         return self._remote("getattr", name)
 
@@ -168,15 +170,18 @@ class Pointer:
         return self._recipe.mock()
 
     def _private_in_python(self, what: str) -> Any:
-        if self.private and self._client.role != "owner":
+        """The value for Python itself (``if``, ``len``, ``print``): fetched when you may read
+        it (public, owner, or released by an approval); else an error that says why and what to do."""
+        try:
+            return self.get()
+        except PermissionDenied:
             raise PermissionDenied(
                 f"{what} needs the value, and this {self.type} is private: it lives on "
                 f"{self._client.node_label} and only its pointer is here. Use pointer operations "
-                "(they run on the node), ask for release with ptr.request(reason='…'), or inspect "
-                "ptr.mock locally.",
+                "(they run on the node), ask for release with ptr.request(reason='…'), use a DP "
+                "query (ptr.dp…), or inspect ptr.mock locally.",
                 request_hint="ptr.request(reason='…')",
-            )
-        return self.get()
+            ) from None
 
     def __bool__(self) -> bool:
         return bool(self._private_in_python("bool(ptr) / if ptr"))
@@ -209,6 +214,8 @@ class Pointer:
 
         text = html.escape(repr(self))
         try:
+            if not self._recipe.cheap_mock():
+                raise LookupError  # a long recorded chain: no preview rather than a slow display
             preview = self.mock
             body = preview.head(5)._repr_html_() if hasattr(preview, "head") and hasattr(preview, "_repr_html_") \
                 else f"<pre>{html.escape(repr(preview))[:2000]}</pre>"
@@ -283,21 +290,57 @@ class Recipe:
         self._mock: Any = None
         self._mock_fn: Callable[[], Any] | None = None
 
-    def mock(self) -> Any:
-        if self._mock is None:
-            if self._mock_fn is not None:
-                self._mock = self._mock_fn()
-            elif self.asset is not None and self.asset.startswith("asset:"):
-                dataset, _, asset = self.asset[6:].partition("/")
-                self._mock = self.client.datasets.mock(dataset, asset)
-            elif self.op is not None:
-                from syft_kernel.node.executor import Value, run_plan
+    def _own_mock(self, parents: dict[str, Any]) -> Any:
+        """This step's mock, given its parents' mocks."""
+        if self._mock_fn is not None:
+            return self._mock_fn()
+        if self.asset is not None and self.asset.startswith("asset:"):
+            dataset, _, asset = self.asset[6:].partition("/")
+            return self.client.datasets.mock(dataset, asset)  # cached by the client
+        if self.op is None:
+            raise InvalidArgument("this value came from a code run: it has no computation to replay on mock data")
+        from syft_kernel.node.executor import Value, run_plan
 
-                mocks = {p.key: Value(p.mock()) for p in self.parents}
-                self._mock = run_plan([self.op], mocks.__getitem__, self.buffers)[0].value
-            else:
-                raise InvalidArgument("this value came from a code run: it has no computation to replay on mock data")
+        values = {key: Value(v) for key, v in parents.items()}
+        return run_plan([self.op], values.__getitem__, self.buffers)[0].value
+
+    def mock(self) -> Any:
+        """Replay the chain on mocks, oldest step first (no recursion, nothing kept but the result)."""
+        if self._mock is not None:
+            return self._mock
+        order: list[Recipe] = []
+        seen: set[str] = set()
+        stack: list[tuple[Recipe, bool]] = [(self, False)]
+        while stack:
+            r, expanded = stack.pop()
+            if r.key in seen:
+                continue
+            if expanded or r._mock is not None or r.op is None:
+                seen.add(r.key)
+                order.append(r)
+                continue
+            stack.append((r, True))
+            stack.extend((p, False) for p in r.parents if p.key not in seen)
+        values: dict[str, Any] = {}
+        for r in order:
+            values[r.key] = r._mock if r._mock is not None else r._own_mock(
+                {p.key: values[p.key] for p in r.parents})
+        self._mock = values[self.key]
         return self._mock
+
+    def cheap_mock(self, limit: int = 12) -> bool:
+        """True when the mock is known, or a few steps away from known mocks."""
+        todo, steps, seen = [self], 0, set()
+        while todo:
+            r = todo.pop()
+            if r.key in seen or r._mock is not None or r.op is None:
+                continue
+            seen.add(r.key)
+            steps += 1
+            if steps > limit:
+                return False
+            todo.extend(r.parents)
+        return True
 
 
 class _Method:

@@ -30,7 +30,9 @@ class Request:
     comment = property(lambda self: str(self.info.get("comment") or ""), doc="the deciding owner's comment")
     requester = property(lambda self: str(self.info["requester"]))
     reason = property(lambda self: str(self.info["reason"]))
-    kind = property(lambda self: str(self.info["kind"]), doc="object or code")
+    kind = property(lambda self: str(self.info["kind"]), doc="object, code, plan or budget")
+    epsilon = property(lambda self: (self.info.get("inputs") or {}).get("epsilon"),
+                       doc="for a budget request: the epsilon asked for")
     target = property(lambda self: str(self.info["target"]))
     plan = property(lambda self: list(self.info.get("plan") or []), doc="the ops that produced the object")
     source = property(lambda self: self.info.get("source"), doc="a code request's source")
@@ -93,6 +95,8 @@ class Request:
             lines += [f"    {line}" for line in self.plan]
         if self.source:
             lines += [f"    {line}" for line in str(self.source).splitlines()]
+        if self.kind == "budget":
+            lines.append(f"    epsilon +{self.epsilon:g} on {self.target}")
         for p in self.progress:
             lines.append(f"  {p['dataset']}: {p['approvals']} of {p['needed']} approvals ({p['policy']['kind']})")
         if self.comment:

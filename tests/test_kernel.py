@@ -148,3 +148,18 @@ def test_load_ext_in_the_plain_python_kernel(syft_node, published: sk.Client, ma
         assert r["status"] == "error" and "line 2" in r["error"]["evalue"]
     finally:
         cells.close()
+
+
+def test_a_failed_cell_does_not_leak_into_the_next(syft_cells, published: sk.Client) -> None:  # type: ignore[no-untyped-def]
+    cells, _ = syft_cells
+    cells.run("births = hospital.datasets['birth-records-feb']['births']")
+    r = cells.run("y = births['weight'] + 1\nbad = births['nope']\nraise ValueError('stop')")
+    assert r["status"] == "error" and r["error"]["ename"] == "ValueError"
+    before = runs(published)
+    assert cells.run("z = 1")["status"] == "ok"
+    assert runs(published) == before
+    r = cells.run("y.get()")
+    assert r["status"] == "error" and "not sent" in r["error"]["evalue"]
+    # a long chain: no recursion limit, and its type comes without replaying it on the mock
+    r = cells.run("x = births['weight'] * 1.0\nfor _ in range(2000):\n    x = x + 1\nm = x.mean()\nm")
+    assert r["status"] == "ok", r

@@ -142,3 +142,10 @@ def test_a_replayed_signature_is_refused(scientist: sk.Client, published: sk.Cli
     with pytest.raises(sk.PermissionDenied):
         published.call("requests.decide", {"id": second.id, "decision": "approve", "nonce": nonce, "signature": sig})
     assert published.requests[second.id].status == "pending"
+
+
+def test_a_released_value_works_in_python_control_flow(mean_weight: sk.Pointer, published: sk.Client) -> None:
+    with pytest.raises(sk.PermissionDenied, match="lives on hospital"):
+        bool(mean_weight > 3)
+    published.requests[mean_weight.request(reason="r").id].approve()
+    assert float(mean_weight) > 0 and str(mean_weight).startswith("3.")
