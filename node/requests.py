@@ -83,6 +83,25 @@ def _content_hash(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _file(node: DataNode, user: User, kind: str, target: str, lineage: list[str], reason: str,
+          content_hash: str, action: str, detail: dict[str, Any], **columns: Any) -> tuple[Any, list[Any]]:
+    """Record a new pending request and its audit entry in one transaction; tell the owners."""
+    request_id = "r" + secrets.token_hex(8)
+    now = time.time()
+    cols = {"id": request_id, "requester": user.name, "kind": kind, "target": target,
+            "datasets": json.dumps(lineage), "reason": reason, "status": "pending",
+            "content_hash": content_hash, "created_at": now, **columns}
+    with node.db.tx() as c:
+        c.execute(f"INSERT INTO requests({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                  tuple(cols.values()))
+        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                  (now, user.name, action, request_id, json.dumps(detail, default=str)))
+    row = node.db.request(request_id)
+    assert row is not None
+    node.notify_owners({"event": "request.new", "request": request_id})
+    return public_request(node, row, user), []
+
+
 @handler("requests.create")
 def _create(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = _body_dict(body, "id", "reason")
@@ -99,22 +118,10 @@ def _create(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
         return public_request(node, existing, user), []
     plan = render(obj_id, node.store.provenance)
     size = _persist(node, obj)
-    request_id = "r" + secrets.token_hex(8)
     lineage = sorted(obj.value.lineage)
-    content_hash = _content_hash("object", obj_id, plan, lineage)
-    now = time.time()
-    with node.db.tx() as c:
-        c.execute("INSERT INTO requests(id, requester, kind, target, datasets, reason, status, plan, content_hash,"
-                  " size, created_at) VALUES (?, ?, 'object', ?, ?, ?, 'pending', ?, ?, ?, ?)",
-                  (request_id, user.name, obj_id, json.dumps(lineage), reason, json.dumps(plan), content_hash,
-                   size, now))
-        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'request.create', ?, ?)",
-                  (now, user.name, request_id, json.dumps({"object": obj_id, "bytes": size})))
     log.info("%s requested %s (%d bytes): %s", user.name, obj_id, size, reason[:80])
-    row = node.db.request(request_id)
-    assert row is not None
-    node.notify_owners({"event": "request.new", "request": request_id})
-    return public_request(node, row, user), []
+    return _file(node, user, "object", obj_id, lineage, reason, _content_hash("object", obj_id, plan, lineage),
+                 "request.create", {"object": obj_id, "bytes": size}, plan=json.dumps(plan), size=size)
 
 
 @handler("code.submit")
@@ -141,21 +148,10 @@ def _submit(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
             obj = node.store.entry(obj_id)
             assert obj is not None
             _persist(node, obj)
-    request_id = "r" + secrets.token_hex(8)
-    content_hash = _content_hash("code", source, fn_name, inputs)
-    now = time.time()
-    with node.db.tx() as c:
-        c.execute("INSERT INTO requests(id, requester, kind, target, datasets, reason, status, source, fn_name,"
-                  " inputs, content_hash, created_at) VALUES (?, ?, 'code', ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                  (request_id, user.name, fn_name, json.dumps(sorted(lineage)), reason, source, fn_name,
-                   json.dumps(inputs), content_hash, now))
-        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.submit', ?, ?)",
-                  (now, user.name, request_id, json.dumps({"function": fn_name, "inputs": inputs})))
     log.info("%s submitted code %s() for review", user.name, fn_name)
-    row = node.db.request(request_id)
-    assert row is not None
-    node.notify_owners({"event": "request.new", "request": request_id})
-    return public_request(node, row, user), []
+    return _file(node, user, "code", fn_name, sorted(lineage), reason, _content_hash("code", source, fn_name, inputs),
+                 "code.submit", {"function": fn_name, "inputs": inputs}, source=source, fn_name=fn_name,
+                 inputs=json.dumps(inputs))
 
 
 @handler("requests.list")
@@ -270,19 +266,9 @@ def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any])
         return f"asset({oid[6:]!r})" if oid.startswith("asset:") else f"in{i}"
 
     lines = render_plan(ops, outputs, input_name)
-    request_id = "r" + secrets.token_hex(8)
-    now = time.time()
-    with node.db.tx() as c:
-        c.execute("INSERT INTO requests(id, requester, kind, target, datasets, reason, status, plan, inputs,"
-                  " content_hash, created_at) VALUES (?, ?, 'plan', ?, ?, ?, 'pending', ?, ?, ?, ?)",
-                  (request_id, user.name, digest, json.dumps(sorted(lineage)), reason, json.dumps(lines),
-                   json.dumps({"ids": input_ids}), _content_hash("plan", digest, input_ids), now))
-        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'plan.request', ?, ?)",
-                  (now, user.name, request_id, json.dumps({"plan": digest, "inputs": input_ids})))
-    row = node.db.request(request_id)
-    assert row is not None
-    node.notify_owners({"event": "request.new", "request": request_id})
-    return public_request(node, row, user), []
+    return _file(node, user, "plan", digest, sorted(lineage), reason, _content_hash("plan", digest, input_ids),
+                 "plan.request", {"plan": digest, "inputs": input_ids}, plan=json.dumps(lines),
+                 inputs=json.dumps({"ids": input_ids}))
 
 
 @handler("budgets.request")
@@ -298,19 +284,9 @@ def _budget_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any
         raise InvalidArgument("say why you need more budget: request(…, reason='…')")
     if not node.ledger.status(user.name, str(dataset)):
         raise InvalidArgument(f"you have no budget on {dataset!r} yet: the owner sets the first one")
-    request_id = "r" + secrets.token_hex(8)
-    now = time.time()
-    with node.db.tx() as c:
-        c.execute("INSERT INTO requests(id, requester, kind, target, datasets, reason, status, inputs, content_hash,"
-                  " created_at) VALUES (?, ?, 'budget', ?, ?, ?, 'pending', ?, ?, ?)",
-                  (request_id, user.name, dataset, json.dumps([f"{dataset}/*"]), reason,
-                   json.dumps({"epsilon": float(eps)}), _content_hash("budget", dataset, float(eps), user.name), now))
-        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'budget.request', ?, ?)",
-                  (now, user.name, request_id, json.dumps({"dataset": dataset, "epsilon": eps})))
-    row = node.db.request(request_id)
-    assert row is not None
-    node.notify_owners({"event": "request.new", "request": request_id})
-    return public_request(node, row, user), []
+    return _file(node, user, "budget", str(dataset), [f"{dataset}/*"], reason,
+                 _content_hash("budget", dataset, float(eps), user.name), "budget.request",
+                 {"dataset": dataset, "epsilon": eps}, inputs=json.dumps({"epsilon": float(eps)}))
 
 
 def grant_reader(node: DataNode, obj: StoredObject, user: str, request_id: str) -> None:
