@@ -195,8 +195,9 @@ def _numeric(data: Any, what: str) -> np.ndarray:
     arr = data.to_numpy() if isinstance(data, pd.Series) else np.asarray(data)
     if arr.dtype.kind not in "biuf":
         raise InvalidArgument(f"DP {what} needs a numeric column, not {arr.dtype}")
-    arr = arr.astype(np.float64).ravel()
-    return arr[~np.isnan(arr)]
+    arr = arr.astype(np.float64, copy=False).ravel()
+    missing = np.isnan(arr)
+    return arr[~missing] if missing.any() else arr  # no copy when nothing is missing
 
 
 def _aggregate(query: str, data: Any, params: dict[str, Any], declared: dict[str, Any],
