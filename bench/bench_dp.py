@@ -30,8 +30,6 @@ import ctypes
 import gc
 import importlib.metadata as md
 import math
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -44,6 +42,8 @@ from typing import Any
 import numpy as np
 import opendp.prelude as dp
 import pandas as pd
+from common import print_machine as print_machine_common  # noqa: E402
+from common import verdict
 
 import syft_kernel as sk
 from syft_kernel.keys import generate_keypair, write_keypair
@@ -262,10 +262,6 @@ def _human(seconds: float) -> str:
 # ---------------------------------------------------------------- reporting
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def _version(dist: str) -> str:
     try:
         return md.version(dist)
@@ -275,12 +271,8 @@ def _version(dist: str) -> str:
 
 def print_machine() -> None:
     """The machine and library versions, so runs can be compared."""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"machine: {os.cpu_count()} CPUs ({affinity} usable), {platform.platform()}, "
-          f"load avg {load}")
-    print(f"python {sys.version.split()[0]} ({platform.python_implementation()}); "
-          f"opendp {_version('opendp')}, numpy {np.__version__}, pandas {pd.__version__}, "
+    print_machine_common(
+        f"opendp {_version('opendp')}, numpy {np.__version__}, pandas {pd.__version__}, "
           f"pyarrow {_version('pyarrow')}, pyzmq {_version('pyzmq')}; "
           f"syft-kernel {sk.__version__}")
     print(f"node folder under {tempfile.gettempdir()} (the ledger commits are fsync'd there)")
@@ -294,9 +286,9 @@ def print_table(title: str, rows: list[tuple[str, Latency]], base: Latency,
           f"{'p99 ratio':>10}")
     for name, lat in rows:
         r50, r99 = lat.pct(50) / base.pct(50), lat.pct(99) / base.pct(99)
-        verdict = f"  {_verdict(r50 <= TARGET_RATIO)}" if name == target_row else ""
+        mark = f"  {verdict(r50 <= TARGET_RATIO)}" if name == target_row else ""
         print(f"{name:<34} {len(lat.samples):>4} {lat.pct(50):9.2f} {lat.pct(99):9.2f} "
-              f"{r50:9.2f}x {r99:9.2f}x{verdict}")
+              f"{r50:9.2f}x {r99:9.2f}x{mark}")
 
 
 # ---------------------------------------------------------------- setup and main
@@ -409,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsummary")
     print(f'target: node ptr["x"].dp.mean p50 <= {TARGET_RATIO:g}x the in-process OpenDP '
           f"recipe: {node_lat.pct(50):.2f} ms vs {base.pct(50):.2f} ms = {ratio:.2f}x -> "
-          f"{_verdict(ratio <= TARGET_RATIO)}")
+          f"{verdict(ratio <= TARGET_RATIO)}")
     print(f"total {time.perf_counter() - started:.1f} s{' (quick)' if cfg.quick else ''}")
     return 0
 

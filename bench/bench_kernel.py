@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -54,6 +52,8 @@ import jupyter_client
 import numpy as np
 import pandas as pd
 import zmq
+from common import print_machine as print_machine_common  # noqa: E402
+from common import verdict
 from jupyter_client.manager import KernelManager
 
 import syft_kernel as sk
@@ -239,10 +239,6 @@ def measure(ways: list[Way], owner: sk.Client, cfg: Config) -> None:
 # ---------------------------------------------------------------- reporting
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def _spread(values: list[int]) -> str:
     lo, hi = min(values), max(values)
     return f"{lo}" if lo == hi else f"{lo}-{hi}"
@@ -250,12 +246,8 @@ def _spread(values: list[int]) -> str:
 
 def print_machine() -> None:
     """The machine and library versions, so runs can be compared."""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"machine: {os.cpu_count()} CPUs ({affinity} usable), {platform.platform()}, "
-          f"load avg {load}")
-    print(f"python {sys.version.split()[0]} ({platform.python_implementation()}); "
-          f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}; numpy {np.__version__}, "
+    print_machine_common(
+        f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}; numpy {np.__version__}, "
           f"pandas {pd.__version__}; jupyter_client {jupyter_client.__version__}, "
           f"ipykernel {ipykernel.__version__}; syft-kernel {sk.__version__}")
 
@@ -303,11 +295,11 @@ def print_summary(ways: list[Way]) -> None:
     ok_trips = all(t == TARGET_ROUND_TRIPS for t in trips) and all(r == 1 for r in cell.runs)
     print(f"target: {TARGET_ROUND_TRIPS} round trip to the node per kernel cell: "
           f"{_spread(trips)} in each of {len(trips)} cells ('run' {_spread(cell.runs)}, other "
-          f"{_spread(cell.other)}) -> {_verdict(ok_trips)}")
+          f"{_spread(cell.other)}) -> {verdict(ok_trips)}")
     speedup = eager.pct(50) / cell.pct(50)
     print(f"target: kernel cell >= {TARGET_SPEEDUP:g}x faster than eager (p50): {speedup:.1f}x "
           f"({cell.pct(50):.2f} ms vs {eager.pct(50):.2f} ms) -> "
-          f"{_verdict(speedup >= TARGET_SPEEDUP)}")
+          f"{verdict(speedup >= TARGET_SPEEDUP)}")
     print(f"info: round trips per cell: empty cell {_spread(empty.round_trips)}, float cell "
           f"{_spread(plain.round_trips)}, eager {_spread(eager.round_trips)}, "
           f"batch {_spread(batch.round_trips)}")

@@ -28,7 +28,6 @@ import argparse
 import gc
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from common import print_machine as print_machine_common  # noqa: E402
 
 import syft_kernel as sk
 
@@ -234,12 +234,8 @@ def pct(samples: list[float], q: float) -> float:
 
 def print_machine(tmp: Path) -> None:
     """The machine, library versions and the node folder's file system (commits fsync there)."""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"machine: {os.cpu_count()} CPUs ({affinity} usable), {platform.platform()}, "
-          f"load avg {load}")
-    print(f"python {sys.version.split()[0]} ({platform.python_implementation()}); "
-          f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, CURVE {zmq.has('curve')}; "
+    print_machine_common(
+        f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, CURVE {zmq.has('curve')}; "
           f"numpy {np.__version__}; syft-kernel {sk.__version__}")
     try:
         fs = subprocess.run(["df", "-T", str(tmp)], capture_output=True, text=True,

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import gc
 import multiprocessing as mp
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -36,6 +34,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import zmq
+from common import print_machine as print_machine_common  # noqa: E402
+from common import verdict
 from zmq.auth.thread import ThreadAuthenticator
 
 import syft_kernel as sk
@@ -324,18 +324,10 @@ def bench_frame(client: sk.Client, raw: RawClient, expected: pd.DataFrame,
 # ---------------------------------------------------------------- reporting
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def print_machine() -> None:
     """The machine and library versions, so runs can be compared."""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"machine: {os.cpu_count()} CPUs ({affinity} usable), {platform.platform()}, "
-          f"load avg {load}")
-    print(f"python {sys.version.split()[0]} ({platform.python_implementation()}); "
-          f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, CURVE {zmq.has('curve')}; "
+    print_machine_common(
+        f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, CURVE {zmq.has('curve')}; "
           f"numpy {np.__version__}, pandas {pd.__version__}, pyarrow {pa.__version__}; "
           f"syft-kernel {sk.__version__}")
 
@@ -353,12 +345,12 @@ def print_round_trips(results: dict[str, dict[str, Latency]],
         for name, v in lat.items():
             r50, r99 = v.pct(50) / base.pct(50), v.pct(99) / base.pct(99)
             extra = v.pct(50) - base.pct(50)
-            verdict = ""
+            mark = ""
             if name.startswith("ptr"):
-                verdict = _verdict(r50 <= TARGET_RT_RATIO)
+                mark = verdict(r50 <= TARGET_RT_RATIO)
                 ratios.setdefault(name, {})[transport] = r50
             print(f"{transport:<9}  {name:<22} {v.pct(50):8.1f} {v.pct(99):8.1f} {extra:+8.1f}  "
-                  f"{r50:8.2f}x {r99:8.2f}x  {verdict}")
+                  f"{r50:8.2f}x {r99:8.2f}x  {mark}")
     return ratios
 
 
@@ -370,7 +362,7 @@ def print_throughputs(title: str, rows: list[tuple[str, str, Throughput]]) -> No
     for transport, label, t in rows:
         print(f"{transport:<9}  {label:<16} {t.syft_s * 1e3:9.1f} {t.raw_s * 1e3:9.1f} "
               f"{t.syft_gbs:10.3f} {t.raw_gbs:9.3f} {t.ratio:8.0%}  "
-              f"{_verdict(t.ratio >= TARGET_THROUGHPUT)}")
+              f"{verdict(t.ratio >= TARGET_THROUGHPUT)}")
 
 
 # ---------------------------------------------------------------- setup and main
@@ -481,12 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     for variant, by_transport in ratios.items():
         detail = ", ".join(f"{t} {r:.2f}x" for t, r in by_transport.items())
         print(f"target (a) {variant} p50 <= {TARGET_RT_RATIO:g}x raw round trip: {detail} -> "
-              f"{_verdict(max(by_transport.values()) <= TARGET_RT_RATIO)}")
+              f"{verdict(max(by_transport.values()) <= TARGET_RT_RATIO)}")
     for label, rows in (("(b) array get()", arr_rows), ("(c) DataFrame get()", frame_rows)):
         worst = min(rows, key=lambda r: r[2].ratio)
         print(f"target {label} >= {TARGET_THROUGHPUT:.0%} of raw throughput: worst "
               f"{worst[2].ratio:.0%} ({worst[0]}, {worst[1]}) -> "
-              f"{_verdict(worst[2].ratio >= TARGET_THROUGHPUT)}")
+              f"{verdict(worst[2].ratio >= TARGET_THROUGHPUT)}")
     print(f"total {time.perf_counter() - started:.1f} s{' (quick)' if cfg.quick else ''}")
     return 0
 
