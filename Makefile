@@ -13,7 +13,7 @@ demo: install
 	$(PYTHON) -m syft_kernel.cli demo
 
 lint:
-	$(PYTHON) -m ruff check syft_kernel node tests bench
+	$(PYTHON) -m ruff check syft_kernel node widgets extension tests bench
 
 test: install lint
 	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval-sanitize.cfg

@@ -153,6 +153,7 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
     else:
         noisy = [release(np.asarray(x), s, mechanism, epsilon / parts, rho / parts) for x, s in zip(exact, sens)]
         result = _finish(query, noisy, extra, params)
+    node.notify(user.name, {"event": "budget.changed", "dataset": dataset["name"]})
     cost = {"epsilon": epsilon} if mechanism == "laplace" else {"rho": rho}
     node.db.audit(user.name, "dp.release", dataset["name"], query=query, mechanism=mechanism, **cost,
                   params={k: v for k, v in params.items() if k in ("bounds", "q", "column", "by")})

@@ -178,4 +178,16 @@ class Ledger:
         rows = self.db.conn.execute(
             "SELECT * FROM dp_charges WHERE user=?" + (" AND dataset=?" if dataset else "") + " ORDER BY id",
             (user, dataset) if dataset else (user,)).fetchall()
-        return [{**dict(r), "params": json.loads(r["params"])} for r in rows]
+        delta = {b["dataset"]: b["delta"] for b in self.db.conn.execute(
+            "SELECT dataset, delta FROM budgets WHERE user=?", (user,)).fetchall()}
+        pure: dict[str, list[float]] = {}
+        rho: dict[str, float] = {}
+        out = []
+        for r in rows:  # each release with the epsilon spent on its dataset once it was made
+            d = r["dataset"]
+            if r["epsilon"] > 0:
+                pure.setdefault(d, []).append(r["epsilon"])
+            rho[d] = rho.get(d, 0.0) + r["rho"]
+            spent = spent_epsilon(pure.get(d, []), rho[d], delta.get(d, 0.0))
+            out.append({**dict(r), "params": json.loads(r["params"]), "spent": round(float(spent), 12)})
+        return out

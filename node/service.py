@@ -363,11 +363,12 @@ def _datasets_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]
     b = body if isinstance(body, dict) else {}
     query = str(b.get("query") or "").lower()
     tags = [str(t).lower() for t in (b.get("tags") or [])]
-    out = []
+    out, all_tags = [], set()
     for name in node.db.dataset_names():
         d = node.db.dataset(name)
         if d is None:
             continue
+        all_tags.update(d["tags"])
         dtags = [t.lower() for t in d["tags"]]
         if tags and not all(t in dtags for t in tags):
             continue
@@ -375,7 +376,11 @@ def _datasets_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]
         if query and not all(word in text for word in query.split()):
             continue
         out.append(d)
-    return {"datasets": out}, []
+    offset, limit = b.get("offset", 0), b.get("limit")
+    if not isinstance(offset, int) or offset < 0 or not (limit is None or (isinstance(limit, int) and limit >= 0)):
+        raise InvalidArgument("offset and limit are non-negative integers (a page of the results)")
+    page = out[offset:] if limit is None else out[offset:offset + limit]
+    return {"datasets": page, "total": len(out), "tags": sorted(all_tags)}, []
 
 
 @handler("datasets.get")
@@ -525,7 +530,9 @@ def _budgets_set(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) 
         raise InvalidArgument("delta is between 0 (inclusive) and 1 (exclusive)")
     node.ledger.set_budget(who, dataset, float(eps), float(delta))
     node.db.audit(user.name, "budgets.set", dataset, scientist=who, epsilon=eps, delta=delta)
-    return {"budget": node.ledger.status(who, dataset)}, []
+    status = node.ledger.status(who, dataset)
+    node.notify(str(who), {"event": "budget.changed", "dataset": dataset})
+    return {"budget": status}, []
 
 
 @handler("budgets.get")

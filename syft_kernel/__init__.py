@@ -33,6 +33,15 @@ def load_ipython_extension(ip: object) -> None:
     load(ip)
 
 
+def __getattr__(name: str) -> object:
+    """``sk.widgets`` is imported on first use: ipywidgets is not needed to use a node."""
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module(".widgets", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def unload_ipython_extension(ip: object) -> None:
     from .magics import unload_ipython_extension as unload
 
@@ -66,5 +75,6 @@ __all__ = [
     "plan",
     "read_keypair",
     "start_node",
+    "widgets",
     "write_keypair",
 ]

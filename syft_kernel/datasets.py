@@ -122,6 +122,12 @@ class DatasetsAPI(Mapping[str, Dataset]):
         self._client.call("datasets.delete", {"name": name})
         self._mocks = {k: v for k, v in self._mocks.items() if k[0] != name}
 
+    def _ipython_display_(self) -> None:
+        from .display import show
+        from .widgets import DatasetSearch
+
+        show(self, lambda: DatasetSearch(self._client))
+
     def __repr__(self) -> str:
         rows = self.list()
         if not rows:

@@ -120,6 +120,12 @@ class Budget:
         info = self._client.call("budgets.request", {"dataset": dataset, "epsilon": epsilon, "reason": reason})[0]
         return make_request(self._client, info)
 
+    def _ipython_display_(self) -> None:
+        from .display import show
+        from .widgets import BudgetView
+
+        show(self, lambda: BudgetView(self._client))
+
     def __repr__(self) -> str:
         data = self._fetch()
         if not data["budgets"]:

@@ -20,6 +20,8 @@ DECIDED = ("approved", "denied")
 class Request:
     """One request as its viewer sees it. ``refresh()`` reloads it from the node."""
 
+    call_timeout: float | None = None  # how long approve/deny wait for the node (None: the client's)
+
     def __init__(self, client: Client, info: dict[str, Any]) -> None:
         self._client = client
         self.info = info
@@ -76,7 +78,7 @@ class Request:
         message = decision_message(self._client.node_name, self.id, self.info["content_hash"], decision, nonce)
         body = {"id": self.id, "decision": decision, "comment": comment, "nonce": nonce,
                 "signature": self._client.key.sign(message), **extra}
-        self.info = self._client.call("requests.decide", body)[0]
+        self.info = self._client.call("requests.decide", body, timeout=self.call_timeout)[0]
         return self
 
     def approve(self, comment: str = "", *, timeout: float | None = None, memory_mb: float | None = None) -> Request:
@@ -130,6 +132,12 @@ class RequestsAPI:
 
     def __len__(self) -> int:
         return len(self.list())
+
+    def _ipython_display_(self) -> None:
+        from .display import show
+        from .widgets import RequestQueue
+
+        show(self, lambda: RequestQueue(self._client))
 
     def __repr__(self) -> str:
         rows = self.list()

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from syft_kernel.node.requests import decision_message
 
 import syft_kernel as sk
 from syft_kernel import codec
 from syft_kernel.launcher import start_node
+from syft_kernel.node.requests import decision_message
 
 
 def spin(births):  # type: ignore[no-untyped-def]

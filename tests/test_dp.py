@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from syft_kernel.node.ledger import epsilon_of_rho, rho_for, spent_epsilon
 
 import syft_kernel as sk
+from syft_kernel.node.ledger import epsilon_of_rho, rho_for, spent_epsilon
 
 BOUNDS = (0.5, 6.0)
 

@@ -1,0 +1,1 @@
+"""The jupyter_server extension: REST API under /syft/api/ and the owner dashboard."""

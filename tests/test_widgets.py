@@ -1,0 +1,187 @@
+"""Widgets headless: real handlers (button.click()) against a real node; the node's state decides."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import syft_kernel as sk
+from syft_kernel import Client, PermissionDenied, login
+from syft_kernel.launcher import NodeProcess, start_node
+from syft_kernel.widgets import BudgetView, DatasetSearch, RequestQueue
+from syft_kernel.widgets.budget import bar_style
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for something a background event causes (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the widget did not update in time"
+        time.sleep(0.05)
+
+
+# ---- dataset search
+def test_search_filters_pages_and_selects(published: Client) -> None:
+    for i in range(23):
+        published.datasets.upload(f"lab-{i:02d}", assets={"values": np.arange(i + 1, dtype=float)},
+                                  description=f"lab results batch {i}", tags=["#lab"] + (["#even"] if i % 2 == 0 else []))
+    search = sk.widgets.DatasetSearch(published, page_size=10)
+    assert search.total == 24 and len(search.results) == 10
+    assert "#lab" in search.tags.allowed_tags and "#February" in search.tags.allowed_tags
+    assert search.prev_button.disabled and not search.next_button.disabled
+
+    search.next_button.click()
+    search.next_button.click()
+    assert search.page == 2 and len(search.results) == 4 and search.next_button.disabled
+    assert "21–24 of 24" in search.page_label.value
+
+    search.tags.value = ["#even"]
+    assert search.total == 12 and search.page == 0
+    search.query.value = "batch 4"
+    assert [d.name for d in search.results] == ["lab-04", "lab-14"]  # every word, as a substring
+    search.query.value = "no such words"
+    assert search.total == 0 and "no dataset matches" in search.table.children[-1].value
+
+    search.tags.value = []
+    search.query.value = "birth"
+    name_button = next(c for c in search.table.children if getattr(c, "description", "") == "birth-records-feb")
+    name_button.click()
+    assert search.selected is not None and search.selected.name == "birth-records-feb"
+    assert "mother_id" in search.detail.value and "mock preview" in search.detail.value
+    ptr = search.selected["births"]
+    assert ptr.client is published and "weight" in ptr.columns
+    assert "birth-records-feb" in search.text()
+
+
+def test_search_as_scientist_shows_mock_only(scientist: Client) -> None:
+    search = DatasetSearch(scientist)
+    search.select("birth-records-feb")
+    with pytest.raises(PermissionDenied):
+        search.selected["births"]["weight"].get()
+
+
+# ---- request queue
+def test_owner_approves_with_a_click(published: Client, scientist: Client) -> None:
+    ptr = scientist.datasets["birth-records-feb"]["births"]["weight"].mean()
+    req = ptr.request(reason="mean weight for the annual report")
+    queue = RequestQueue(published)
+    row = queue.row(req.id)
+    assert "mean weight for the annual report" in row.summary.value and "alice" in row.summary.value
+    assert row.code.get_title(0).startswith("plan") and "mean" in row.code.children[0].value
+    row.comment.value = "fine for the report"
+    row.approve_button.click()
+    assert published.requests[req.id].status == "approved"
+    assert published.requests[req.id].comment == "fine for the report"
+    assert "approved" in queue.row(req.id).summary.value and queue.row(req.id).actions not in queue.row(req.id).children
+    assert abs(ptr.get() - scientist.datasets.mock("birth-records-feb", "births")["weight"].mean()) >= 0  # released
+    queue.close()
+
+
+def test_deny_and_already_decided_are_clear(published: Client, scientist: Client) -> None:
+    ptr = scientist.datasets["birth-records-feb"]["births"]["weight"].max()
+    req = ptr.request(reason="max weight")
+    first, second = RequestQueue(published, live=False), RequestQueue(published, live=False)
+    first.row(req.id).comment.value = "maxima single out babies"
+    first.row(req.id).deny_button.click()
+    assert published.requests[req.id].status == "denied"
+    row = second.row(req.id)
+    row.approve_button.click()  # a stale view: the request was decided meanwhile
+    assert "already denied" in row.message.value
+    assert published.requests[req.id].status == "denied"
+    assert "denied" in second.row(req.id).summary.value
+    with pytest.raises(PermissionDenied, match="maxima single out babies"):
+        req.wait(timeout=5)
+
+
+def test_new_requests_appear_without_rerunning(published: Client, scientist: Client) -> None:
+    queue = RequestQueue(published)
+    assert len(queue.requests) == 0
+    req = scientist.datasets["birth-records-feb"]["births"]["weight"].sum().request(reason="live?")
+    eventually(lambda: any(r.id == req.id for r in queue.requests))
+    published.requests[req.id].approve("ok")  # decided elsewhere (another notebook): the row follows
+    eventually(lambda: "approved" in queue.row(req.id).summary.value)
+    queue.close()
+
+
+def test_scientist_sees_own_requests_without_buttons(published: Client, scientist: Client) -> None:
+    req = scientist.datasets["birth-records-feb"]["births"]["weight"].min().request(reason="min")
+    queue = RequestQueue(scientist)
+    row = queue.row(req.id)
+    assert not row.can_decide and row.actions not in row.children
+    published.requests[req.id].approve("ok")
+    eventually(lambda: "now returns the value" in queue.row(req.id).summary.value)
+    queue.close()
+
+
+def test_consensus_progress(syft_node: NodeProcess, make_user: Callable[..., object], published: Client) -> None:
+    bob_key = make_user("bob", role="owner")
+    published.datasets.upload("shared", assets={"x": np.arange(5.0)}, owners=["owner", "bob"], policy=sk.Consensus())
+    alice = login(syft_node.connection_file, key=make_user("alice"))
+    req = alice.datasets["shared"]["x"].sum().request(reason="total")
+    queue = RequestQueue(published, live=False)
+    queue.row(req.id).approve_button.click()
+    row = queue.row(req.id)
+    assert "1 of 2" in row.summary.value and not row.can_decide
+    with login(syft_node.connection_file, key=bob_key) as bob:
+        bob_queue = RequestQueue(bob, live=False)
+        bob_queue.row(req.id).approve_button.click()
+        assert bob.requests[req.id].status == "approved"
+    alice.close()
+
+
+def test_widget_survives_node_restart(tmp_path, make_user) -> None:  # type: ignore[no-untyped-def]
+    node = start_node(tmp_path / "clinic", name="clinic")
+    owner = node.login(timeout=5)
+    try:
+        owner.datasets.upload("d", assets={"x": np.arange(3.0)})
+        queue = RequestQueue(owner)
+        node.stop()
+        eventually(lambda: not queue.node_up, timeout=30)
+        assert "not answering" in queue.banner.value
+        assert all(r.approve_button.disabled for r in queue.rows.values())
+        queue.refresh_button.click()  # refreshing while it is down says so and does not hang long
+        assert "not answering" in queue.banner.value
+        port = int(owner.connection["addresses"][-1].rsplit(":", 1)[1])
+        node = start_node(tmp_path / "clinic", name="clinic", port=port)
+        eventually(lambda: queue.node_up, timeout=30)
+        assert queue.banner.value == ""
+    finally:
+        owner.close()
+        node.stop()
+
+
+# ---- budget
+def test_budget_bars_and_history(published: Client, scientist: Client) -> None:
+    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    view = BudgetView(scientist)
+    bar = view.bar("birth-records-feb")
+    assert bar.value == 0 and bar.bar_style == "success" and view.plot.layout.display == "none"
+    weight = scientist.datasets["birth-records-feb"]["births"]["weight"]
+    weight.dp.mean(epsilon=0.8, bounds=(0, 6000))
+    eventually(lambda: view.bar("birth-records-feb").bar_style == "warning")  # pushed by the node
+    assert view.data["history"][-1]["spent"] == pytest.approx(0.8)
+    assert bytes(view.plot.value[:8]) == b"\x89PNG\r\n\x1a\n"
+    weight.dp.mean(epsilon=0.15, bounds=(0, 6000))
+    eventually(lambda: view.bar("birth-records-feb").bar_style == "danger")
+    assert "0.95" in view.text()
+    view.close()
+
+
+def test_bar_style_thresholds() -> None:
+    assert [bar_style(s, 1.0) for s in (0.0, 0.74, 0.75, 0.9, 1.0)] == ["success", "success", "warning", "danger", "danger"]
+    assert bar_style(0.0, 0.0) == "danger"
+
+
+# ---- display: widget in a kernel, text elsewhere
+def test_text_tables_outside_jupyter(published: Client, scientist: Client, capsys) -> None:  # type: ignore[no-untyped-def]
+    from IPython.display import display
+
+    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    display(scientist.budget)
+    display(published.datasets)
+    display(published.requests)
+    out = capsys.readouterr().out
+    assert "birth-records-feb" in out and "epsilon" in out and "no requests" in out

@@ -1,0 +1,123 @@
+"""Live updates for widgets: a background connection that hears the node's pushed events and
+notices when the node goes away and comes back.
+
+The widgets' own calls go through the user's client; this watcher holds a second connection
+(same key) so that waiting for events never blocks the kernel or the user's calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from syft_kernel.errors import SyftError
+
+if TYPE_CHECKING:
+    from syft_kernel.client import Client
+
+log = logging.getLogger(__name__)
+Listener = Callable[[dict[str, Any]], None]
+PING_EVERY = 2.0  # seconds without any event before the watcher checks the node is still there
+PING_TIMEOUT = 3.0
+
+_watchers: weakref.WeakKeyDictionary[Any, NodeWatcher] = weakref.WeakKeyDictionary()
+_watchers_lock = threading.Lock()
+
+
+class NodeWatcher:
+    """Calls its listeners with each event the node pushes to this user, and with
+    ``{"event": "node.down"}`` / ``{"event": "node.up"}`` when the node stops and starts answering."""
+
+    def __init__(self, client: Client) -> None:
+        self.connection = client.connection
+        self.key = client.key
+        self.address = client.address
+        self.label = client.node_label
+        self.up = True
+        self.down_since: float | None = None
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def of(cls, client: Client) -> NodeWatcher:
+        """The one watcher for this client (started on first use)."""
+        with _watchers_lock:
+            watcher = _watchers.get(client)
+            if watcher is None or watcher._stop.is_set():
+                watcher = _watchers[client] = cls(client)
+            return watcher
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add a listener; returns the function that removes it (the watcher stops with the last)."""
+        with self._lock:
+            self._listeners.append(listener)
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name=f"syft-watch-{self.label}", daemon=True)
+                self._thread.start()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+                if not self._listeners:
+                    self._stop.set()
+
+        return unsubscribe
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(PING_TIMEOUT + 2)
+
+    # ---- the thread
+    def _emit(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # one broken view must not stop the others hearing events
+                log.exception("a widget failed to handle %s", event.get("event"))
+
+    def _set_up(self, up: bool) -> None:
+        if up == self.up:
+            return
+        self.up = up
+        self.down_since = None if up else time.time()
+        self._emit({"event": "node.up" if up else "node.down", "node": self.label})
+
+    def _run(self) -> None:
+        from syft_kernel.client import Client
+
+        conn: Client | None = None
+        try:
+            while not self._stop.is_set():
+                if conn is None:
+                    try:
+                        conn = Client(self.connection, self.key, timeout=PING_TIMEOUT, address=self.address)
+                        self._set_up(True)
+                    except SyftError:
+                        self._set_up(False)
+                        self._stop.wait(1.0)
+                        continue
+                try:
+                    event = conn.wait_event(lambda e: True, PING_EVERY)
+                    if event is not None:
+                        self._set_up(True)
+                        self._emit(event)
+                        continue
+                    conn.call("hello", timeout=PING_TIMEOUT)  # also re-registers us after a node restart
+                    self._set_up(True)
+                except SyftError:
+                    self._set_up(False)
+                    self._stop.wait(0.5)
+        finally:
+            if conn is not None:
+                conn.close()

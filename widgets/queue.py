@@ -1,0 +1,255 @@
+"""``RequestQueue``: the owner's live request queue with Approve / Deny, or a scientist's own
+requests and their outcomes. New requests and decisions arrive as the node pushes them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from syft_kernel.errors import NodeUnavailable, SyftError
+from syft_kernel.requests import Request, make_request
+
+from .common import CALL_TIMEOUT, TextFallback, badge, call, esc, highlight, notice, size_text, when
+from .live import NodeWatcher
+
+if TYPE_CHECKING:
+    from syft_kernel.client import Client
+
+FILTERS = ("all", "pending", "approved", "denied")
+
+
+class RequestRow(w.VBox):
+    """One request: what it asks and why, its plan or code, governance progress, and (for an owner
+    who has not decided yet) a comment box with Approve and Deny."""
+
+    def __init__(self, queue: RequestQueue, request: Request) -> None:
+        self.queue = queue
+        self.request = request
+        self.summary = w.HTML()
+        self.code = w.Accordion(children=[w.HTML()])
+        self.comment = w.Textarea(placeholder="comment (the requester sees it)", rows=1,
+                                  layout=w.Layout(width="360px"))
+        self.approve_button = w.Button(description="Approve", button_style="success", icon="check")
+        self.deny_button = w.Button(description="Deny", button_style="danger", icon="times")
+        self.approve_button.on_click(lambda _: self.decide("approve"))
+        self.deny_button.on_click(lambda _: self.decide("deny"))
+        self.actions = w.HBox([self.comment, self.approve_button, self.deny_button])
+        self.message = w.HTML()
+        super().__init__(layout=w.Layout(border="1px solid #ddd", padding="4px 8px", margin="3px 0"))
+        self.add_class("syft-request")
+        self.update(request)
+
+    @property
+    def request_id(self) -> str:
+        return self.request.id
+
+    def update(self, request: Request) -> None:
+        """Show the request as it is now on the node."""
+        self.request = request
+        self.summary.value = _summary_html(request, self.queue.client.user)
+        code, title = _code_of(request)
+        children: list[w.Widget] = [self.summary]
+        if code:
+            self.code.children[0].value = highlight(code)
+            self.code.set_title(0, title)
+            children.append(self.code)
+        if self.can_decide:
+            children.append(self.actions)
+        children.append(self.message)
+        self.children = children
+        self.set_enabled(self.queue.node_up)
+
+    @property
+    def can_decide(self) -> bool:
+        client = self.queue.client
+        decided_by_me = any(a.get("owner") == client.user for a in self.request.approvals)
+        return client.role == "owner" and self.request.status == "pending" and not decided_by_me
+
+    def set_enabled(self, enabled: bool) -> None:
+        self.approve_button.disabled = self.deny_button.disabled = not enabled
+
+    def decide(self, decision: str) -> None:
+        """Approve or deny on the node (signed with the owner's key), then show the outcome."""
+        request = self.request
+        request.call_timeout = CALL_TIMEOUT
+        self.set_enabled(False)
+        try:
+            if decision == "approve":
+                request.approve(self.comment.value)
+            else:
+                request.deny(self.comment.value)
+        except NodeUnavailable as e:
+            self.message.value = notice(f"{e}: nothing was decided; try again once the node is back", "error")
+            self.queue.node_down()
+            return
+        except SyftError as e:
+            self.message.value = notice(f"{e}", "error")
+            self.set_enabled(True)
+            self.queue.refresh()  # someone else may have decided it: show the request as it is now
+            return
+        self.comment.value = ""
+        self.message.value = notice(f"{'approved' if decision == 'approve' else 'denied'} {request.id}", "info")
+        self.update(request)
+        self.queue.refresh()
+
+
+class RequestQueue(TextFallback, w.VBox):
+    """All requests on the node (owners) or your own (scientists), newest and pending first, live."""
+
+    def __init__(self, client: Client, status: str = "all", page_size: int = 20, live: bool = True) -> None:
+        if status not in FILTERS:
+            raise ValueError(f"status is one of {', '.join(FILTERS)}")
+        self.client = client
+        self.page_size = page_size
+        self.page = 0
+        self.requests: list[Request] = []
+        self.rows: dict[str, RequestRow] = {}
+        self.node_up = True
+        self._down_since: float | None = None
+        self._lock = threading.RLock()
+        who = "all requests" if client.role == "owner" else f"requests by {client.user}"
+        self.title = w.HTML(f"<b>Requests on {esc(client.node_label)}</b> <span style='color:#666'>({who})</span>")
+        self.banner = w.HTML()
+        self.filter = w.ToggleButtons(options=FILTERS, value=status, style={"button_width": "80px"})
+        self.filter.observe(lambda _: self.show_page(0), names="value")
+        self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.list = w.VBox()
+        self.prev_button = w.Button(description="‹ Prev", layout=w.Layout(width="80px"))
+        self.next_button = w.Button(description="Next ›", layout=w.Layout(width="80px"))
+        self.prev_button.on_click(lambda _: self.show_page(self.page - 1))
+        self.next_button.on_click(lambda _: self.show_page(self.page + 1))
+        self.page_label = w.HTML()
+        super().__init__([self.title, w.HBox([self.filter, self.refresh_button]), self.banner, self.list,
+                          w.HBox([self.prev_button, self.page_label, self.next_button])])
+        self.add_class("syft-request-queue")
+        self._unsubscribe = NodeWatcher.of(client).subscribe(self.on_event) if live else None
+        self.refresh()
+
+    # ---- data
+    def refresh(self) -> None:
+        """Reload the requests from the node and update the rows in place (typed comments stay)."""
+        self.show_page(self.page)
+
+    def show_page(self, page: int) -> None:
+        status = None if self.filter.value == "all" else self.filter.value
+        try:
+            reply, _ = call(self.client, "requests.list", {"status": status} if status else {})
+        except NodeUnavailable:
+            self.node_down()
+            return
+        except SyftError as e:
+            self.banner.value = notice(str(e), "error")
+            return
+        with self._lock:
+            if not self.node_up:
+                self.node_back()
+            ordered = sorted(reply["requests"], key=lambda r: (r["status"] != "pending", -r["created_at"]))
+            self.requests = [make_request(self.client, r) for r in ordered]
+            last_page = max(0, (len(self.requests) - 1) // self.page_size)
+            self.page = min(max(0, page), last_page)
+            shown = self.requests[self.page * self.page_size:(self.page + 1) * self.page_size]
+            rows = []
+            for r in shown:
+                row = self.rows.get(r.id)
+                if row is None:
+                    row = self.rows[r.id] = RequestRow(self, r)
+                else:
+                    row.update(r)
+                rows.append(row)
+            self.list.children = rows or [w.HTML("<i>no requests</i>")]
+            first = self.page * self.page_size
+            self.page_label.value = (f"<span style='padding:0 10px'>{first + 1}–{first + len(shown)} of "
+                                     f"{len(self.requests)}</span>" if shown else "")
+            self.prev_button.disabled = self.page == 0
+            self.next_button.disabled = first + len(shown) >= len(self.requests)
+
+    def row(self, request_id: str) -> RequestRow:
+        """The row showing ``request_id`` (it must be on the current page)."""
+        for row in self.list.children:
+            if isinstance(row, RequestRow) and row.request_id == request_id:
+                return row
+        raise KeyError(f"request {request_id} is not on this page of the queue")
+
+    # ---- liveness
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("event", ""))
+        if kind == "node.down":
+            self.node_down()
+        elif kind == "node.up" or kind.startswith("request.") or kind == "job.finished":
+            self.refresh()
+
+    def node_down(self) -> None:
+        with self._lock:
+            self.node_up = False
+            self._down_since = self._down_since or time.time()
+            self.banner.value = notice(
+                f"{self.client.node_label} is not answering (since {when(self._down_since)[11:]}): decisions are "
+                "paused; this view reconnects by itself when the node is back", "warning")
+            for row in self.rows.values():
+                row.set_enabled(False)
+
+    def node_back(self) -> None:
+        with self._lock:
+            self.node_up, self._down_since = True, None
+            self.banner.value = ""
+            for row in self.rows.values():
+                row.set_enabled(True)
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        super().close()
+
+    def text(self) -> str:
+        if not self.requests:
+            return "no requests"
+        lines = [f"{'id':<18} {'status':<9} {'kind':<7} {'requester':<12} {'size':>10}  reason"]
+        lines += [f"{r.id:<18} {r.status:<9} {r.kind:<7} {r.requester:<12} {size_text(r.size):>10}  {r.reason[:50]}"
+                  for r in self.requests]
+        return "\n".join(lines)
+
+
+def _summary_html(r: Request, viewer: str) -> str:
+    size = size_text(r.size)
+    parts = [f"<div><b>{esc(r.id)}</b> {badge(r.status)} <span style='color:#555'>{esc(r.kind)} request"
+             f" by <b>{esc(r.requester)}</b> · {esc(when(r.info.get('created_at')))}"
+             f"{' · ' + esc(size) if size else ''}</span></div>",
+             f"<div>target: <code>{esc(r.target)}</code></div>",
+             f"<div>reason: {esc(r.reason)}</div>"]
+    if r.kind == "budget" and r.epsilon is not None:
+        parts.append(f"<div>DP cost: <b>ε +{r.epsilon:g}</b> on {esc(r.target)}</div>")
+    for p in r.progress:
+        needed, got = int(p["needed"]), int(p["approvals"])
+        pct = 100 * min(got, needed) / max(needed, 1)
+        parts.append(f"<div class='syft-progress'>{esc(p['dataset'])}: <b>{got} of {needed}</b> approvals "
+                     f"({esc(p['policy'].get('kind', ''))}) <span style='display:inline-block;width:120px;"
+                     f"height:8px;background:#eee;vertical-align:middle'><span style='display:block;height:8px;"
+                     f"width:{pct:.0f}%;background:#1b7f3b'></span></span></div>")
+    for a in r.approvals:
+        mine = " (you)" if a.get("owner") == viewer else ""
+        text = f"{a.get('owner')}{mine}: {a.get('decision')}"
+        if a.get("comment"):
+            text += f" — “{a['comment']}”"
+        parts.append(f"<div style='color:#555'>{esc(text)}</div>")
+    run = r.info.get("run_status")
+    if r.kind == "code" and run:
+        error = f": {r.info.get('run_error')}" if r.info.get("run_error") else ""
+        parts.append(f"<div>run: {badge(str(run))}{esc(error)}</div>")
+    if r.status == "approved" and r.kind in ("object", "plan", "code") and viewer == r.requester:
+        parts.append(notice("approved: .get() on the pointer (or job.result()) now returns the value"))
+    if r.status == "denied" and r.comment:
+        parts.append(notice(f"denied: {r.comment}", "warning"))
+    return "".join(parts)
+
+
+def _code_of(r: Request) -> tuple[str, str]:
+    if r.source:
+        return str(r.source), f"code ({len(str(r.source).splitlines())} lines)"
+    if r.plan:
+        return "\n".join(r.plan), f"plan ({len(r.plan)} lines)"
+    return "", ""

@@ -1,0 +1,146 @@
+"""``DatasetSearch``: find datasets on a node, look at their schema and mock, take pointers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from syft_kernel.datasets import Dataset
+from syft_kernel.errors import SyftError
+
+from .common import TextFallback, call, esc, notice
+
+if TYPE_CHECKING:
+    from syft_kernel.client import Client
+
+COLUMNS = "minmax(140px, 1.2fr) minmax(90px, 1fr) minmax(160px, 2.5fr) 80px minmax(90px, 1fr)"
+
+
+class DatasetSearch(TextFallback, w.VBox):
+    """A search box and tag filter over a node's datasets, a paged results table, and the selected
+    dataset's schema and mock preview. ``search.selected["asset"]`` is a pointer to that asset."""
+
+    def __init__(self, client: Client, query: str = "", tags: list[str] | None = None, page_size: int = 10) -> None:
+        self.client = client
+        self.page_size = page_size
+        self.page = 0
+        self.total = 0
+        self.results: list[Dataset] = []
+        self.selected: Dataset | None = None
+        self.query = w.Text(value=query, placeholder="search names, descriptions, tags, assets",
+                            description="Search", layout=w.Layout(width="420px"))
+        self.tags = w.TagsInput(value=list(tags or []), allowed_tags=[], allow_duplicates=False,
+                                layout=w.Layout(width="420px"))
+        self.table = w.GridBox(layout=w.Layout(grid_template_columns=COLUMNS, grid_gap="2px 10px"))
+        self.prev_button = w.Button(description="‹ Prev", layout=w.Layout(width="80px"))
+        self.next_button = w.Button(description="Next ›", layout=w.Layout(width="80px"))
+        self.page_label = w.HTML()
+        self.message = w.HTML()
+        self.detail = w.HTML()
+        self.query.observe(lambda _: self.search(), names="value")
+        self.tags.observe(lambda _: self.search(), names="value")
+        self.prev_button.on_click(lambda _: self.show_page(self.page - 1))
+        self.next_button.on_click(lambda _: self.show_page(self.page + 1))
+        super().__init__([
+            w.HTML(f"<b>Datasets on {esc(client.node_label)}</b>"),
+            w.HBox([self.query]), w.HBox([w.Label("Tags", layout=w.Layout(width="80px")), self.tags]),
+            self.message, self.table, w.HBox([self.prev_button, self.page_label, self.next_button]),
+            self.detail,
+        ])
+        self.add_class("syft-dataset-search")
+        self.search()
+
+    # ---- actions (also what the controls call)
+    def search(self, query: str | None = None, tags: list[str] | None = None) -> None:
+        """Run a search (from the box and the tag filter, or the arguments) from its first page."""
+        if query is not None and query != self.query.value:
+            self.query.value = query  # observing the box runs the search
+            return
+        if tags is not None and list(tags) != list(self.tags.value):
+            self.tags.value = list(tags)
+            return
+        self.show_page(0)
+
+    def show_page(self, page: int) -> None:
+        page = max(0, page)
+        body = {"query": self.query.value, "tags": list(self.tags.value),
+                "offset": page * self.page_size, "limit": self.page_size}
+        try:
+            reply, _ = call(self.client, "datasets.list", body)
+        except SyftError as e:
+            self.message.value = notice(f"{e} — press Next or search again to retry", "error")
+            return
+        self.message.value = ""
+        self.page, self.total = page, int(reply.get("total", len(reply["datasets"])))
+        self.results = [Dataset(self.client, d) for d in reply["datasets"]]
+        self.tags.allowed_tags = list(reply.get("tags", []))
+        self._render_table()
+
+    def select(self, name: str) -> Dataset:
+        """Select a dataset by name: show its schema and mock, and make it ``search.selected``."""
+        found = next((d for d in self.results if d.name == name), None)
+        if found is None:
+            reply, _ = call(self.client, "datasets.get", {"name": name})
+            found = Dataset(self.client, reply)
+        self.selected = found
+        self.detail.value = self._detail_html(found)
+        for child in self.table.children:
+            if isinstance(child, w.Button):
+                child.button_style = "info" if child.description == name else ""
+        return found
+
+    # ---- rendering
+    def _render_table(self) -> None:
+        cells: list[w.Widget] = [w.HTML(f"<b>{h}</b>") for h in ("name", "tags", "description", "rows", "assets")]
+        for d in self.results:
+            button = w.Button(description=d.name, tooltip=f"show {d.name}", layout=w.Layout(width="auto"),
+                              button_style="info" if self.selected and self.selected.name == d.name else "")
+            button.on_click(lambda b: self.select(b.description))
+            cells += [button, w.HTML(esc(" ".join(d.tags))), w.HTML(esc(d.description)),
+                      w.HTML(esc(_rows(d))), w.HTML(esc(", ".join(d.assets)))]
+        if not self.results:
+            cells.append(w.HTML("<i>no dataset matches</i>"))
+        self.table.children = cells
+        first = self.page * self.page_size
+        shown = f"{first + 1}–{first + len(self.results)} of {self.total}" if self.results else f"0 of {self.total}"
+        self.page_label.value = f"<span style='padding:0 10px'>{shown}</span>"
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = first + len(self.results) >= self.total
+
+    def _detail_html(self, d: Dataset) -> str:
+        parts = [f"<h4 style='margin:8px 0 2px'>{esc(d.name)}</h4><div>{esc(d.description)}</div>"]
+        for name, a in d.assets.items():
+            shape = "×".join(map(str, a.get("shape") or [])) or "?"
+            dtype = f", {a['dtype']}" if a.get("dtype") else ""
+            parts.append(f"<div style='margin-top:6px'><b>asset {esc(name)}</b>: {esc(a['type'])} ({shape}{esc(dtype)})"
+                         f" — pointer: <code>search.selected[{esc(repr(name))}]</code></div>")
+            if a.get("columns"):
+                dtypes = list(a.get("dtypes") or []) + [""] * len(a["columns"])
+                rows = "".join(f"<tr><td>{esc(c)}</td><td>{esc(t)}</td></tr>" for c, t in zip(a["columns"], dtypes))
+                parts.append(f"<table class='syft-schema'><tr><th>column</th><th>type</th></tr>{rows}</table>")
+            try:
+                parts.append("<div><i>mock preview (synthetic values)</i></div>" + _preview(d.mock(name)))
+            except SyftError as e:
+                parts.append(notice(f"no mock preview: {e}", "warning"))
+        return "".join(parts)
+
+    def text(self) -> str:
+        lines = [f"Datasets on {self.client.node_label} ({self.total})"]
+        lines += [f"  {d.name:<28} {_rows(d):>8}  {' '.join(d.tags)}  {d.description[:50]}" for d in self.results]
+        return "\n".join(lines)
+
+
+def _rows(d: Dataset) -> str:
+    counts = [a["shape"][0] for a in d.assets.values() if a.get("shape")]
+    return f"{counts[0]:,}" if len(counts) == 1 else " / ".join(f"{c:,}" for c in counts)
+
+
+def _preview(value: Any) -> str:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame | pd.Series):
+        return value.head(5).to_html(max_cols=12)
+    array = np.asarray(value)
+    return f"<pre>{esc(np.array2string(array[:5] if array.ndim else array, threshold=40))}</pre>"
