@@ -42,6 +42,9 @@ def _install(args: argparse.Namespace) -> int:
 
     where = install(user=args.user, prefix=args.prefix)
     print(f"installed the {DISPLAY_NAME!r} kernel in {where}")
+    from .kernel import enable_server_extension
+
+    print(f"enabled the server extension (/syft/dashboard) in {enable_server_extension(args.prefix)}")
     return 0
 
 

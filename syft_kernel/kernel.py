@@ -37,6 +37,19 @@ def install(user: bool = False, prefix: str | None = None) -> str:
             tmp, KERNEL_NAME, user=user, prefix=None if user else (prefix or sys.prefix))
 
 
+def enable_server_extension(prefix: str | None = None) -> Path:
+    """Write the config file that enables the jupyter_server extension (the wheel ships it as a
+    data file; an editable install does not place data files, so ``syft-kernel install`` does)."""
+    target = Path(prefix or sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "syft_kernel.json"
+    config = {"ServerApp": {"jpserver_extensions": {"syft_kernel.extension": True}}}
+    if not target.exists() or json.loads(target.read_text() or "{}") != config:
+        from .keys import atomic_write
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, (json.dumps(config, indent=2) + "\n").encode())
+    return target
+
+
 if __name__ == "__main__":
     from ipykernel.kernelapp import IPKernelApp
 

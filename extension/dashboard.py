@@ -1,0 +1,155 @@
+"""The owner's dashboard at ``/syft/dashboard``: local nodes (start / stop), each running node's
+request queue with Approve / Deny, its datasets and its scientists' budgets. Rendered here on the
+server; ``static/dashboard.js`` refreshes sections and sends decisions through the REST API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from syft_kernel.errors import SyftError
+from syft_kernel.widgets.budget import bar_style
+from syft_kernel.widgets.common import COLORS, esc, highlight, size_text, when
+
+from .api import AUTH_RESOURCE, budgets
+from .registry import NodeRegistry
+
+
+class DashboardHandler(ExtensionHandlerMixin, JupyterHandler):
+    """The whole page (a login redirect first when the browser is not logged in to Jupyter)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        registry: NodeRegistry = self.settings["syft_registry"]
+        sections = await asyncio.to_thread(lambda: [node_section(registry, n["name"]) for n in registry.list()])
+        self.finish(page(self, registry, sections))
+
+
+class NodeSectionHandler(ExtensionHandlerMixin, JupyterHandler):
+    """One node's section, for the page's periodic refresh."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    async def get(self, node: str) -> None:
+        registry: NodeRegistry = self.settings["syft_registry"]
+        self.finish(await asyncio.to_thread(node_section, registry, node))
+
+
+def page(handler: JupyterHandler, registry: NodeRegistry, sections: list[str]) -> str:
+    base = handler.base_url.rstrip("/")
+    xsrf = handler.xsrf_token.decode() if isinstance(handler.xsrf_token, bytes) else handler.xsrf_token
+    static = handler.static_url("dashboard.js") if hasattr(handler, "static_url") else ""
+    css = handler.static_url("dashboard.css") if hasattr(handler, "static_url") else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>syft-kernel · data nodes</title>
+<meta name="syft-base" content="{esc(base)}"><meta name="syft-xsrf" content="{esc(xsrf)}">
+<link rel="stylesheet" href="{esc(css)}"></head>
+<body><header><h1>syft-kernel · data nodes</h1>
+<span class="muted">node folders in <code>{esc(registry.nodes_dir)}</code></span></header>
+<div id="flash" role="status"></div>
+<section id="nodes-panel"><h2>Nodes</h2>{nodes_table(registry)}
+<form id="new-node"><input name="name" placeholder="new node name, e.g. clinic" pattern="[A-Za-z0-9_.\\-]+" required>
+<button type="submit">Create and start</button></form></section>
+<main id="node-sections">{''.join(sections)}</main>
+<script src="{esc(static)}"></script></body></html>"""
+
+
+def nodes_table(registry: NodeRegistry) -> str:
+    rows = []
+    for n in registry.list():
+        running = n["status"] == "running"
+        button = (f"<button class='node-stop' data-node='{esc(n['name'])}'>Stop</button>" if running else
+                  f"<button class='node-start' data-node='{esc(n['name'])}'>Start</button>")
+        rows.append(f"<tr><td><b>{esc(n['name'])}</b></td><td>{_badge(n['status'])}</td>"
+                    f"<td><code>{esc(', '.join(n['addresses']))}</code></td>"
+                    f"<td><code>{esc(n['connection_file'])}</code></td><td>{button}</td></tr>")
+    if not rows:
+        return "<p class='muted'>No local nodes yet: create one below.</p>"
+    return ("<table id='nodes'><tr><th>node</th><th>status</th><th>addresses</th><th>connection file "
+            "(give it to scientists)</th><th></th></tr>" + "".join(rows) + "</table>")
+
+
+def node_section(registry: NodeRegistry, name: str) -> str:
+    """The node's queue, datasets and budgets, or why they cannot be shown."""
+    head = f"<section class='node' id='node-{esc(name)}' data-node='{esc(name)}'><h2>{esc(name)}</h2>"
+    try:
+        if registry.describe(name)["status"] != "running":
+            return head + "<p class='muted'>stopped: start it above to see its queue.</p></section>"
+        requests, datasets, budget_rows = registry.call(name, lambda c: (
+            c.call("requests.list", {})[0]["requests"], c.call("datasets.list", {})[0]["datasets"], budgets(c)))
+    except SyftError as e:
+        return head + f"<p class='error'>{esc(e.message)} (this page retries by itself)</p></section>"
+    return (head + requests_html(requests) + datasets_html(datasets) + budgets_html(budget_rows["budgets"])
+            + "</section>")
+
+
+def requests_html(requests: list[dict[str, Any]]) -> str:
+    ordered = sorted(requests, key=lambda r: (r["status"] != "pending", -r["created_at"]))
+    pending = sum(r["status"] == "pending" for r in requests)
+    items = "".join(request_html(r) for r in ordered) or "<p class='muted'>No requests.</p>"
+    return f"<h3>Requests <span class='muted'>({pending} pending)</span></h3><div class='requests'>{items}</div>"
+
+
+def request_html(r: dict[str, Any]) -> str:
+    rid = esc(r["id"])
+    lines = [f"<div class='request' id='request-{rid}' data-request='{rid}' data-status='{esc(r['status'])}'>",
+             f"<div><b>{rid}</b> {_badge(r['status'])} {esc(r['kind'])} request by <b>{esc(r['requester'])}</b>"
+             f" · {esc(when(r.get('created_at')))}{' · ' + esc(size_text(r.get('size'))) if r.get('size') else ''}</div>",
+             f"<div>target <code>{esc(r['target'])}</code> — reason: {esc(r['reason'])}</div>"]
+    if r["kind"] == "budget":
+        lines.append(f"<div>DP cost: <b>ε +{(r.get('inputs') or {}).get('epsilon')}</b></div>")
+    for p in r.get("progress") or []:
+        lines.append(f"<div class='progress'>{esc(p['dataset'])}: <b>{p['approvals']} of {p['needed']}</b> approvals"
+                     f" ({esc(p['policy'].get('kind', ''))})</div>")
+    for a in r.get("approvals") or []:
+        comment = f" — “{esc(a['comment'])}”" if a.get("comment") else ""
+        lines.append(f"<div class='muted'>{esc(a['owner'])}: {esc(a['decision'])}{comment}</div>")
+    code = r.get("source") or "\n".join(r.get("plan") or [])
+    if code:
+        title = "code" if r.get("source") else "plan"
+        lines.append(f"<details><summary>{title} ({len(code.splitlines())} lines)</summary>{highlight(code)}</details>")
+    if r["status"] == "pending":
+        lines.append(f"<div class='actions'><textarea class='comment' rows='1' placeholder='comment (the requester "
+                     f"sees it)'></textarea><button class='approve' data-request='{rid}'>Approve</button>"
+                     f"<button class='deny' data-request='{rid}'>Deny</button></div>")
+    lines.append("</div>")
+    return "".join(lines)
+
+
+def datasets_html(datasets: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td><b>{esc(d['name'])}</b></td><td>{esc(' '.join(d['tags']))}</td><td>{esc(d['description'])}</td>"
+        f"<td>{esc(', '.join(a['name'] for a in d['assets']))}</td>"
+        f"<td>{esc(', '.join(str(a['shape'][0]) for a in d['assets'] if a.get('shape')))}</td></tr>"
+        for d in datasets)
+    body = (f"<table class='datasets'><tr><th>name</th><th>tags</th><th>description</th><th>assets</th><th>rows</th>"
+            f"</tr>{rows}</table>") if rows else "<p class='muted'>No datasets.</p>"
+    return f"<h3>Datasets</h3>{body}"
+
+
+def budgets_html(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "<h3>Privacy budgets</h3><p class='muted'>No budgets set.</p>"
+    out = []
+    for b in rows:
+        pct = 100.0 if b["epsilon"] <= 0 else min(100.0, 100 * b["spent"] / b["epsilon"])
+        out.append(f"<tr><td>{esc(b['user'])}</td><td>{esc(b['dataset'])}</td><td><span class='bar'>"
+                   f"<span class='fill {bar_style(b['spent'], b['epsilon'])}' style='width:{pct:.0f}%'></span></span>"
+                   f"</td><td>{b['spent']:.4g} of {b['epsilon']:.4g}</td><td>{b['left']:.4g}</td>"
+                   f"<td>{b['releases']}</td></tr>")
+    return ("<h3>Privacy budgets</h3><table class='budgets'><tr><th>scientist</th><th>dataset</th><th>spent</th>"
+            "<th>ε</th><th>left</th><th>releases</th></tr>" + "".join(out) + "</table>")
+
+
+def _badge(status: str) -> str:
+    return f"<span class='badge' style='background:{COLORS.get(status, '#555')}'>{esc(status)}</span>"
