@@ -148,6 +148,8 @@ class Client:
              timeout: float | None = None) -> tuple[Any, list[Any]]:
         """One request and its reply (thread-safe). Raises the node's error as a ``SyftError``."""
         with self._lock:
+            if self._sock.closed:
+                raise NodeUnavailable(f"this connection to {self.node_label} is closed: log in again (sk.login(…))")
             if self._freed:
                 self._flush_freed()
             msg_id = self._send(msg_type, {} if body is None else body, buffers)
@@ -228,6 +230,10 @@ class Client:
         body = {k: v for k, v in {"user": user, "action": action, "target": target, "since": since}.items()
                 if v is not None}
         return self.call("audit.list", {**body, "limit": limit})[0]["entries"]
+
+    @property
+    def closed(self) -> bool:
+        return self._sock.closed
 
     def close(self) -> None:
         with self._lock:

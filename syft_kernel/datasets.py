@@ -129,12 +129,16 @@ class DatasetsAPI(Mapping[str, Dataset]):
         show(self, lambda: DatasetSearch(self._client))
 
     def __repr__(self) -> str:
-        rows = self.list()
-        if not rows:
-            return f"no datasets on {self._client.node_label}"
-        width = max(len(d.name) for d in rows)
-        lines = [f"{'name':<{width}}  {'assets':<24}  tags / description"]
-        for d in rows:
-            assets = ", ".join(d.assets)[:24]
-            lines.append(f"{d.name:<{width}}  {assets:<24}  {' '.join(d.tags)}  {d.description[:60]}")
-        return "\n".join(lines)
+        return datasets_table(self.list(), self._client.node_label)
+
+
+def datasets_table(rows: list[Dataset], node: str) -> str:
+    """Datasets as a text table (terminals, and the search widget's text fallback)."""
+    if not rows:
+        return f"no datasets on {node}"
+    width = max(len(d.name) for d in rows)
+    lines = [f"{'name':<{width}}  {'assets':<24}  tags / description"]
+    for d in rows:
+        assets = ", ".join(d.assets)[:24]
+        lines.append(f"{d.name:<{width}}  {assets:<24}  {' '.join(d.tags)}  {d.description[:60]}")
+    return "\n".join(lines)

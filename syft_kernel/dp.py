@@ -127,14 +127,7 @@ class Budget:
         show(self, lambda: BudgetView(self._client))
 
     def __repr__(self) -> str:
-        data = self._fetch()
-        if not data["budgets"]:
-            return f"no privacy budgets for {data['user']}"
-        lines = [f"{'dataset':<24} {'epsilon':>9} {'spent':>9} {'left':>9} {'delta':>9} releases"]
-        for b in data["budgets"]:
-            lines.append(f"{b['dataset']:<24} {b['epsilon']:>9.4g} {b['spent']:>9.4g} {b['left']:>9.4g} "
-                         f"{b['delta']:>9.2g} {b['releases']}")
-        return "\n".join(lines)
+        return budget_table(self._fetch())
 
 
 class BudgetsAPI:
@@ -151,6 +144,17 @@ class BudgetsAPI:
         """A scientist's budgets and releases; with ``dataset``, also how many subjects are spent."""
         body = {"user": user, **({"dataset": dataset} if dataset else {})}
         return self._client.call("budgets.get", body)[0]
+
+
+def budget_table(data: dict[str, Any]) -> str:
+    """A ``budgets.get`` reply as a text table (terminals, and the budget widget's text fallback)."""
+    if not data["budgets"]:
+        return f"no privacy budgets for {data['user']}"
+    lines = [f"{'dataset':<24} {'epsilon':>9} {'spent':>9} {'left':>9} {'delta':>9} releases"]
+    for b in data["budgets"]:
+        lines.append(f"{b['dataset']:<24} {b['epsilon']:>9.4g} {b['spent']:>9.4g} {b['left']:>9.4g} "
+                     f"{b['delta']:>9.2g} {b['releases']}")
+    return "\n".join(lines)
 
 
 def _when(ts: float) -> str:

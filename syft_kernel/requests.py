@@ -140,14 +140,18 @@ class RequestsAPI:
         show(self, lambda: RequestQueue(self._client))
 
     def __repr__(self) -> str:
-        rows = self.list()
-        if not rows:
-            return "no requests"
-        lines = [f"{'id':<18} {'status':<9} {'kind':<7} {'requester':<12} {'size':>10}  reason"]
-        for r in rows:
-            size = "" if r.size is None else f"{r.size:,}"
-            lines.append(f"{r.id:<18} {r.status:<9} {r.kind:<7} {r.requester:<12} {size:>10}  {r.reason[:50]}")
-        return "\n".join(lines)
+        return requests_table(self.list())
+
+
+def requests_table(rows: list[Request]) -> str:
+    """Requests as a text table (terminals, plain IPython, and the widget's text fallback)."""
+    if not rows:
+        return "no requests"
+    lines = [f"{'id':<18} {'status':<9} {'kind':<7} {'requester':<12} {'size':>10}  reason"]
+    for r in rows:
+        size = "" if r.size is None else f"{r.size:,}"
+        lines.append(f"{r.id:<18} {r.status:<9} {r.kind:<7} {r.requester:<12} {size:>10}  {r.reason[:50]}")
+    return "\n".join(lines)
 
 
 def make_request(client: Client, info: dict[str, Any]) -> Request:

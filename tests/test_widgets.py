@@ -185,3 +185,14 @@ def test_text_tables_outside_jupyter(published: Client, scientist: Client, capsy
     display(published.requests)
     out = capsys.readouterr().out
     assert "birth-records-feb" in out and "epsilon" in out and "no requests" in out
+
+
+def test_closing_the_client_stops_live_updates(published: Client, scientist: Client) -> None:
+    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    view = BudgetView(scientist)
+    watcher = sk.widgets.NodeWatcher.of(scientist)
+    scientist.close()
+    published.budgets.set("alice", "birth-records-feb", epsilon=2.0)  # an event for a closed client
+    eventually(lambda: watcher._thread is not None and not watcher._thread.is_alive())
+    view.refresh_button.click()
+    assert "closed: log in again" in view.banner.value

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from syft_kernel.dp import budget_table
 from syft_kernel.errors import NodeUnavailable, SyftError
 
 from .common import TextFallback, call, esc, notice, when
@@ -99,11 +100,8 @@ class BudgetView(TextFallback, w.VBox):
         super().close()
 
     def text(self) -> str:
-        if not self.data["budgets"]:
-            return f"no privacy budgets for {self.user or self.client.user}"
-        lines = [f"{'dataset':<24} {'epsilon':>9} {'spent':>9} {'left':>9} releases"]
-        lines += [f"{b['dataset']:<24} {b['epsilon']:>9.4g} {b['spent']:>9.4g} {b['left']:>9.4g} {b['releases']}"
-                  for b in self.data["budgets"]]
+        data = {"user": self.user or self.client.user, **self.data}
+        lines = [budget_table(data)]
         if self.data["history"]:
             last = self.data["history"][-1]
             lines.append(f"last release: {last['query']} on {last['dataset']} at {when(last['at'])}")

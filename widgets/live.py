@@ -33,6 +33,7 @@ class NodeWatcher:
     ``{"event": "node.down"}`` / ``{"event": "node.up"}`` when the node stops and starts answering."""
 
     def __init__(self, client: Client) -> None:
+        self._client = weakref.ref(client)
         self.connection = client.connection
         self.key = client.key
         self.address = client.address
@@ -99,6 +100,11 @@ class NodeWatcher:
         conn: Client | None = None
         try:
             while not self._stop.is_set():
+                client = self._client()
+                if client is None or client.closed:  # the user logged out: nothing left to update
+                    self._stop.set()
+                    break
+                del client
                 if conn is None:
                     try:
                         conn = Client(self.connection, self.key, timeout=PING_TIMEOUT, address=self.address)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from syft_kernel.errors import NodeUnavailable, SyftError
-from syft_kernel.requests import Request, make_request
+from syft_kernel.requests import Request, make_request, requests_table
 
 from .common import CALL_TIMEOUT, TextFallback, badge, call, esc, highlight, notice, size_text, when
 from .live import NodeWatcher
@@ -206,12 +206,7 @@ class RequestQueue(TextFallback, w.VBox):
         super().close()
 
     def text(self) -> str:
-        if not self.requests:
-            return "no requests"
-        lines = [f"{'id':<18} {'status':<9} {'kind':<7} {'requester':<12} {'size':>10}  reason"]
-        lines += [f"{r.id:<18} {r.status:<9} {r.kind:<7} {r.requester:<12} {size_text(r.size):>10}  {r.reason[:50]}"
-                  for r in self.requests]
-        return "\n".join(lines)
+        return requests_table(self.requests)
 
 
 def _summary_html(r: Request, viewer: str) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from syft_kernel.datasets import Dataset
+from syft_kernel.datasets import Dataset, datasets_table
 from syft_kernel.errors import SyftError
 
 from .common import TextFallback, call, esc, notice
@@ -126,9 +126,8 @@ class DatasetSearch(TextFallback, w.VBox):
         return "".join(parts)
 
     def text(self) -> str:
-        lines = [f"Datasets on {self.client.node_label} ({self.total})"]
-        lines += [f"  {d.name:<28} {_rows(d):>8}  {' '.join(d.tags)}  {d.description[:50]}" for d in self.results]
-        return "\n".join(lines)
+        shown = f" (page {self.page + 1}, {self.total} found)" if self.total > len(self.results) else ""
+        return datasets_table(self.results, self.client.node_label) + shown
 
 
 def _rows(d: Dataset) -> str:
