@@ -131,9 +131,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None
     deadline = time.monotonic() + SERVER_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"jupyter lab exited with {proc.returncode}:\n{_log_tail(log_path)}"
-            )
+            raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{_log_tail(log_path)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -204,7 +202,7 @@ def browser_page(artifacts_dir: Path = ARTIFACTS) -> Iterator[Any]:
             page = context.new_page()
             try:
                 yield page
-            except BaseException:
+            except Exception:
                 with contextlib.suppress(Exception):
                     save_screenshot(page, artifacts_dir, f"failure-{int(time.time())}")
                 raise
