@@ -1,13 +1,18 @@
 # The two front-door commands: `make demo` and `make test` (each installs what it needs first).
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint bench
+.PHONY: install browser demo test lint bench
 
 install:
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test,demo]'
 	$(PYTHON) -m syft_kernel.cli install
+
+# Browser tests drive Debian's chromium through Playwright (never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 demo: install
 	$(PYTHON) -m syft_kernel.cli demo
@@ -15,10 +20,11 @@ demo: install
 lint:
 	$(PYTHON) -m ruff check syft_kernel node widgets extension tests bench
 
-test: install lint
+test: install browser lint
 	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval-sanitize.cfg
 
 bench: install
 	$(PYTHON) bench/bench_wire.py
 	$(PYTHON) bench/bench_requests.py
 	$(PYTHON) bench/bench_kernel.py
+	$(PYTHON) bench/bench_dp.py

@@ -113,7 +113,7 @@ class RequestQueue(TextFallback, w.VBox):
         who = "all requests" if client.role == "owner" else f"requests by {client.user}"
         self.title = w.HTML(f"<b>Requests on {esc(client.node_label)}</b> <span style='color:#666'>({who})</span>")
         self.banner = w.HTML()
-        self.filter = w.ToggleButtons(options=FILTERS, value=status, style={"button_width": "80px"})
+        self.filter = w.ToggleButtons(options=FILTERS, value=status, style={"button_width": "90px"})
         self.filter.observe(lambda _: self.show_page(0), names="value")
         self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
         self.refresh_button.on_click(lambda _: self.refresh())

@@ -1,0 +1,93 @@
+"""In a real browser (Playwright + Debian's chromium): approve a request by clicking, once in the
+request-queue widget inside JupyterLab and once on the /syft/dashboard page; the node decides."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+from browser_support import (
+    ARTIFACTS,
+    browser_page,
+    chromium_available,
+    jupyter_lab,
+    open_notebook_and_run_all,
+    save_screenshot,
+)
+
+from syft_kernel import Client, PermissionDenied
+
+if not chromium_available():  # `make install` (and so `.ci/run`) installs both
+    pytest.fail("browser tests need /usr/bin/chromium and playwright: run `make install`", pytrace=False)
+
+
+def node_says(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the node never reached the expected state"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def pending(published: Client, scientist: Client):  # type: ignore[no-untyped-def]
+    """A private mean Alice has asked for, still pending, with the pointer she holds."""
+    ptr = scientist.datasets["birth-records-feb"]["births"]["weight"].mean()
+    req = ptr.request(reason="mean birth weight for the February report")
+    with pytest.raises(PermissionDenied):
+        ptr.get()
+    return ptr, req
+
+
+def test_approve_in_the_jupyterlab_widget(tmp_path: Path, syft_node, published: Client, pending) -> None:  # type: ignore[no-untyped-def]
+    ptr, req = pending
+    root = tmp_path / "lab"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"import syft_kernel as sk\nowner = sk.login({str(syft_node.connection_file)!r}, "
+                                  f"key={str(syft_node.owner_key)!r})"),
+        nbformat.v4.new_code_cell("owner.requests"),
+    ]
+    nbformat.write(nb, root / "queue.ipynb")
+    with jupyter_lab(root, env={"SYFT_KERNEL_NODES": str(tmp_path)}) as lab, browser_page() as page:
+        open_notebook_and_run_all(page, lab, "queue.ipynb")
+        row = page.locator(".syft-request", has_text=req.id)
+        row.locator("textarea").fill("approved from the widget")
+        row.locator(".jupyter-widgets.widget-button", has_text="Approve").click()
+        node_says(lambda: published.requests[req.id].status == "approved")
+        row.locator(".syft-badge.syft-approved").wait_for(timeout=30_000)  # the row updated itself
+        save_screenshot(page, ARTIFACTS, "widget-request-queue-approved")
+    decided = published.requests[req.id]
+    assert decided.approvals[0]["comment"] == "approved from the widget"
+    assert 2.5 < ptr.get() < 4.5  # the scientist's get() works now
+
+
+def test_approve_on_the_dashboard(tmp_path: Path, syft_node, published: Client, pending) -> None:  # type: ignore[no-untyped-def]
+    ptr, req = pending
+    root = tmp_path / "lab"
+    root.mkdir()
+    with jupyter_lab(root, env={"SYFT_KERNEL_NODES": str(tmp_path)}) as lab, browser_page() as page:
+        page.goto(f"{lab.url}/syft/dashboard?token={lab.token}")
+        row = page.locator(f"#request-{req.id}")
+        row.wait_for(timeout=30_000)
+        assert "hospital" in page.locator("#nodes").inner_text()
+        row.locator("textarea.comment").fill("approved on the dashboard")
+        row.locator("button.approve").click()
+        page.locator("#flash", has_text=f"approved {req.id}").wait_for(timeout=30_000)
+        node_says(lambda: published.requests[req.id].status == "approved")
+        page.locator(f"#request-{req.id}[data-status='approved']").wait_for(timeout=30_000)
+        save_screenshot(page, ARTIFACTS, "dashboard-request-approved")
+
+        # the owner gets a second node going from the page alone
+        page.locator("#new-node input[name=name]").fill("clinic")
+        page.locator("#new-node button").click()
+        page.locator("#nodes tr", has_text="clinic").locator(".badge", has_text="running").wait_for(timeout=60_000)
+        page.locator("button.node-stop[data-node=clinic]").click()
+        page.locator("#nodes tr", has_text="clinic").locator(".badge", has_text="stopped").wait_for(timeout=60_000)
+        save_screenshot(page, ARTIFACTS, "dashboard-nodes")
+    assert published.requests[req.id].approvals[0]["comment"] == "approved on the dashboard"
+    assert 2.5 < ptr.get() < 4.5
