@@ -41,7 +41,8 @@ def pending(published: Client, scientist: Client):  # type: ignore[no-untyped-de
     return ptr, req
 
 
-def test_approve_in_the_jupyterlab_widget(tmp_path: Path, syft_node, published: Client, pending) -> None:  # type: ignore[no-untyped-def]
+def test_approve_in_the_jupyterlab_widget(tmp_path: Path, syft_node, published: Client, scientist: Client,  # type: ignore[no-untyped-def]
+                                          pending) -> None:
     ptr, req = pending
     root = tmp_path / "lab"
     root.mkdir()
@@ -60,6 +61,10 @@ def test_approve_in_the_jupyterlab_widget(tmp_path: Path, syft_node, published: 
         row.locator(".jupyter-widgets.widget-button", has_text="Approve").click()
         node_says(lambda: published.requests[req.id].status == "approved")
         row.locator(".syft-badge.syft-approved").wait_for(timeout=30_000)  # the row updated itself
+        # a request filed after the cell ran appears by itself: the node pushes it to the widget
+        later = scientist.datasets["birth-records-feb"]["births"]["weight"].min().request(reason="lightest baby")
+        page.locator(".syft-request", has_text=later.id).locator(".jupyter-widgets.widget-button",
+                                                                  has_text="Deny").wait_for(timeout=30_000)
         save_screenshot(page, ARTIFACTS, "widget-request-queue-approved")
     decided = published.requests[req.id]
     assert decided.approvals[0]["comment"] == "approved from the widget"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import html
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,21 @@ def size_text(size: Any) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1024)
 def highlight(code: str) -> str:
-    """Python source as syntax-highlighted HTML (inline styles: no stylesheet needed)."""
+    """Python source as syntax-highlighted HTML (inline styles: no stylesheet needed). Cached:
+    a plan or code request never changes, and refreshes re-render the same ones."""
     from pygments import highlight as _highlight
+
+    return _highlight(code, *_pygments())
+
+
+@functools.lru_cache(maxsize=1)
+def _pygments() -> tuple[Any, Any]:
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
 
-    return _highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, nowrap=False))
+    return PythonLexer(), HtmlFormatter(noclasses=True, nowrap=False)
 
 
 class TextFallback:

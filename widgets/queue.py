@@ -47,7 +47,11 @@ class RequestRow(w.VBox):
         return self.request.id
 
     def update(self, request: Request) -> None:
-        """Show the request as it is now on the node."""
+        """Show the request as it is now on the node (nothing to redraw if it has not changed)."""
+        if self.children and request.info == self.request.info:
+            self.request = request
+            self.set_enabled(self.queue.node_up)
+            return
         self.request = request
         self.summary.value = _summary_html(request, self.queue.client.user)
         code, title = _code_of(request)
