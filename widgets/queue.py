@@ -38,6 +38,7 @@ class RequestRow(w.VBox):
         self.deny_button.on_click(lambda _: self.decide("deny"))
         self.actions = w.HBox([self.comment, self.approve_button, self.deny_button])
         self.message = w.HTML()
+        self._shown: dict[str, Any] | None = None  # the request as last drawn
         super().__init__(layout=w.Layout(border="1px solid #ddd", padding="4px 8px", margin="3px 0"))
         self.add_class("syft-request")
         self.update(request)
@@ -48,11 +49,11 @@ class RequestRow(w.VBox):
 
     def update(self, request: Request) -> None:
         """Show the request as it is now on the node (nothing to redraw if it has not changed)."""
-        if self.children and request.info == self.request.info:
+        if request.info == self._shown:
             self.request = request
             self.set_enabled(self.queue.node_up)
             return
-        self.request = request
+        self.request, self._shown = request, request.info
         self.summary.value = _summary_html(request, self.queue.client.user)
         code, title = _code_of(request)
         children: list[w.Widget] = [self.summary]
