@@ -43,7 +43,10 @@ import numpy as np
 import opendp.prelude as dp
 import pandas as pd
 from common import print_machine as print_machine_common  # noqa: E402
-from common import verdict
+from common import (
+    stop_node,  # noqa: E402
+    verdict,
+)
 
 import syft_kernel as sk
 from syft_kernel.keys import generate_keypair, write_keypair
@@ -360,10 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in clients:
             c.close()
         if node is not None:
-            code = node.stop()
-            if code != 0:
-                print(f"note: the node exited with code {code} (stopped while busy?); log tail:\n"
-                      f"{node.log()[-1500:]}")
+            stop_node(node)
         shutil.rmtree(tmp, ignore_errors=True)
 
     base = main_lat[RECIPE]

@@ -53,7 +53,10 @@ import numpy as np
 import pandas as pd
 import zmq
 from common import print_machine as print_machine_common  # noqa: E402
-from common import verdict
+from common import (
+    stop_node,  # noqa: E402
+    verdict,
+)
 from jupyter_client.manager import KernelManager
 
 import syft_kernel as sk
@@ -399,10 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in clients:
             c.close()
         if node is not None:
-            code = node.stop()
-            if code != 0:
-                print(f"warning: the node exited with code {code}; log tail:\n"
-                      f"{node.log()[-2000:]}")
+            stop_node(node)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print_table(ways, cfg)

@@ -29,7 +29,6 @@ import gc
 import multiprocessing as mp
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from common import filesystem, stop_node  # noqa: E402
 from common import print_machine as print_machine_common  # noqa: E402
 
 import syft_kernel as sk
@@ -237,11 +237,7 @@ def print_machine(tmp: Path) -> None:
     print_machine_common(
         f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, CURVE {zmq.has('curve')}; "
           f"numpy {np.__version__}; syft-kernel {sk.__version__}")
-    try:
-        fs = subprocess.run(["df", "-T", str(tmp)], capture_output=True, text=True,
-                            timeout=10).stdout.splitlines()[-1].split()[1]
-    except (OSError, IndexError, subprocess.SubprocessError):
-        fs = "?"
+    fs = filesystem(tmp)
     print(f"node folder: {tmp} ({fs}; SQLite WAL, synchronous=FULL: every commit is an fsync)")
 
 
@@ -341,10 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             owner.stop()
             owner.join(10)
         if node is not None:
-            code = node.stop()
-            if code != 0:
-                print(f"warning: the node exited with code {code}; log tail:\n"
-                      f"{node.log()[-2000:]}")
+            stop_node(node)
         shutil.rmtree(tmp, ignore_errors=True)
     print_results(res, args.owner, args.transport)
     print(f"total {time.perf_counter() - started:.1f} s{' (quick)' if args.quick else ''}")

@@ -51,8 +51,8 @@ import jupyter_server
 import numpy as np
 import tornado
 import zmq
+from common import filesystem, stop_node, verdict  # noqa: E402
 from common import print_machine as print_machine_common  # noqa: E402
-from common import verdict
 
 import syft_kernel as sk
 from syft_kernel.launcher import NodeProcess, start_node
@@ -455,11 +455,7 @@ def print_machine(tmp: Path) -> None:
         f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}; ipywidgets {ipywidgets.__version__}"
         f"; jupyter_server {jupyter_server.__version__}, tornado {tornado.version}; "
         f"syft-kernel {sk.__version__}")
-    try:
-        fs = subprocess.run(["df", "-T", str(tmp)], capture_output=True, text=True,
-                            timeout=10).stdout.splitlines()[-1].split()[1]
-    except (OSError, IndexError, subprocess.SubprocessError):
-        fs = "?"
+    fs = filesystem(tmp)
     print(f"node folder: {tmp} ({fs}; every request and decision is an fsync'd SQLite commit)")
 
 
@@ -511,10 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: jupyter server exited with {code}; log tail:\n"
                       f"{server.log()[-2000:]}")
         if node is not None:
-            code = node.stop()
-            if code != 0:
-                print(f"warning: the node exited with code {code}; log tail:\n"
-                      f"{node.log()[-2000:]}")
+            stop_node(node)
         shutil.rmtree(tmp, ignore_errors=True)
     print_push(parts, base, facts)
     print_rest(rows)

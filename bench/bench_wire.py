@@ -35,7 +35,10 @@ import pandas as pd
 import pyarrow as pa
 import zmq
 from common import print_machine as print_machine_common  # noqa: E402
-from common import verdict
+from common import (
+    stop_node,  # noqa: E402
+    verdict,
+)
 from zmq.auth.thread import ThreadAuthenticator
 
 import syft_kernel as sk
@@ -456,10 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in clients:
             c.close()
         if node is not None:
-            code = node.stop()
-            if code != 0:
-                print(f"warning: the node exited with code {code}; log tail:\n"
-                      f"{node.log()[-2000:]}")
+            stop_node(node)
         shutil.rmtree(tmp, ignore_errors=True)
 
     ratios = print_round_trips(rt, cfg)

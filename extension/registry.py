@@ -13,7 +13,7 @@ from typing import Any
 from syft_kernel.client import Client
 from syft_kernel.errors import InvalidArgument, NodeUnavailable, NotFound, SyftError
 from syft_kernel.keys import read_connection_file
-from syft_kernel.launcher import NodeProcess, start_node
+from syft_kernel.launcher import NodeProcess, pid_alive, start_node
 from syft_kernel.node.service import check_name
 
 CALL_TIMEOUT = 5.0
@@ -58,7 +58,7 @@ class NodeRegistry:
         folder = self.folder(name)
         info = _connection(folder)
         pid = info.get("pid")
-        running = bool(pid) and _alive(int(pid))
+        running = bool(pid) and pid_alive(int(pid))
         return {"name": name, "folder": str(folder), "status": "running" if running else "stopped",
                 "pid": pid if running else None, "addresses": info.get("addresses", []) if running else [],
                 "managed": name in self.started and self.started[name].alive(),
@@ -93,7 +93,7 @@ class NodeRegistry:
                 proc.stop()
             else:
                 pid = _connection(self.folder(name)).get("pid")
-                if pid and _alive(int(pid)):
+                if pid and pid_alive(int(pid)):
                     os.kill(int(pid), signal.SIGTERM)
                     _wait_gone(int(pid), 10.0)
             return self.describe(name)
@@ -163,20 +163,7 @@ def _last_port(folder: Path) -> int:
     return 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this process is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _wait_gone(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)

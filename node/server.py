@@ -23,6 +23,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from syft_kernel import codec
 from syft_kernel.errors import ProtocolError, SyftError, Unauthorized
 from syft_kernel.keys import read_keypair, write_connection_file
+from syft_kernel.launcher import pid_alive
 
 from . import dp as _dp  # noqa: F401  (registers the DP handlers)
 from . import requests as _requests  # noqa: F401  (registers the request handlers)
@@ -136,7 +137,7 @@ class NodeServer:
         while not self._stop.is_set():
             if self.parent_pid and time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
-                if not _alive(self.parent_pid):
+                if not pid_alive(self.parent_pid):
                     log.info("the process that started this node (pid %d) has gone; stopping", self.parent_pid)
                     break
             if not poller.poll(200):
@@ -210,14 +211,6 @@ class NodeServer:
             log.info("could not reply (%s); the client has gone", e.strerror)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool = True,

@@ -118,3 +118,17 @@ def _serving(connection_file: Path, pid: int) -> bool:
         return read_connection_file(connection_file).get("pid") == pid
     except Exception:  # not written yet, or mid-rename
         return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a dead child not yet waited for)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:  # no /proc here: existing is the best we know
+        return True

@@ -13,7 +13,7 @@ import ipywidgets as w
 from syft_kernel.dp import budget_table
 from syft_kernel.errors import NodeUnavailable, SyftError
 
-from .common import TextFallback, call, esc, notice, when
+from .common import LiveView, TextFallback, call, esc, notice, when
 from .live import NodeWatcher
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def bar_style(spent: float, total: float) -> str:
     return "danger" if share >= DANGER_AT else "warning" if share >= WARNING_AT else "success"
 
 
-class BudgetView(TextFallback, w.VBox):
+class BudgetView(LiveView, TextFallback, w.VBox):
     """Per dataset: epsilon spent and left as a bar; below, cumulative epsilon over time."""
 
     def __init__(self, client: Client, user: str | None = None, live: bool = True) -> None:
@@ -92,12 +92,6 @@ class BudgetView(TextFallback, w.VBox):
                                        "warning")
         elif kind in ("node.up", "budget.changed", "request.decided"):
             self.refresh()
-
-    def close(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        super().close()
 
     def text(self) -> str:
         data = {"user": self.user or self.client.user, **self.data}

@@ -79,3 +79,15 @@ class TextFallback:
         if data:
             data["text/plain"] = self.text()  # type: ignore[attr-defined]
         return data
+
+
+class LiveView:
+    """Mixin for widgets fed by a ``NodeWatcher``: closing the widget stops its live updates."""
+
+    _unsubscribe: Any = None
+
+    def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        super().close()  # type: ignore[misc]

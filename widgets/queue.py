@@ -12,7 +12,18 @@ import ipywidgets as w
 from syft_kernel.errors import NodeUnavailable, SyftError
 from syft_kernel.requests import Request, make_request, requests_table
 
-from .common import CALL_TIMEOUT, TextFallback, badge, call, esc, highlight, notice, size_text, when
+from .common import (
+    CALL_TIMEOUT,
+    LiveView,
+    TextFallback,
+    badge,
+    call,
+    esc,
+    highlight,
+    notice,
+    size_text,
+    when,
+)
 from .live import NodeWatcher
 
 if TYPE_CHECKING:
@@ -101,7 +112,7 @@ class RequestRow(w.VBox):
         self.queue.refresh()
 
 
-class RequestQueue(TextFallback, w.VBox):
+class RequestQueue(LiveView, TextFallback, w.VBox):
     """All requests on the node (owners) or your own (scientists), newest and pending first, live."""
 
     def __init__(self, client: Client, status: str = "all", page_size: int = 20, live: bool = True) -> None:
@@ -203,12 +214,6 @@ class RequestQueue(TextFallback, w.VBox):
             self.banner.value = ""
             for row in self.rows.values():
                 row.set_enabled(True)
-
-    def close(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        super().close()
 
     def text(self) -> str:
         return requests_table(self.requests)
