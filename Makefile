@@ -28,3 +28,4 @@ bench: install
 	$(PYTHON) bench/bench_requests.py
 	$(PYTHON) bench/bench_kernel.py
 	$(PYTHON) bench/bench_dp.py
+	$(PYTHON) bench/bench_ui.py

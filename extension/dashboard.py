@@ -72,7 +72,9 @@ def nodes_table(registry: NodeRegistry) -> str:
                   f"<button class='node-start' data-node='{esc(n['name'])}'>Start</button>")
         rows.append(f"<tr><td><b>{esc(n['name'])}</b></td><td>{_badge(n['status'])}</td>"
                     f"<td><code>{esc(', '.join(n['addresses']))}</code></td>"
-                    f"<td><code>{esc(n['connection_file'])}</code></td><td>{button}</td></tr>")
+                    f"<td><code>{esc(n['connection_file'])}</code><div class='muted'>in a notebook: <code>owner = "
+                    f"sk.login({esc(repr(n['connection_file']))}, key={esc(repr(n['owner_key']))})</code></div></td>"
+                    f"<td>{button}</td></tr>")
     if not rows:
         return "<p class='muted'>No local nodes yet: create one below.</p>"
     return ("<table id='nodes'><tr><th>node</th><th>status</th><th>addresses</th><th>connection file "

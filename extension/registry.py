@@ -62,7 +62,7 @@ class NodeRegistry:
         return {"name": name, "folder": str(folder), "status": "running" if running else "stopped",
                 "pid": pid if running else None, "addresses": info.get("addresses", []) if running else [],
                 "managed": name in self.started and self.started[name].alive(),
-                "connection_file": str(folder / "connection.json")}
+                "connection_file": str(folder / "connection.json"), "owner_key": str(folder / "keys" / "owner.key")}
 
     def list(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in self.folders()]

@@ -101,6 +101,10 @@ def test_unknown_and_stopped_nodes(fetch, syft_node: NodeProcess) -> None:
     syft_node.stop()
     stopped = expect_error(fetch, "syft", "api", "nodes", "hospital", "requests", status=503)
     assert "start it" in stopped["message"]
+    section = fetch("syft", "dashboard", "nodes", "hospital").body.decode()
+    assert "stopped: start it above" in section
+    page = fetch("syft", "dashboard").body.decode()
+    assert "node-start" in page and "stopped" in page
 
 
 def test_start_and_stop_local_nodes(fetch, tmp_path: Path) -> None:
