@@ -18,10 +18,12 @@ from tornado import web
 
 from syft_kernel.client import Client
 from syft_kernel.errors import (
+    AuthenticationError,
     InvalidArgument,
     NodeUnavailable,
     NotFound,
     PermissionDenied,
+    RemoteError,
     SyftError,
     Unauthorized,
 )
@@ -29,7 +31,9 @@ from syft_kernel.requests import make_request
 
 from .registry import NodeRegistry
 
-STATUS = {NotFound: 404, PermissionDenied: 403, Unauthorized: 403, NodeUnavailable: 503, InvalidArgument: 400}
+# the node's refusals map to HTTP; the node failing (or refusing the owner key) is a bad gateway
+STATUS = {NotFound: 404, PermissionDenied: 403, Unauthorized: 403, NodeUnavailable: 503, InvalidArgument: 400,
+          RemoteError: 502, AuthenticationError: 502}
 AUTH_RESOURCE = "syft"
 
 
@@ -156,7 +160,7 @@ def budgets(client: Client) -> dict[str, Any]:
     users = [u["name"] for u in client.call("users.list")[0]["users"] if u["role"] != "owner"]
     rows = []
     for user in users:
-        for b in client.call("budgets.get", {"user": user})[0]["budgets"]:
+        for b in client.call("budgets.get", {"user": user, "history": False})[0]["budgets"]:
             rows.append({"user": user, **b})
     return {"budgets": rows}
 

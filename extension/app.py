@@ -8,7 +8,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import List, Unicode, default
 
 from .api import api_handlers
-from .dashboard import DashboardHandler, NodeSectionHandler
+from .dashboard import DashboardHandler, NodeSectionHandler, NodesTableHandler
 from .registry import NodeRegistry, default_nodes_dir
 
 HERE = Path(__file__).resolve().parent
@@ -39,6 +39,7 @@ class SyftExtension(ExtensionApp):
         self.handlers.extend([
             *api_handlers("/syft/api"),
             ("/syft/dashboard", DashboardHandler),
+            ("/syft/dashboard/fragments/nodes", NodesTableHandler),
             (r"/syft/dashboard/nodes/(?P<node>[A-Za-z0-9_.\-]+)", NodeSectionHandler),
         ])
 

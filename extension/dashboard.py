@@ -33,6 +33,18 @@ class DashboardHandler(ExtensionHandlerMixin, JupyterHandler):
         self.finish(page(self, registry, sections))
 
 
+class NodesTableHandler(ExtensionHandlerMixin, JupyterHandler):
+    """The nodes table, for the page's periodic refresh (a node started or stopped elsewhere)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        registry: NodeRegistry = self.settings["syft_registry"]
+        self.finish(await asyncio.to_thread(nodes_table, registry))
+
+
 class NodeSectionHandler(ExtensionHandlerMixin, JupyterHandler):
     """One node's section, for the page's periodic refresh."""
 
@@ -57,7 +69,7 @@ def page(handler: JupyterHandler, registry: NodeRegistry, sections: list[str]) -
 <body><header><h1>syft-kernel · data nodes</h1>
 <span class="muted">node folders in <code>{esc(registry.nodes_dir)}</code></span></header>
 <div id="flash" role="status"></div>
-<section id="nodes-panel"><h2>Nodes</h2>{nodes_table(registry)}
+<section id="nodes-panel"><h2>Nodes</h2><div id="nodes-holder">{nodes_table(registry)}</div>
 <form id="new-node"><input name="name" placeholder="new node name, e.g. clinic" pattern="[A-Za-z0-9_.\\-]+" required>
 <button type="submit">Create and start</button></form></section>
 <main id="node-sections">{''.join(sections)}</main>
@@ -86,7 +98,7 @@ def node_section(registry: NodeRegistry, name: str) -> str:
     head = f"<section class='node' id='node-{esc(name)}' data-node='{esc(name)}'><h2>{esc(name)}</h2>"
     try:
         if registry.describe(name)["status"] != "running":
-            return head + "<p class='muted'>stopped: start it above to see its queue.</p></section>"
+            return head + "<p class='muted stopped'>stopped: start it above to see its queue.</p></section>"
         requests, datasets, budget_rows = registry.call(name, lambda c: (
             c.call("requests.list", {})[0]["requests"], c.call("datasets.list", {})[0]["datasets"], budgets(c)))
     except SyftError as e:
@@ -95,11 +107,22 @@ def node_section(registry: NodeRegistry, name: str) -> str:
             + "</section>")
 
 
+MAX_PENDING = 100  # requests drawn per node: every pending one up to this, then the latest decided
+MAX_DECIDED = 20
+MAX_CODE_LINES = 200
+
+
 def requests_html(requests: list[dict[str, Any]]) -> str:
     ordered = sorted(requests, key=lambda r: (r["status"] != "pending", -r["created_at"]))
-    pending = sum(r["status"] == "pending" for r in requests)
-    items = "".join(request_html(r) for r in ordered) or "<p class='muted'>No requests.</p>"
-    return f"<h3>Requests <span class='muted'>({pending} pending)</span></h3><div class='requests'>{items}</div>"
+    pending = [r for r in ordered if r["status"] == "pending"]
+    decided = [r for r in ordered if r["status"] != "pending"]
+    shown = pending[:MAX_PENDING] + decided[:MAX_DECIDED]
+    items = "".join(request_html(r) for r in shown) or "<p class='muted'>No requests.</p>"
+    hidden = len(requests) - len(shown)
+    more = (f"<p class='muted'>{hidden} older or further requests are not shown here: list them with "
+            f"<code>owner.requests</code> or GET /syft/api/nodes/…/requests</p>") if hidden else ""
+    return (f"<h3>Requests <span class='muted'>({len(pending)} pending)</span></h3>"
+            f"<div class='requests'>{items}</div>{more}")
 
 
 def request_html(r: dict[str, Any]) -> str:
@@ -109,9 +132,9 @@ def request_html(r: dict[str, Any]) -> str:
              f" · {esc(when(r.get('created_at')))}{' · ' + esc(size_text(r.get('size'))) if r.get('size') else ''}</div>",
              f"<div>target <code>{esc(r['target'])}</code> — reason: {esc(r['reason'])}</div>"]
     if r["kind"] == "budget":
-        lines.append(f"<div>DP cost: <b>ε +{(r.get('inputs') or {}).get('epsilon')}</b></div>")
+        lines.append(f"<div>DP cost: <b>ε +{esc((r.get('inputs') or {}).get('epsilon'))}</b></div>")
     for p in r.get("progress") or []:
-        lines.append(f"<div class='progress'>{esc(p['dataset'])}: <b>{p['approvals']} of {p['needed']}</b> approvals"
+        lines.append(f"<div class='progress'>{esc(p['dataset'])}: <b>{esc(p['approvals'])} of {esc(p['needed'])}</b> approvals"
                      f" ({esc(p['policy'].get('kind', ''))})</div>")
     for a in r.get("approvals") or []:
         comment = f" — “{esc(a['comment'])}”" if a.get("comment") else ""
@@ -119,7 +142,12 @@ def request_html(r: dict[str, Any]) -> str:
     code = r.get("source") or "\n".join(r.get("plan") or [])
     if code:
         title = "code" if r.get("source") else "plan"
-        lines.append(f"<details><summary>{title} ({len(code.splitlines())} lines)</summary>{highlight(code)}</details>")
+        count = len(code.splitlines())
+        cut = "" if count <= MAX_CODE_LINES else (
+            f"<div class='muted'>first {MAX_CODE_LINES} of {count} lines: read it all with "
+            f"<code>owner.requests[{esc(repr(r['id']))}]</code></div>")
+        shown = "\n".join(code.splitlines()[:MAX_CODE_LINES])
+        lines.append(f"<details><summary>{title} ({count} lines)</summary>{highlight(shown)}{cut}</details>")
     if r["status"] == "pending":
         lines.append(f"<div class='actions'><textarea class='comment' rows='1' placeholder='comment (the requester "
                      f"sees it)'></textarea><button class='approve' data-request='{rid}'>Approve</button>"
@@ -148,7 +176,7 @@ def budgets_html(rows: list[dict[str, Any]]) -> str:
         out.append(f"<tr><td>{esc(b['user'])}</td><td>{esc(b['dataset'])}</td><td><span class='bar'>"
                    f"<span class='fill {bar_style(b['spent'], b['epsilon'])}' style='width:{pct:.0f}%'></span></span>"
                    f"</td><td>{b['spent']:.4g} of {b['epsilon']:.4g}</td><td>{b['left']:.4g}</td>"
-                   f"<td>{b['releases']}</td></tr>")
+                   f"<td>{esc(b['releases'])}</td></tr>")
     return ("<h3>Privacy budgets</h3><table class='budgets'><tr><th>scientist</th><th>dataset</th><th>spent</th>"
             "<th>ε</th><th>left</th><th>releases</th></tr>" + "".join(out) + "</table>")
 

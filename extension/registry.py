@@ -12,7 +12,7 @@ from typing import Any
 
 from syft_kernel.client import Client
 from syft_kernel.errors import InvalidArgument, NodeUnavailable, NotFound, SyftError
-from syft_kernel.keys import read_connection_file
+from syft_kernel.keys import read_connection_file, read_keypair
 from syft_kernel.launcher import NodeProcess, pid_alive, start_node
 from syft_kernel.node.service import check_name
 
@@ -29,14 +29,22 @@ def default_nodes_dir() -> Path:
 
 
 class NodeRegistry:
-    """Node folders under ``nodes_dir`` (one per sub-folder) plus any ``extra`` folders."""
+    """Node folders under ``nodes_dir`` (one per sub-folder) plus any ``extra`` folders.
+
+    Work on one node (connecting, starting, stopping) holds only that node's lock, so a node that
+    is slow or stuck never holds up the others."""
 
     def __init__(self, nodes_dir: Path, extra: list[Path] | None = None) -> None:
-        self.nodes_dir = Path(nodes_dir)
-        self.extra = [Path(p) for p in extra or []]
+        self.nodes_dir = Path(nodes_dir).resolve()
+        self.extra = [Path(p).resolve() for p in extra or []]
         self.started: dict[str, NodeProcess] = {}
         self._clients: dict[str, Client] = {}
-        self._lock = threading.RLock()
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, name: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.RLock())
 
     # ---- what is there
     def folders(self) -> dict[str, Path]:
@@ -56,11 +64,9 @@ class NodeRegistry:
 
     def describe(self, name: str) -> dict[str, Any]:
         folder = self.folder(name)
-        info = _connection(folder)
-        pid = info.get("pid")
-        running = bool(pid) and pid_alive(int(pid))
-        return {"name": name, "folder": str(folder), "status": "running" if running else "stopped",
-                "pid": pid if running else None, "addresses": info.get("addresses", []) if running else [],
+        pid = serving_pid(folder)
+        return {"name": name, "folder": str(folder), "status": "running" if pid else "stopped", "pid": pid,
+                "addresses": _connection(folder).get("addresses", []) if pid else [],
                 "managed": name in self.started and self.started[name].alive(),
                 "connection_file": str(folder / "connection.json"), "owner_key": str(folder / "keys" / "owner.key")}
 
@@ -71,52 +77,60 @@ class NodeRegistry:
     def start(self, name: str, port: int | None = None) -> dict[str, Any]:
         """Serve node ``name`` (creating it under ``nodes_dir`` if it is new)."""
         check_name(name, "node")
-        with self._lock:
+        with self._lock(name):
             folders = self.folders()
-            folder = folders.get(name, self.nodes_dir / name)
-            if folder.exists() and not (folder / "node.db").exists() and any(folder.iterdir()):
-                raise InvalidArgument(f"{folder} exists and is not a node folder; pick another name")
-            if name in folders and self.describe(name)["status"] == "running":
+            folder = folders.get(name)
+            if folder is None:
+                folder = self.nodes_dir / name
+                other = next((n for n, f in folders.items() if f == folder), None)
+                if other is not None:
+                    raise InvalidArgument(f"{folder} already holds node {other!r}: start that one")
+                if folder.exists() and any(folder.iterdir()):
+                    raise InvalidArgument(f"{folder} exists and is not a node folder; pick another name")
+            elif serving_pid(folder):
                 return self.describe(name)
-            if port is None:
-                port = _last_port(folder)
-            self.started[name] = start_node(folder, name=name, port=port or 0)
             self._drop_client(name)
+            last = _last_port(folder) if port is None else port
+            try:
+                self.started[name] = start_node(folder, name=name, port=last)
+            except NodeUnavailable:
+                if port is not None or not last:
+                    raise
+                self.started[name] = start_node(folder, name=name, port=0)  # its old port is taken now
             return self.describe(name)
 
     def stop(self, name: str) -> dict[str, Any]:
         """Stop node ``name`` cleanly (SIGTERM), whoever started it."""
-        with self._lock:
+        with self._lock(name):
             self._drop_client(name)
             proc = self.started.pop(name, None)
             if proc is not None:
                 proc.stop()
             else:
-                pid = _connection(self.folder(name)).get("pid")
-                if pid and pid_alive(int(pid)):
-                    os.kill(int(pid), signal.SIGTERM)
-                    _wait_gone(int(pid), 10.0)
+                pid = serving_pid(self.folder(name))
+                if pid:
+                    os.kill(pid, signal.SIGTERM)
+                    _wait_gone(pid, 10.0)
             return self.describe(name)
 
     def stop_started(self) -> None:
         """Stop the nodes this server started (when Jupyter shuts down)."""
-        with self._lock:
-            for name in list(self.started):
+        for name in list(self.started):
+            with self._lock(name):
                 self._drop_client(name)
-                self.started.pop(name).stop()
+                proc = self.started.pop(name, None)
+                if proc is not None:
+                    proc.stop()
 
     # ---- talking to a node as its owner
     def client(self, name: str) -> Client:
-        with self._lock:
+        with self._lock(name):
             client = self._clients.get(name)
             if client is None:
-                described = self.describe(name)
-                if described["status"] != "running":
+                folder = self.folder(name)
+                if not serving_pid(folder):
                     raise NodeUnavailable(f"node {name!r} is stopped: start it from the dashboard "
                                           f"or POST /syft/api/nodes/{name}/start")
-                folder = Path(described["folder"])
-                from syft_kernel.keys import read_keypair
-
                 client = Client(read_connection_file(folder / "connection.json"),
                                 read_keypair(folder / "keys" / "owner.key"), timeout=CALL_TIMEOUT)
                 self._clients[name] = client
@@ -128,21 +142,40 @@ class NodeRegistry:
         try:
             return fn(client)
         except NodeUnavailable:
-            self._drop_client(name)
+            with self._lock(name):
+                if self._clients.get(name) is client:
+                    self._drop_client(name)
             raise
 
     def _drop_client(self, name: str) -> None:
         client = self._clients.pop(name, None)
         if client is not None:
-            try:
-                client.close()
-            except SyftError:
-                pass
+            client.close()
 
     def close(self) -> None:
-        with self._lock:
-            for name in list(self._clients):
+        for name in list(self._clients):
+            with self._lock(name):
                 self._drop_client(name)
+
+
+def serving_pid(folder: Path) -> int | None:
+    """The pid of the process serving ``folder``, or None. The pid in the connection file is only
+    trusted if that process is this folder's ``node serve`` (pids are reused after a crash)."""
+    pid = _connection(folder).get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return None
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():  # no /proc on this system: a live pid is the best evidence there is
+        return pid
+    try:
+        args = proc.joinpath("cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = os.readlink(proc / "cwd")
+    except OSError:  # not ours to inspect (another user's process): not our node
+        return None
+    if "serve" not in args or args.index("serve") + 1 >= len(args):
+        return None
+    served = Path(cwd, args[args.index("serve") + 1]).resolve()
+    return pid if served == folder.resolve() else None
 
 
 def _node_name(folder: Path) -> str:

@@ -199,7 +199,7 @@ class Database:
         d["policy"] = json.loads(d["policy"])
         d["bounds"] = json.loads(d["bounds"])
         d["assets"] = [
-            {"name": a["name"], "kind": a["kind"], **json.loads(a["meta"])}
+            {**json.loads(a["meta"]), "name": a["name"], "kind": a["kind"]}  # a Series keeps its own name in meta
             for a in self.conn.execute("SELECT * FROM assets WHERE dataset=? ORDER BY rowid", (name,))
         ]
         return d

@@ -148,12 +148,14 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
     status = node.ledger.charge(user.name, dataset["name"], query, mechanism, epsilon, rho,
                                 {k: v for k, v in params.items() if k != "categories"},
                                 subject_losses=losses)
+    changed = {"event": "budget.changed", "dataset": dataset["name"], "user": user.name}
+    node.notify(user.name, changed)  # charged: open budget views update even if the release fails
+    node.notify_owners(changed)
     if query == "quantile":
         result = _quantile(exact[0], extra, c, epsilon)
     else:
         noisy = [release(np.asarray(x), s, mechanism, epsilon / parts, rho / parts) for x, s in zip(exact, sens)]
         result = _finish(query, noisy, extra, params)
-    node.notify(user.name, {"event": "budget.changed", "dataset": dataset["name"]})
     cost = {"epsilon": epsilon} if mechanism == "laplace" else {"rho": rho}
     node.db.audit(user.name, "dp.release", dataset["name"], query=query, mechanism=mechanism, **cost,
                   params={k: v for k, v in params.items() if k in ("bounds", "q", "column", "by")})

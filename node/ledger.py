@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS dp_charges (
     epsilon REAL NOT NULL DEFAULT 0,
     rho REAL NOT NULL DEFAULT 0,
     params TEXT NOT NULL DEFAULT '{}',
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    spent_after REAL
 );
 CREATE TABLE IF NOT EXISTS subject_losses (
     user TEXT NOT NULL,
@@ -93,6 +94,10 @@ class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.conn.executescript(SCHEMA)
+        columns = {r["name"] for r in db.conn.execute("PRAGMA table_info(dp_charges)")}
+        if "spent_after" not in columns:  # a ledger made before histories recorded the running total
+            db.conn.execute("ALTER TABLE dp_charges ADD COLUMN spent_after REAL")
+            db.conn.commit()
 
     def set_budget(self, user: str, dataset: str, epsilon: float, delta: float) -> None:
         with self.db.tx() as c:
@@ -163,9 +168,10 @@ class Ledger:
                     f"{budget['epsilon']:.4g} (left: {before['left']:.4g}); ask for more with "
                     f"ds.budget.request({dataset!r}, epsilon=…, reason='…')",
                     left=before["left"], dataset=dataset, needed=round(after - before["spent"], 12))
-            c.execute("INSERT INTO dp_charges(user, dataset, query, mechanism, epsilon, rho, params, at)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                      (user, dataset, query, mechanism, epsilon, rho, json.dumps(params, default=str), time.time()))
+            c.execute("INSERT INTO dp_charges(user, dataset, query, mechanism, epsilon, rho, params, at, spent_after)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (user, dataset, query, mechanism, epsilon, rho, json.dumps(params, default=str), time.time(),
+                       float(after)))
             if subject_losses is not None and len(subject_losses):
                 column = "epsilon" if mechanism == "laplace" else "rho"
                 c.executemany(
@@ -175,19 +181,26 @@ class Ledger:
             return self._status(c, budget)
 
     def history(self, user: str, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Each release, oldest first, with ``spent``: the epsilon spent on its dataset once it was
+        made (recorded with the charge; recomputed only for rows older than that column)."""
         rows = self.db.conn.execute(
             "SELECT * FROM dp_charges WHERE user=?" + (" AND dataset=?" if dataset else "") + " ORDER BY id",
             (user, dataset) if dataset else (user,)).fetchall()
-        delta = {b["dataset"]: b["delta"] for b in self.db.conn.execute(
-            "SELECT dataset, delta FROM budgets WHERE user=?", (user,)).fetchall()}
+        delta: dict[str, float] | None = None
         pure: dict[str, list[float]] = {}
         rho: dict[str, float] = {}
         out = []
-        for r in rows:  # each release with the epsilon spent on its dataset once it was made
+        for r in rows:
             d = r["dataset"]
             if r["epsilon"] > 0:
                 pure.setdefault(d, []).append(r["epsilon"])
             rho[d] = rho.get(d, 0.0) + r["rho"]
-            spent = spent_epsilon(pure.get(d, []), rho[d], delta.get(d, 0.0))
-            out.append({**dict(r), "params": json.loads(r["params"]), "spent": round(float(spent), 12)})
+            spent = r["spent_after"]
+            if spent is None:
+                if delta is None:
+                    delta = {b["dataset"]: b["delta"] for b in self.db.conn.execute(
+                        "SELECT dataset, delta FROM budgets WHERE user=?", (user,)).fetchall()}
+                spent = spent_epsilon(pure.get(d, []), rho[d], delta.get(d, 0.0))
+            row = {k: r[k] for k in r.keys() if k != "spent_after"}
+            out.append({**row, "params": json.loads(r["params"]), "spent": round(float(spent), 12)})
         return out

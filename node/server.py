@@ -115,18 +115,25 @@ class NodeServer:
             auth.stop()
             ctx.term()
             self.node.db.close()
+            try:
+                if getattr(self, "addresses", None):  # only a node that got to serve wrote its pid
+                    self._write_connection(running=False)
+            except OSError as e:  # a read-only folder: the stale pid is checked by whoever reads it
+                log.warning("could not mark the connection file stopped: %s", e)
             if self.use_ipc and (p := self._ipc_path()) and os.path.exists(p):
                 os.unlink(p)
             log.info("node %s stopped", self.node.name)
 
-    def _write_connection(self) -> None:
+    def _write_connection(self, running: bool = True) -> None:
+        """The connection file; while serving it carries the server's pid (how launchers and the
+        dashboard know the node is up), and a clean stop removes it."""
         info = {
             "name": self.node.name,
             "addresses": self.addresses,
             "node_public_key": self.keys.public,
             "protocol_version": codec.PROTOCOL_VERSION,
             "hostname": os.uname().nodename,
-            "pid": os.getpid(),
+            **({"pid": os.getpid()} if running else {}),
         }
         write_connection_file(self.folder / "connection.json", info)
 

@@ -531,7 +531,9 @@ def _budgets_set(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) 
     node.ledger.set_budget(who, dataset, float(eps), float(delta))
     node.db.audit(user.name, "budgets.set", dataset, scientist=who, epsilon=eps, delta=delta)
     status = node.ledger.status(who, dataset)
-    node.notify(str(who), {"event": "budget.changed", "dataset": dataset})
+    event = {"event": "budget.changed", "dataset": dataset, "user": who}
+    node.notify(str(who), event)
+    node.notify_owners(event)
     return {"budget": status}, []
 
 
@@ -540,8 +542,9 @@ def _budgets_get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) 
     b = body if isinstance(body, dict) else {}
     who = b.get("user") if user.is_owner and b.get("user") else user.name
     dataset = b.get("dataset")
-    out = {"user": who, "budgets": node.ledger.status(str(who), dataset),
-           "history": node.ledger.history(str(who), dataset)}
+    out: dict[str, Any] = {"user": who, "budgets": node.ledger.status(str(who), dataset)}
+    if b.get("history", True):  # a summary view (the dashboard) asks without it
+        out["history"] = node.ledger.history(str(who), dataset)
     if user.is_owner and dataset:
         d = node.db.dataset(str(dataset))
         if d and d.get("subject_limit"):

@@ -44,7 +44,7 @@ def _install(args: argparse.Namespace) -> int:
     print(f"installed the {DISPLAY_NAME!r} kernel in {where}")
     from .kernel import enable_server_extension
 
-    print(f"enabled the server extension (/syft/dashboard) in {enable_server_extension(args.prefix)}")
+    print(f"enabled the server extension (/syft/dashboard) in {enable_server_extension(args.prefix, user=args.user)}")
     return 0
 
 

@@ -79,10 +79,12 @@ class DatasetsAPI(Mapping[str, Dataset]):
     def __len__(self) -> int:
         return len(self.list())
 
-    def mock(self, dataset: str, asset: str) -> Any:
+    def mock(self, dataset: str, asset: str, timeout: float | None = None) -> Any:
+        """An asset's mock (fetched once, then cached); ``timeout`` bounds the wait for the node."""
         key = (dataset, asset)
         if key not in self._mocks:
-            body, buffers = self._client.call("datasets.mock", {"dataset": dataset, "asset": asset})
+            body, buffers = self._client.call("datasets.mock", {"dataset": dataset, "asset": asset},
+                                              timeout=timeout)
             self._mocks[key] = codec.decode_value(body["value"], buffers)
         return self._mocks[key]
 
@@ -126,7 +128,7 @@ class DatasetsAPI(Mapping[str, Dataset]):
         from .display import show
         from .widgets import DatasetSearch
 
-        show(self, lambda: DatasetSearch(self._client))
+        show(self, self._client, "datasets", lambda: DatasetSearch(self._client))
 
     def __repr__(self) -> str:
         return datasets_table(self.list(), self._client.node_label)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +19,22 @@ def widgets_usable() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def show(obj: Any, make_widget: Callable[[], Any]) -> None:
-    """Display ``make_widget()`` where widgets render, else ``obj``'s text table."""
+_views: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def show(obj: Any, client: Any, kind: str, make_widget: Callable[[], Any]) -> None:
+    """Display a widget where widgets render, else ``obj``'s text table. Each client has one live
+    view per ``kind``: displaying it again refreshes and shows that view, so re-running a cell
+    does not pile up views that all listen to the node."""
     from IPython.display import display
 
-    if widgets_usable():
-        display(make_widget())
-    else:
+    if not widgets_usable():
         display({"text/plain": repr(obj)}, raw=True)
+        return
+    views = _views.setdefault(client, {})
+    view = views.get(kind)
+    if view is None or getattr(view, "comm", None) is None:  # never made, or closed
+        view = views[kind] = make_widget()
+    else:
+        view.refresh()
+    display(view)

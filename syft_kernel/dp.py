@@ -124,7 +124,7 @@ class Budget:
         from .display import show
         from .widgets import BudgetView
 
-        show(self, lambda: BudgetView(self._client))
+        show(self, self._client, "budget", lambda: BudgetView(self._client))
 
     def __repr__(self) -> str:
         return budget_table(self._fetch())

@@ -37,10 +37,17 @@ def install(user: bool = False, prefix: str | None = None) -> str:
             tmp, KERNEL_NAME, user=user, prefix=None if user else (prefix or sys.prefix))
 
 
-def enable_server_extension(prefix: str | None = None) -> Path:
+def enable_server_extension(prefix: str | None = None, user: bool = False) -> Path:
     """Write the config file that enables the jupyter_server extension (the wheel ships it as a
-    data file; an editable install does not place data files, so ``syft-kernel install`` does)."""
-    target = Path(prefix or sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "syft_kernel.json"
+    data file; an editable install does not place data files, so ``syft-kernel install`` does).
+    ``user`` writes it to your Jupyter config folder instead of the environment's."""
+    if user:
+        from jupyter_core.paths import jupyter_config_dir
+
+        folder = Path(jupyter_config_dir())
+    else:
+        folder = Path(prefix or sys.prefix) / "etc" / "jupyter"
+    target = folder / "jupyter_server_config.d" / "syft_kernel.json"
     config = {"ServerApp": {"jpserver_extensions": {"syft_kernel.extension": True}}}
     if not target.exists() or json.loads(target.read_text() or "{}") != config:
         from .keys import atomic_write

@@ -137,7 +137,7 @@ class RequestsAPI:
         from .display import show
         from .widgets import RequestQueue
 
-        show(self, lambda: RequestQueue(self._client))
+        show(self, self._client, "requests", lambda: RequestQueue(self._client))
 
     def __repr__(self) -> str:
         return requests_table(self.list())

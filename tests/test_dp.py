@@ -202,3 +202,15 @@ def test_individual_filter_drops_a_spent_subject(syft_node, owner: sk.Client, ma
         t.dp.count(epsilon=0.5)  # now the light subjects would pass 1.0 too: everyone is filtered
         assert losses() == second
         assert owner.budgets.of("alice", "d")["spent_subjects"] == 1
+
+
+def test_history_records_the_running_total(published, scientist) -> None:  # type: ignore[no-untyped-def]
+    published.budgets.set("alice", "birth-records-feb", epsilon=1.0, delta=1e-6)
+    weight = scientist.datasets["birth-records-feb"]["births"]["weight"]
+    weight.dp.mean(epsilon=0.2, bounds=BOUNDS)
+    weight.dp.mean(rho=0.01, bounds=BOUNDS)
+    history = scientist.budget.history
+    assert [round(h["spent"], 9) for h in history][0] == 0.2
+    assert history[1]["spent"] == pytest.approx(scientist.budget.spent("birth-records-feb"))
+    summary = scientist.call("budgets.get", {"history": False})[0]
+    assert "history" not in summary and summary["budgets"][0]["releases"] == 2

@@ -4,6 +4,7 @@ the dashboard page, node start / stop, and refusals (no token, cross-site POST, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from http.cookies import SimpleCookie
@@ -161,3 +162,18 @@ def test_dashboard_renders_queue_datasets_and_budgets(fetch, published: Client, 
     assert section.startswith("<section class='node'") and req.id in section
     js = fetch("static", "syft_kernel.extension", "dashboard.js")
     assert b"X-XSRFToken" in js.body
+
+
+def test_a_stale_pid_is_not_a_running_node(fetch, syft_node: NodeProcess, tmp_path: Path) -> None:
+    """After a crash the pid in connection.json may belong to another process: never trust or kill it."""
+    syft_node.kill()
+    info = json.loads(syft_node.connection_file.read_text())
+    info["pid"] = os.getpid()  # this test process: alive, but not that node
+    syft_node.connection_file.write_text(json.dumps(info))
+    nodes = payload(fetch("syft", "api", "nodes"))["nodes"]
+    assert nodes[0]["status"] == "stopped"
+    assert payload(fetch("syft", "api", "nodes", "hospital", "stop", method="POST", body=""))["status"] == "stopped"
+    started = payload(fetch("syft", "api", "nodes", "hospital", "start", method="POST", body=""))
+    assert started["status"] == "running" and started["pid"] != os.getpid()
+    fetch("syft", "api", "nodes", "hospital", "stop", method="POST", body="")
+    assert "pid" not in json.loads(syft_node.connection_file.read_text())  # a clean stop clears it

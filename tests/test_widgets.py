@@ -76,7 +76,7 @@ def test_owner_approves_with_a_click(published: Client, scientist: Client) -> No
     assert published.requests[req.id].status == "approved"
     assert published.requests[req.id].comment == "fine for the report"
     assert "approved" in queue.row(req.id).summary.value and queue.row(req.id).actions not in queue.row(req.id).children
-    assert abs(ptr.get() - scientist.datasets.mock("birth-records-feb", "births")["weight"].mean()) >= 0  # released
+    assert ptr.get() == pytest.approx(published.datasets["birth-records-feb"]["births"]["weight"].mean().get())
     queue.close()
 
 
@@ -193,6 +193,47 @@ def test_closing_the_client_stops_live_updates(published: Client, scientist: Cli
     watcher = sk.widgets.NodeWatcher.of(scientist)
     scientist.close()
     published.budgets.set("alice", "birth-records-feb", epsilon=2.0)  # an event for a closed client
-    eventually(lambda: watcher._thread is not None and not watcher._thread.is_alive())
+    eventually(lambda: watcher._thread is None)  # the watcher's thread ended
     view.refresh_button.click()
     assert "closed: log in again" in view.banner.value
+
+
+def test_series_assets_and_stale_pages(published: Client) -> None:
+    import pandas as pd
+
+    published.datasets.upload("weights", assets={"w": pd.Series([3.1, 3.4, 2.9]), "named": pd.Series([1.0], name="x")})
+    search = DatasetSearch(published, page_size=1)
+    assert search.total == 2 and {a for d in published.datasets.search() for a in d.assets} >= {"w", "named"}
+    search.select("weights")
+    assert "mock preview" in search.detail.value and "could not" not in search.detail.value
+    search.next_button.click()
+    assert search.page == 1
+    published.datasets.delete("weights")  # the page we are on no longer exists
+    search.refresh()
+    assert search.page == 0 and search.total == 1 and len(search.results) == 1
+    with pytest.raises(ValueError):
+        DatasetSearch(published, page_size=0)
+
+
+def test_displaying_again_reuses_one_live_view(published: Client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from syft_kernel import display
+
+    monkeypatch.setattr(display, "widgets_usable", lambda: True)
+    published.requests._ipython_display_()
+    first = display._views[published]["requests"]
+    published.requests._ipython_display_()
+    assert display._views[published]["requests"] is first
+    assert len(sk.widgets.NodeWatcher.of(published)._listeners) == 1
+    first.close()
+    published.requests._ipython_display_()  # a closed view is replaced
+    assert display._views[published]["requests"] is not first
+    display._views[published]["requests"].close()
+
+
+def test_owner_budget_view_of_a_scientist_is_live(published: Client, scientist: Client) -> None:
+    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    view = BudgetView(published, user="alice")
+    scientist.datasets["birth-records-feb"]["births"]["weight"].dp.mean(epsilon=0.5, bounds=(0, 6000))
+    eventually(lambda: view.bar("birth-records-feb").value == pytest.approx(0.5))
+    assert "alice" in view.children[0].children[0].value
+    view.close()

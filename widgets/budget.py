@@ -37,6 +37,7 @@ class BudgetView(LiveView, TextFallback, w.VBox):
         self.user = user  # owners may look at a scientist's budgets
         self.data: dict[str, Any] = {"budgets": [], "history": []}
         self._lock = threading.Lock()
+        self._fetches = self._applied = 0
         self.banner = w.HTML()
         self.bars = w.VBox()
         self.plot = w.Image(format="png", layout=w.Layout(max_width="640px"))
@@ -50,6 +51,8 @@ class BudgetView(LiveView, TextFallback, w.VBox):
         self.refresh()
 
     def refresh(self) -> None:
+        with self._lock:
+            fetch = self._fetches = self._fetches + 1
         try:
             reply, _ = call(self.client, "budgets.get", {"user": self.user} if self.user else {})
         except NodeUnavailable as e:
@@ -60,6 +63,9 @@ class BudgetView(LiveView, TextFallback, w.VBox):
             return
         png = history_png(reply["history"], {b["dataset"]: b["epsilon"] for b in reply["budgets"]})
         with self._lock:
+            if fetch < self._applied:  # a newer reply (another thread's) is already showing
+                return
+            self._applied = fetch
             self.banner.value = ""
             self.plot.value = png or b""
             self.plot.layout.display = "" if png else "none"
@@ -74,7 +80,7 @@ class BudgetView(LiveView, TextFallback, w.VBox):
         bar.add_class("syft-budget-bar")
         delta = f", δ {b['delta']:.2g}" if b.get("delta") else ""
         label = w.HTML(f"<span style='padding-left:8px'>ε spent <b>{spent:.4g}</b> of {total:.4g} · left "
-                       f"<b>{b['left']:.4g}</b>{esc(delta)} · {b['releases']} release(s)</span>")
+                       f"<b>{b['left']:.4g}</b>{esc(delta)} · {esc(b['releases'])} release(s)</span>")
         name = w.HTML(f"<code>{esc(b['dataset'])}</code>", layout=w.Layout(width="220px"))
         return w.HBox([name, bar, label])
 
@@ -90,6 +96,8 @@ class BudgetView(LiveView, TextFallback, w.VBox):
         if kind == "node.down":
             self.banner.value = notice(f"{self.client.node_label} is not answering; showing the last figures",
                                        "warning")
+        elif kind == "budget.changed" and event.get("user") not in (None, self.user or self.client.user):
+            return  # an owner hears every scientist's charges; this view shows one scientist
         elif kind in ("node.up", "budget.changed", "request.decided"):
             self.refresh()
 

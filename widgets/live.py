@@ -47,10 +47,10 @@ class NodeWatcher:
 
     @classmethod
     def of(cls, client: Client) -> NodeWatcher:
-        """The one watcher for this client (started on first use)."""
+        """The one watcher for this client (its thread runs while it has listeners)."""
         with _watchers_lock:
             watcher = _watchers.get(client)
-            if watcher is None or watcher._stop.is_set():
+            if watcher is None:
                 watcher = _watchers[client] = cls(client)
             return watcher
 
@@ -58,8 +58,8 @@ class NodeWatcher:
         """Add a listener; returns the function that removes it (the watcher stops with the last)."""
         with self._lock:
             self._listeners.append(listener)
-            if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
+            self._stop.clear()  # a thread on its way out sees this under the lock and carries on
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"syft-watch-{self.label}", daemon=True)
                 self._thread.start()
 
@@ -73,9 +73,20 @@ class NodeWatcher:
         return unsubscribe
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(PING_TIMEOUT + 2)
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(PING_TIMEOUT + 2)
+
+    def _should_stop(self) -> bool:
+        """Checked by the thread each turn; deciding to end and forgetting the thread is one step
+        under the lock, so a listener subscribing meanwhile always gets a running thread."""
+        with self._lock:
+            if self._stop.is_set():
+                self._thread = None
+                return True
+            return False
 
     # ---- the thread
     def _emit(self, event: dict[str, Any]) -> None:
@@ -99,21 +110,16 @@ class NodeWatcher:
 
         conn: Client | None = None
         try:
-            while not self._stop.is_set():
+            while not self._should_stop():
                 client = self._client()
                 if client is None or client.closed:  # the user logged out: nothing left to update
                     self._stop.set()
-                    break
+                    continue
                 del client
-                if conn is None:
-                    try:
+                try:
+                    if conn is None:
                         conn = Client(self.connection, self.key, timeout=PING_TIMEOUT, address=self.address)
                         self._set_up(True)
-                    except SyftError:
-                        self._set_up(False)
-                        self._stop.wait(1.0)
-                        continue
-                try:
                     event = conn.wait_event(lambda e: True, PING_EVERY)
                     if event is not None:
                         self._set_up(True)
@@ -123,7 +129,14 @@ class NodeWatcher:
                     self._set_up(True)
                 except SyftError:
                     self._set_up(False)
-                    self._stop.wait(0.5)
+                    self._stop.wait(0.5 if conn is not None else 1.0)
+                except Exception:  # anything else: say the node is unreachable and start afresh
+                    log.exception("the live connection to %s failed; reconnecting", self.label)
+                    self._set_up(False)
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    self._stop.wait(1.0)
         finally:
             if conn is not None:
                 conn.close()

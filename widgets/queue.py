@@ -118,6 +118,8 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
     def __init__(self, client: Client, status: str = "all", page_size: int = 20, live: bool = True) -> None:
         if status not in FILTERS:
             raise ValueError(f"status is one of {', '.join(FILTERS)}")
+        if page_size < 1:
+            raise ValueError("page_size is at least 1")
         self.client = client
         self.page_size = page_size
         self.page = 0
@@ -126,6 +128,7 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
         self.node_up = True
         self._down_since: float | None = None
         self._lock = threading.RLock()
+        self._fetches = self._applied = 0  # listings are numbered; an older reply never overwrites a newer
         who = "all requests" if client.role == "owner" else f"requests by {client.user}"
         self.title = w.HTML(f"<b>Requests on {esc(client.node_label)}</b> <span style='color:#666'>({who})</span>")
         self.banner = w.HTML()
@@ -152,15 +155,23 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
 
     def show_page(self, page: int) -> None:
         status = None if self.filter.value == "all" else self.filter.value
+        with self._lock:
+            fetch = self._fetches = self._fetches + 1
         try:
             reply, _ = call(self.client, "requests.list", {"status": status} if status else {})
-        except NodeUnavailable:
-            self.node_down()
+        except NodeUnavailable as e:
+            if self.client.closed:  # logged out: nothing will reconnect
+                self.banner.value = notice(str(e), "error")
+            else:
+                self.node_down()
             return
         except SyftError as e:
             self.banner.value = notice(str(e), "error")
             return
         with self._lock:
+            if fetch < self._applied:  # a newer listing (another thread's) is already showing
+                return
+            self._applied = fetch
             if not self.node_up:
                 self.node_back()
             ordered = sorted(reply["requests"], key=lambda r: (r["status"] != "pending", -r["created_at"]))

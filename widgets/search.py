@@ -9,7 +9,7 @@ import ipywidgets as w
 from syft_kernel.datasets import Dataset, datasets_table
 from syft_kernel.errors import SyftError
 
-from .common import TextFallback, call, esc, notice
+from .common import CALL_TIMEOUT, TextFallback, call, esc, notice
 
 if TYPE_CHECKING:
     from syft_kernel.client import Client
@@ -22,6 +22,8 @@ class DatasetSearch(TextFallback, w.VBox):
     dataset's schema and mock preview. ``search.selected["asset"]`` is a pointer to that asset."""
 
     def __init__(self, client: Client, query: str = "", tags: list[str] | None = None, page_size: int = 10) -> None:
+        if page_size < 1:
+            raise ValueError("page_size is at least 1")
         self.client = client
         self.page_size = page_size
         self.page = 0
@@ -29,7 +31,8 @@ class DatasetSearch(TextFallback, w.VBox):
         self.results: list[Dataset] = []
         self.selected: Dataset | None = None
         self.query = w.Text(value=query, placeholder="search names, descriptions, tags, assets",
-                            description="Search", layout=w.Layout(width="420px"))
+                            description="Search", continuous_update=False,  # on Enter or leaving the box
+                            layout=w.Layout(width="420px"))
         self.tags = w.TagsInput(value=list(tags or []), allowed_tags=[], allow_duplicates=False,
                                 layout=w.Layout(width="420px"))
         self.table = w.GridBox(layout=w.Layout(grid_template_columns=COLUMNS, grid_gap="2px 10px"))
@@ -62,6 +65,10 @@ class DatasetSearch(TextFallback, w.VBox):
             return
         self.show_page(0)
 
+    def refresh(self) -> None:
+        """Run the current search again (on the current page)."""
+        self.show_page(self.page)
+
     def show_page(self, page: int) -> None:
         page = max(0, page)
         body = {"query": self.query.value, "tags": list(self.tags.value),
@@ -71,8 +78,12 @@ class DatasetSearch(TextFallback, w.VBox):
         except SyftError as e:
             self.message.value = notice(f"{e} — press Next or search again to retry", "error")
             return
+        total = int(reply.get("total", len(reply["datasets"])))
+        if not reply["datasets"] and page > 0 and total > 0:  # datasets went away: show the last page
+            self.show_page((total - 1) // self.page_size)
+            return
         self.message.value = ""
-        self.page, self.total = page, int(reply.get("total", len(reply["datasets"])))
+        self.page, self.total = page, total
         self.results = [Dataset(self.client, d) for d in reply["datasets"]]
         self.tags.allowed_tags = list(reply.get("tags", []))
         self._render_table()
@@ -90,13 +101,21 @@ class DatasetSearch(TextFallback, w.VBox):
                 child.button_style = "info" if child.description == name else ""
         return found
 
+    def _clicked(self, name: str) -> None:
+        try:
+            self.select(name)
+        except SyftError as e:
+            self.message.value = notice(f"{e} — click the name again to retry", "error")
+            return
+        self.message.value = ""
+
     # ---- rendering
     def _render_table(self) -> None:
         cells: list[w.Widget] = [w.HTML(f"<b>{h}</b>") for h in ("name", "tags", "description", "rows", "assets")]
         for d in self.results:
             button = w.Button(description=d.name, tooltip=f"show {d.name}", layout=w.Layout(width="auto"),
                               button_style="info" if self.selected and self.selected.name == d.name else "")
-            button.on_click(lambda b: self.select(b.description))
+            button.on_click(lambda b: self._clicked(b.description))
             cells += [button, w.HTML(esc(" ".join(d.tags))), w.HTML(esc(d.description)),
                       w.HTML(esc(_rows(d))), w.HTML(esc(", ".join(d.assets)))]
         if not self.results:
@@ -111,7 +130,7 @@ class DatasetSearch(TextFallback, w.VBox):
     def _detail_html(self, d: Dataset) -> str:
         parts = [f"<h4 style='margin:8px 0 2px'>{esc(d.name)}</h4><div>{esc(d.description)}</div>"]
         for name, a in d.assets.items():
-            shape = "×".join(map(str, a.get("shape") or [])) or "?"
+            shape = esc("×".join(map(str, a.get("shape") or [])) or "?")
             dtype = f", {a['dtype']}" if a.get("dtype") else ""
             parts.append(f"<div style='margin-top:6px'><b>asset {esc(name)}</b>: {esc(a['type'])} ({shape}{esc(dtype)})"
                          f" — pointer: <code>search.selected[{esc(repr(name))}]</code></div>")
@@ -120,9 +139,11 @@ class DatasetSearch(TextFallback, w.VBox):
                 rows = "".join(f"<tr><td>{esc(c)}</td><td>{esc(t)}</td></tr>" for c, t in zip(a["columns"], dtypes))
                 parts.append(f"<table class='syft-schema'><tr><th>column</th><th>type</th></tr>{rows}</table>")
             try:
-                parts.append("<div><i>mock preview (synthetic values)</i></div>" + _preview(d.mock(name)))
+                parts.append("<div><i>mock preview (synthetic values)</i></div>" + _preview(self.client.datasets.mock(d.name, name, timeout=CALL_TIMEOUT)))
             except SyftError as e:
                 parts.append(notice(f"no mock preview: {e}", "warning"))
+            except (TypeError, ValueError) as e:  # a mock this view cannot draw: say so, keep the rest
+                parts.append(notice(f"the mock preview could not be drawn: {e}", "warning"))
         return "".join(parts)
 
     def text(self) -> str:
@@ -139,7 +160,9 @@ def _preview(value: Any) -> str:
     import numpy as np
     import pandas as pd
 
-    if isinstance(value, pd.DataFrame | pd.Series):
-        return value.head(5).to_html(max_cols=12)
+    if isinstance(value, pd.Series):
+        value = value.to_frame()
+    if isinstance(value, pd.DataFrame):
+        return value.head(5).to_html(max_cols=12)  # escapes every value
     array = np.asarray(value)
     return f"<pre>{esc(np.array2string(array[:5] if array.ndim else array, threshold=40))}</pre>"

@@ -100,5 +100,29 @@
     }
   });
 
-  setInterval(() => document.querySelectorAll("section.node").forEach(refreshSection), 2000);
+  // The nodes table: if a node was started or stopped elsewhere, reload to get its section.
+  async function refreshNodes() {
+    const response = await fetch(`${base}/syft/dashboard/fragments/nodes`, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const holder = document.getElementById("nodes-holder");
+    holder.innerHTML = await response.text();
+    const running = [...holder.querySelectorAll("button.node-stop")].map((b) => b.dataset.node).sort();
+    const shown = [...document.querySelectorAll("section.node")]
+      .filter((s) => !s.querySelector("p.muted.stopped"))
+      .map((s) => s.dataset.node).sort();
+    const typing = document.activeElement && document.activeElement.tagName === "TEXTAREA";
+    if (!typing && running.join() !== shown.join()) window.location.reload();
+  }
+
+  // One refresh at a time, every 2 s after the last one ended: a slow node never piles up requests.
+  async function refreshAll() {
+    try {
+      await refreshNodes();
+      for (const section of document.querySelectorAll("section.node")) await refreshSection(section);
+    } catch (e) {
+      /* the server is restarting: try again next time */
+    }
+    setTimeout(refreshAll, 2000);
+  }
+  setTimeout(refreshAll, 2000);
 })();
