@@ -124,10 +124,15 @@ def history_png(history: list[dict[str, Any]], totals: dict[str, float]) -> byte
         line, = ax.step(times, [h["spent"] for h in points], where="post", marker="o", markersize=3, label=dataset)
         if dataset in totals:
             ax.axhline(totals[dataset], color=line.get_color(), linestyle="--", linewidth=0.8)
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # readable from seconds to months
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("ε spent")
     ax.set_title("privacy spent over time (dashed: budget)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
-    fig.autofmt_xdate()
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -34,7 +34,8 @@ class DatasetSearch(TextFallback, w.VBox):
                             description="Search", continuous_update=False,  # on Enter or leaving the box
                             layout=w.Layout(width="420px"))
         self.tags = w.TagsInput(value=list(tags or []), allowed_tags=[], allow_duplicates=False,
-                                layout=w.Layout(width="420px"))
+                                layout=w.Layout(min_width="120px"))
+        self.tag_hint = w.HTML()
         self.table = w.GridBox(layout=w.Layout(grid_template_columns=COLUMNS, grid_gap="2px 10px"))
         self.prev_button = w.Button(description="‹ Prev", layout=w.Layout(width="80px"))
         self.next_button = w.Button(description="Next ›", layout=w.Layout(width="80px"))
@@ -47,7 +48,8 @@ class DatasetSearch(TextFallback, w.VBox):
         self.next_button.on_click(lambda _: self.show_page(self.page + 1))
         super().__init__([
             w.HTML(f"<b>Datasets on {esc(client.node_label)}</b>"),
-            w.HBox([self.query]), w.HBox([w.Label("Tags", layout=w.Layout(width="80px")), self.tags]),
+            w.HBox([self.query]),
+            w.HBox([w.Label("Tags", layout=w.Layout(width="80px")), self.tags, self.tag_hint]),
             self.message, self.table, w.HBox([self.prev_button, self.page_label, self.next_button]),
             self.detail,
         ])
@@ -86,6 +88,10 @@ class DatasetSearch(TextFallback, w.VBox):
         self.page, self.total = page, total
         self.results = [Dataset(self.client, d) for d in reply["datasets"]]
         self.tags.allowed_tags = list(reply.get("tags", []))
+        offered = [t for t in self.tags.allowed_tags if t not in self.tags.value]
+        more = f" … (+{len(offered) - 12})" if len(offered) > 12 else ""
+        self.tag_hint.value = (f"<span style='color:#666;padding-left:8px'>type a tag: {esc(' '.join(offered[:12]))}"
+                               f"{more}</span>") if offered else ""
         self._render_table()
 
     def select(self, name: str) -> Dataset:
@@ -136,8 +142,10 @@ class DatasetSearch(TextFallback, w.VBox):
                          f" — pointer: <code>search.selected[{esc(repr(name))}]</code></div>")
             if a.get("columns"):
                 dtypes = list(a.get("dtypes") or []) + [""] * len(a["columns"])
-                rows = "".join(f"<tr><td>{esc(c)}</td><td>{esc(t)}</td></tr>" for c, t in zip(a["columns"], dtypes))
-                parts.append(f"<table class='syft-schema'><tr><th>column</th><th>type</th></tr>{rows}</table>")
+                names = "".join(f"<th>{esc(c)}</th>" for c in a["columns"])
+                types = "".join(f"<td>{esc(t)}</td>" for t in dtypes[:len(a["columns"])])
+                parts.append(f"<table class='syft-schema'><tr><th>column</th>{names}</tr>"
+                             f"<tr><th>type</th>{types}</tr></table>")
             try:
                 parts.append("<div><i>mock preview (synthetic values)</i></div>" + _preview(self.client.datasets.mock(d.name, name, timeout=CALL_TIMEOUT)))
             except SyftError as e:
