@@ -42,6 +42,7 @@ class Client:
         self._freed: list[str] = []
         self._batch: Any = None
         self.last_plan: list[dict[str, Any]] = []
+        self.views: dict[str, Any] = {}  # the live widgets shown for this client, one per kind
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=512)
         self._sock, monitor = self._connect()
         self.round_trips = 0

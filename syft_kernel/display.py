@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +18,6 @@ def widgets_usable() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-_views: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
 def show(obj: Any, client: Any, kind: str, make_widget: Callable[[], Any]) -> None:
     """Display a widget where widgets render, else ``obj``'s text table. Each client has one live
     view per ``kind``: displaying it again refreshes and shows that view, so re-running a cell
@@ -31,7 +27,7 @@ def show(obj: Any, client: Any, kind: str, make_widget: Callable[[], Any]) -> No
     if not widgets_usable():
         display({"text/plain": repr(obj)}, raw=True)
         return
-    views = _views.setdefault(client, {})
+    views = client.views  # kept on the client: they live and die together
     view = views.get(kind)
     if view is None or getattr(view, "comm", None) is None:  # never made, or closed
         view = views[kind] = make_widget()

@@ -220,14 +220,14 @@ def test_displaying_again_reuses_one_live_view(published: Client, monkeypatch) -
 
     monkeypatch.setattr(display, "widgets_usable", lambda: True)
     published.requests._ipython_display_()
-    first = display._views[published]["requests"]
+    first = published.views["requests"]
     published.requests._ipython_display_()
-    assert display._views[published]["requests"] is first
+    assert published.views["requests"] is first
     assert len(sk.widgets.NodeWatcher.of(published)._listeners) == 1
     first.close()
     published.requests._ipython_display_()  # a closed view is replaced
-    assert display._views[published]["requests"] is not first
-    display._views[published]["requests"].close()
+    assert published.views["requests"] is not first
+    published.views["requests"].close()
 
 
 def test_owner_budget_view_of_a_scientist_is_live(published: Client, scientist: Client) -> None:
