@@ -20,44 +20,51 @@ from .api import AUTH_RESOURCE, budgets
 from .registry import NodeRegistry
 
 
-class DashboardHandler(ExtensionHandlerMixin, JupyterHandler):
+class _FragmentHandler(ExtensionHandlerMixin, JupyterHandler):
+    """Base for the dashboard's HTML: behind Jupyter's login; node work runs on a thread."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def render_html(self, registry: NodeRegistry, **path: str) -> str:
+        """The HTML for this URL (runs on a worker thread: it talks to nodes)."""
+        raise web.HTTPError(404)
+
+    def wrap(self, registry: NodeRegistry, html: str) -> str:
+        return html
+
+    @web.authenticated
+    @authorized
+    async def get(self, **path: str) -> None:
+        registry: NodeRegistry = self.settings["syft_registry"]
+        html = await asyncio.to_thread(self.render_html, registry, **path)
+        self.finish(self.wrap(registry, html))
+
+
+class DashboardHandler(_FragmentHandler):
     """The whole page (a login redirect first when the browser is not logged in to Jupyter)."""
 
-    auth_resource = AUTH_RESOURCE
+    def render_html(self, registry: NodeRegistry, **path: str) -> str:
+        return "".join(node_section(registry, n["name"]) for n in registry.list())
 
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        registry: NodeRegistry = self.settings["syft_registry"]
-        sections = await asyncio.to_thread(lambda: [node_section(registry, n["name"]) for n in registry.list()])
-        self.finish(page(self, registry, sections))
+    def wrap(self, registry: NodeRegistry, html: str) -> str:
+        return page(self, registry, html)  # on the server's thread: it sets the XSRF cookie
 
 
-class NodesTableHandler(ExtensionHandlerMixin, JupyterHandler):
+class NodesTableHandler(_FragmentHandler):
     """The nodes table, for the page's periodic refresh (a node started or stopped elsewhere)."""
 
-    auth_resource = AUTH_RESOURCE
-
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        registry: NodeRegistry = self.settings["syft_registry"]
-        self.finish(await asyncio.to_thread(nodes_table, registry))
+    def render_html(self, registry: NodeRegistry, **path: str) -> str:
+        return nodes_table(registry)
 
 
-class NodeSectionHandler(ExtensionHandlerMixin, JupyterHandler):
+class NodeSectionHandler(_FragmentHandler):
     """One node's section, for the page's periodic refresh."""
 
-    auth_resource = AUTH_RESOURCE
-
-    @web.authenticated
-    @authorized
-    async def get(self, node: str) -> None:
-        registry: NodeRegistry = self.settings["syft_registry"]
-        self.finish(await asyncio.to_thread(node_section, registry, node))
+    def render_html(self, registry: NodeRegistry, **path: str) -> str:
+        return node_section(registry, path["node"])
 
 
-def page(handler: JupyterHandler, registry: NodeRegistry, sections: list[str]) -> str:
+def page(handler: JupyterHandler, registry: NodeRegistry, sections: str) -> str:
     base = handler.base_url.rstrip("/")
     xsrf = handler.xsrf_token.decode() if isinstance(handler.xsrf_token, bytes) else handler.xsrf_token
     static = handler.static_url("dashboard.js") if hasattr(handler, "static_url") else ""
@@ -72,7 +79,7 @@ def page(handler: JupyterHandler, registry: NodeRegistry, sections: list[str]) -
 <section id="nodes-panel"><h2>Nodes</h2><div id="nodes-holder">{nodes_table(registry)}</div>
 <form id="new-node"><input name="name" placeholder="new node name, e.g. clinic" pattern="[A-Za-z0-9_.\\-]+" required>
 <button type="submit">Create and start</button></form></section>
-<main id="node-sections">{''.join(sections)}</main>
+<main id="node-sections">{sections}</main>
 <script src="{esc(static)}"></script></body></html>"""
 
 

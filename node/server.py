@@ -218,8 +218,6 @@ class NodeServer:
             log.info("could not reply (%s); the client has gone", e.strerror)
 
 
-
-
 def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool = True,
           parent_pid: int | None = None) -> None:
     """Serve a node folder until SIGTERM or Ctrl-C (or until ``parent_pid`` exits, if given)."""
