@@ -119,7 +119,10 @@ class NodeWatcher:
                 try:
                     if conn is None:
                         conn = Client(self.connection, self.key, timeout=PING_TIMEOUT, address=self.address)
-                        self._set_up(True)
+                        # the node pushes only to connections it has heard from: whatever happened
+                        # before this hello was missed, so views reload once now
+                        self.up, self.down_since = True, None
+                        self._emit({"event": "node.up", "node": self.label})
                     event = conn.wait_event(lambda e: True, PING_EVERY)
                     if event is not None:
                         self._set_up(True)
