@@ -9,6 +9,7 @@ alone ("same" as the input, a "scalar", "rows" of a column selection), never fro
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -214,6 +215,8 @@ INDEXABLE = frozenset("DataFrame Series ndarray Tensor Index _iLocIndexer _LocIn
 
 # keyword arguments that would write into existing objects: refused everywhere
 FORBIDDEN_KWARGS = frozenset({"inplace", "out"})
+# parameters that name where to write, however they are passed (by keyword or by position)
+OUTPUT_PARAMS = frozenset({"out", "inplace"})
 
 
 def _kinds_by_name() -> dict[str, str]:
@@ -255,3 +258,55 @@ def check_kwargs(op_name: str, kwargs: dict[str, Any]) -> None:
                 "use the returned result instead",
                 op=f"{op_name}({k}=…)",
             )
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_writes(op_name: str, fn: Callable[..., Any], args: tuple[Any, ...] | list[Any],
+                 kwargs: dict[str, Any]) -> None:
+    """Bind the arguments to ``fn``'s signature and refuse any that name an output, by keyword or
+    by position (``np.add(a, 0, b)`` writes into ``b``; ``arr.sum(0, None, b)`` too)."""
+    import numpy as np
+
+    if isinstance(fn, np.ufunc):
+        if len(args) > fn.nin:
+            raise OpNotAllowed(
+                f"{op_name} takes {fn.nin} input(s); a further positional argument is its output "
+                "array, and operations on a node never write into a value: use the returned result",
+                op=f"{op_name}(out)")
+        if "where" in kwargs:  # without out=, the masked-off elements are uninitialised memory
+            raise OpNotAllowed(f"{op_name}(where=…) is not allowed: it returns uninitialised memory where "
+                               "the mask is False; use numpy.where(mask, op(x), other) instead",
+                               op=f"{op_name}(where=…)")
+        return
+    sig = _signature(fn)
+    if sig is None:
+        # only torch's C functions come without a Python signature: their parser takes out= by
+        # keyword alone (refused by check_kwargs), so a positional argument is never an output
+        if not _is_torch_builtin(fn):
+            raise OpNotAllowed(f"{op_name}: its arguments cannot be checked, so it does not run", op=op_name)
+        return
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:
+        return  # the call itself will fail with the library's own error
+    for pname, value in bound.arguments.items():
+        param = sig.parameters[pname]
+        if pname in OUTPUT_PARAMS and value is not None and value is not False:
+            raise OpNotAllowed(
+                f"{op_name}({pname}=…) is not allowed (passed by position or keyword): operations on "
+                "a node never modify a value; use the returned result instead", op=f"{op_name}({pname}=…)")
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            check_kwargs(op_name, value)
+
+
+def _is_torch_builtin(fn: Callable[..., Any]) -> bool:
+    module = getattr(fn, "__module__", None)
+    if module is None and getattr(fn, "__self__", None) is not None:
+        module = type(fn.__self__).__module__
+    return isinstance(module, str) and module.split(".")[0] == "torch"

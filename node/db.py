@@ -268,6 +268,13 @@ class Database:
             " ORDER BY created_at DESC LIMIT 1", (target, requester)).fetchone()
         return self._request_row(row) if row else None
 
+    def latest_request_for(self, target: str, requester: str) -> dict[str, Any] | None:
+        """The newest object request for ``target`` by ``requester``, whatever its status."""
+        row = self.conn.execute(
+            "SELECT * FROM requests WHERE target=? AND requester=? AND kind='object'"
+            " ORDER BY created_at DESC LIMIT 1", (target, requester)).fetchone()
+        return self._request_row(row) if row else None
+
     def requests(self, status: str | None = None, requester: str | None = None, kind: str | None = None,
                  limit: int = 100_000) -> list[dict[str, Any]]:
         where, args = ["1=1"], []

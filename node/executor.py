@@ -88,6 +88,21 @@ def check_result(value: Any, what: str, depth: int = 0) -> None:
     raise OpNotAllowed(f"{what} returned a {type(value).__name__}, which is not data and stays out", op=what)
 
 
+def freeze(value: Any, depth: int = 0) -> Any:
+    """Make a result read-only where the library allows it (numpy arrays, also inside tuples,
+    lists and dicts), so no later op can write into a stored value or a cached asset."""
+    if isinstance(value, np.ndarray):
+        if value.flags.writeable:
+            value.flags.writeable = False
+    elif isinstance(value, (tuple, list)) and depth < 4:
+        for v in value[:100_000]:
+            freeze(v, depth + 1)
+    elif isinstance(value, dict) and depth < 4:
+        for v in list(value.values())[:100_000]:
+            freeze(v, depth + 1)
+    return value
+
+
 class _Refs:
     """Decoder hook: resolves refs and earlier results, recording their lineage."""
 
@@ -212,12 +227,15 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
     try:
         if kind == "getattr":
             out = getattr(target, name)
-        elif kind == "method":
-            out = getattr(target, name)(*args[1:], **kwargs)
-        elif kind == "function":
-            out = _module_function(name)(*args, **kwargs)
         else:
-            out = al.OPERATORS[name](*args, **kwargs)
+            if kind == "method":
+                fn, call_args = getattr(target, name), args[1:]
+            elif kind == "function":
+                fn, call_args = _module_function(name), args
+            else:
+                fn, call_args = al.OPERATORS[name], args
+            al.check_writes(label, fn, call_args, kwargs)
+            out = fn(*call_args, **kwargs)
     except SyftError:
         raise
     except MemoryError:
@@ -226,6 +244,7 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
         raise RemoteError(f"{label} failed on the node: {type(e).__name__}: {e}", op=label,
                           exception=type(e).__name__) from None
     check_result(out, label)
+    out = freeze(out)
     lineage = frozenset().union(*(v.lineage for v in refs.seen)) if refs.seen else frozenset()
     return Value(out, lineage, _public_shape(out, kind, name, rule, args, refs.seen))
 

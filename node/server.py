@@ -104,6 +104,7 @@ class NodeServer:
                 if os.path.exists(ipc_path):
                     os.unlink(ipc_path)
                 sock.bind(f"ipc://{ipc_path}")
+                os.chmod(ipc_path, 0o666)  # local users may connect; CURVE decides who gets in
                 self.addresses.insert(0, f"ipc://{ipc_path}")
             self._write_connection()
             log.info("node %s serving on %s (CURVE on; %d user(s))", self.node.name,
@@ -221,6 +222,7 @@ class NodeServer:
 def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool = True,
           parent_pid: int | None = None) -> None:
     """Serve a node folder until SIGTERM or Ctrl-C (or until ``parent_pid`` exits, if given)."""
+    os.umask(0o077)  # every file the node makes (database, objects, logs) is its user's alone
     server = NodeServer(folder, host=host, port=port, ipc=ipc, parent_pid=parent_pid)
 
     def on_signal(signum: int, frame: Any) -> None:

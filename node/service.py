@@ -33,7 +33,7 @@ from syft_kernel.mock import make_mock
 
 from . import storage
 from .db import Database
-from .executor import Value, describe, run_plan, type_key
+from .executor import Value, describe, freeze, run_plan, type_key
 from .store import ObjectStore, StoredObject
 
 log = logging.getLogger("syft_kernel.node")
@@ -103,6 +103,9 @@ class DataNode:
         self.ledger = Ledger(self.db)
         self.objects_dir = self.folder / "objects"
         self.objects_dir.mkdir(exist_ok=True)
+        from .nodedir import make_private
+
+        make_private(self.folder)
         self.store = ObjectStore(self._load_asset, self._load_persisted)
         self.events: queue.SimpleQueue[tuple[str | None, dict[str, Any]]] = queue.SimpleQueue()
         self._jobs: Any = None
@@ -144,7 +147,8 @@ class DataNode:
         row = self.db.asset(dataset, asset)
         if row is None:
             raise NotFound(f"dataset {dataset!r} has no asset {asset!r}")
-        value = storage.read_asset(self.assets_dir, row["kind"], row["path"], series=row["meta"].get("series", False))
+        value = freeze(storage.read_asset(self.assets_dir, row["kind"], row["path"],
+                                          series=row["meta"].get("series", False)))
         shape = tuple(getattr(value, "shape", ()))
         return Value(value, frozenset({f"{dataset}/{asset}"}), tuple(int(s) for s in shape))
 
@@ -160,7 +164,7 @@ class DataNode:
             return None
         from .objfile import read_value
 
-        value = read_value(self.objects_dir / row["path"])
+        value = freeze(read_value(self.objects_dir / row["path"]))
         shape = json.loads(row["public_shape"]) if row["public_shape"] else None
         return StoredObject(obj_id, Value(value, frozenset(json.loads(row["lineage"])),
                                           tuple(shape) if shape is not None else None), row["owner"])
@@ -482,6 +486,20 @@ def _get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
         sources = ", ".join(sorted(value.lineage))
         node.db.audit(user.name, "get.denied", obj_id, lineage=sorted(value.lineage))
         log.warning("%s was refused get() of %s (private: %s)", user.name, obj_id, sources)
+        asked = node.db.latest_request_for(obj_id, user.name)
+        if asked is not None and asked["status"] == "denied":
+            deciders = ", ".join(a["owner"] for a in asked["approvals"] if a["decision"] == "deny") or "the owners"
+            why = asked.get("comment") or "no reason given"
+            raise PermissionDenied(
+                f"request {asked['id']} for this value was denied by {deciders}: {why}. The value stays "
+                f"on {node.name}; change what you compute, or file a new request with a better reason",
+                request_id=asked["id"], status="denied", comment=asked.get("comment") or "",
+                lineage=sorted(value.lineage))
+        if asked is not None and asked["status"] == "pending":
+            raise PermissionDenied(
+                f"request {asked['id']} for this value is still pending: the owners of {sources} have not "
+                "decided yet; req.wait() returns when they do",
+                request_id=asked["id"], status="pending", lineage=sorted(value.lineage))
         raise PermissionDenied(
             f"this value is derived from private data ({sources}) and stays on {node.name} until the "
             "data owner approves its release: ask with ptr.request(reason='…'), or use a "

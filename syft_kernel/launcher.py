@@ -98,7 +98,9 @@ def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0
     if stop_with_parent:
         cmd += ["--parent-pid", str(os.getpid())]
     log_path = folder / "node.log"
-    with open(log_path, "ab") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the log names private objects
+    os.chmod(log_path, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     node = NodeProcess(folder, proc, log_path)
     deadline = time.monotonic() + timeout

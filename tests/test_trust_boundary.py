@@ -1,0 +1,201 @@
+"""Attacks on the trust boundary (issue 10), each tried the way a registered data scientist who
+read our code would: ops that write, approvals that cover less than they run, a node that is
+stalled or exhausted, files other users can read, a denied request that says nothing. Each one is
+refused or harmless, and the node keeps serving afterwards. (The sandbox for code requests is
+attacked in test_sandbox.py; the wire itself in test_wire_fuzz.py.)"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import syft_kernel as sk
+from syft_kernel import codec, login
+from syft_kernel.keys import generate_keypair, write_keypair
+from syft_kernel.launcher import NodeProcess, start_node
+from syft_kernel.sample_data import birth_records
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One node for the module: February births, a matrix and a tensor, owned by ``owner``; a
+    second owner ``clinic`` with a dataset of its own; scientists ``alice`` and ``bob``."""
+    folder = tmp_path_factory.mktemp("trust")
+    proc = start_node(folder / "hospital", name="hospital")
+    users = folder / "users"
+    with proc.login() as owner:
+        owner.datasets.upload(
+            "births", assets={"births": birth_records(month=2, rows=300),
+                              "matrix": np.arange(12, dtype=np.float64).reshape(3, 4),
+                              "tensor": torch.arange(6, dtype=torch.float32).reshape(2, 3)},
+            description="Monthly birth records", subject_column="mother_id")
+        for name in ("alice", "bob"):
+            _, pub = write_keypair(generate_keypair(name), users)
+            owner.users.add(name, role="data_scientist", public_key=pub)
+        _, clinic_pub = write_keypair(generate_keypair("clinic"), users)
+        owner.users.add("clinic", role="owner", public_key=clinic_pub)
+    with login(proc.connection_file, key=users / "clinic.key") as clinic:
+        clinic.datasets.upload("clinic-secrets", assets={"codes": np.array([11.0, 22.0, 33.0, 44.0])},
+                               description="another owner's data")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def alice(node: NodeProcess) -> Iterator[sk.Client]:
+    with login(node.connection_file, key=node.folder.parent / "users" / "alice.key") as client:
+        yield client
+
+
+@pytest.fixture
+def owner(node: NodeProcess) -> Iterator[sk.Client]:
+    with node.login() as client:
+        yield client
+
+
+def _public(client: sk.Client, values: list[float]) -> str:
+    """A public object of the scientist's own (made on the node from literals)."""
+    ops = [{"kind": "function", "name": "numpy.linspace", "args": [values[0], values[-1], len(values)],
+            "kwargs": []}]
+    body, _ = client.call("run", {"ops": ops, "keep": [0]})
+    return str(body["results"][0]["id"])
+
+
+def _run(client: sk.Client, ops: list[dict], keep: list[int] | None = None, **extra) -> dict:  # type: ignore[type-arg]
+    body, _ = client.call("run", {"ops": ops, "keep": keep if keep is not None else [len(ops) - 1], **extra})
+    return body  # type: ignore[no-any-return]
+
+
+def _ref(obj_id: str) -> dict[str, str]:
+    return {"~": "ref", "id": obj_id}
+
+
+def _serving(client: sk.Client) -> None:
+    m = client.datasets["births"]["matrix"]
+    assert (m + 1).shape == (3, 4)
+
+
+# ---- 2. ops cannot write ------------------------------------------------------------------
+
+
+def test_output_arguments_are_refused_by_position_and_by_keyword(alice: sk.Client, owner: sk.Client) -> None:
+    ds = alice.datasets["births"]
+    m, t = ds["matrix"], ds["tensor"]
+    public = _public(alice, [0.0, 1.0, 2.0, 3.0])
+    attacks = [
+        # np.add(private, 0, public): the private values would land in a public object
+        [{"kind": "function", "name": "numpy.add", "args": [_ref(m.id), 0, _ref(public)], "kwargs": []}],
+        [{"kind": "function", "name": "numpy.add", "args": [_ref(m.id), 0], "kwargs": [["out", _ref(public)]]}],
+        # ndarray methods take out= third (sum, mean, cumsum …) or second (min, max, round …)
+        [{"kind": "method", "name": "sum", "args": [_ref(m.id), 0, None, _ref(public)], "kwargs": []}],
+        [{"kind": "method", "name": "max", "args": [_ref(m.id), 0, _ref(public)], "kwargs": []}],
+        [{"kind": "method", "name": "clip", "args": [_ref(m.id), 0, 1, _ref(m.id)], "kwargs": []}],
+        [{"kind": "function", "name": "numpy.trace", "args": [_ref(m.id), 0, 0, 1, None, _ref(public)],
+          "kwargs": []}],
+        [{"kind": "function", "name": "torch.norm", "args": [_ref(t.id), "fro", None, False, _ref(t.id)],
+          "kwargs": []}],
+        # a ufunc's where= returns uninitialised memory (other users' freed values) where False
+        [{"kind": "function", "name": "numpy.add", "args": [_ref(m.id), 1], "kwargs": [["where", False]]}],
+    ]
+    for ops in attacks:
+        with pytest.raises(sk.OpNotAllowed, match=r"out|inplace|where|output"):
+            _run(alice, ops)
+    # through pointers too: np.multiply(t, 0, t) would zero the cached asset for everyone
+    with pytest.raises(sk.OpNotAllowed, match="out"):
+        np.multiply(m, 0, m)
+    with pytest.raises(sk.OpNotAllowed, match="uninitialised"):
+        np.add(m, 1, where=m > 3)
+    # nothing was written: the public object and the assets are as they were
+    body, bufs = alice.call("get", {"id": public})
+    assert codec.decode_value(body["value"], bufs).tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert owner.datasets["births"]["matrix"].get().tolist() == np.arange(12.0).reshape(3, 4).tolist()
+    assert owner.datasets["births"]["tensor"].get().tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    _serving(alice)
+
+
+def test_stored_values_are_read_only(alice: sk.Client, owner: sk.Client) -> None:
+    """A view shares memory with a cached asset (``tensor.numpy()``, ``matrix.T``): every result
+    is frozen, so even an op that writes into its input cannot reach the asset."""
+    ds = alice.datasets["births"]
+    view = ds["tensor"].numpy()
+    with pytest.raises(sk.OpNotAllowed):
+        np.negative(view, view)
+    # the ordinary, non-writing ops still work on frozen values
+    assert (view * 2).shape == (2, 3)
+    assert np.exp(ds["matrix"].T).shape == (4, 3)
+    assert owner.datasets["births"]["tensor"].get().sum().item() == 15.0
+
+
+# ---- 5. files are private to the node's user ----------------------------------------------
+
+
+def test_node_files_are_private(node: NodeProcess, alice: sk.Client) -> None:
+    req = (alice.datasets["births"]["matrix"].sum()).request(reason="persist an object")
+    assert req.status == "pending"
+    folder = node.folder
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    for d in ("assets", "objects", "keys"):
+        assert mode(folder / d) == 0o700, d
+        files = [p for p in (folder / d).iterdir() if p.is_file()]
+        assert files, d
+        for p in files:
+            assert mode(p) & 0o077 == 0, p
+    for f in ("node.db", "node.log"):
+        assert mode(folder / f) & 0o077 == 0, f
+    for p in folder.glob("node.db-*"):
+        assert mode(p) & 0o077 == 0, p
+    # the connection file holds only addresses and the public key: readable, so others can log in
+    assert mode(folder / "connection.json") & 0o004
+
+
+def test_private_modes_are_mended_at_start(tmp_path: Path) -> None:
+    """A folder made before this rule (or copied with lax modes) is made private when served."""
+    proc = start_node(tmp_path / "old", name="old")
+    proc.stop()
+    for p in [tmp_path / "old" / "assets", tmp_path / "old" / "node.db"]:
+        os.chmod(p, 0o777 if p.is_dir() else 0o666)
+    proc = start_node(tmp_path / "old", name="old")
+    try:
+        assert stat.S_IMODE((tmp_path / "old" / "assets").stat().st_mode) == 0o700
+        assert stat.S_IMODE((tmp_path / "old" / "node.db").stat().st_mode) == 0o600
+    finally:
+        proc.stop()
+
+
+# ---- 6. a denied request says so ----------------------------------------------------------
+
+
+def test_get_of_a_denied_value_names_the_request_and_the_reason(alice: sk.Client, owner: sk.Client) -> None:
+    total = alice.datasets["births"]["births"]["weight"].sum()
+    req = total.request(reason="total weight")
+    with pytest.raises(sk.PermissionDenied, match=f"request {req.id} .*still pending"):
+        total.get()
+    pending = next(r for r in owner.requests.pending if r.id == req.id)
+    pending.deny("too identifying for a 300-row month")
+    with pytest.raises(sk.PermissionDenied, match="too identifying"):
+        req.wait(timeout=10)
+    with pytest.raises(sk.PermissionDenied, match=f"request {req.id} .*denied by owner: too identifying") as err:
+        total.get()
+    assert err.value.data["request_id"] == req.id and err.value.data["status"] == "denied"
+    _serving(alice)
+
+
+def test_frames_are_kept_unchanged_by_pandas_ops(alice: sk.Client, owner: sk.Client) -> None:
+    births = alice.datasets["births"]["births"]
+    births.fillna(0)
+    births.replace(1, 2)
+    births.sort_values("weight")
+    mine = owner.datasets["births"]["births"].get()
+    assert isinstance(mine, pd.DataFrame) and mine.equals(birth_records(month=2, rows=300))
