@@ -28,6 +28,7 @@ from syft_kernel.errors import (
 from syft_kernel.keys import verify_signature
 
 from . import governance
+from .grants import content_versions, plan_lineage, referenced_ids
 from .jobs import JobOutcome, check_limits
 from .objfile import write_value
 from .provenance import render
@@ -149,7 +150,7 @@ def _submit(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
             assert obj is not None
             _persist(node, obj)
     log.info("%s submitted code %s() for review", user.name, fn_name)
-    return _file(node, user, "code", fn_name, sorted(lineage), reason, _content_hash("code", source, fn_name, inputs),
+    return _file(node, user, "code", fn_name, sorted(lineage), reason, _content_hash("code", source, fn_name, inputs, content_versions(node, inputs.values())),
                  "code.submit", {"function": fn_name, "inputs": inputs}, source=source, fn_name=fn_name,
                  inputs=json.dumps(inputs))
 
@@ -256,19 +257,20 @@ def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any])
         raise ProtocolError("outputs are indices of the plan's ops")
     if not isinstance(input_ids, list) or not all(isinstance(i, str) for i in input_ids):
         raise ProtocolError("inputs is a list of object ids")
-    lineage: set[str] = set()
-    for oid in input_ids:
-        lineage |= node.store.get(oid, user.name, is_owner=False).lineage
-    digest = plan_hash(ops, outputs)
+    # the approval covers everything the plan reads: its inputs and every object it names
+    lineage = plan_lineage(node, user, ops, input_ids)
+    versions = content_versions(node, [*input_ids, *referenced_ids(ops)])
+    digest = plan_hash(ops, outputs, buffers)
 
     def input_name(i: int) -> str:
         oid = input_ids[i] if 0 <= i < len(input_ids) else "?"
         return f"asset({oid[6:]!r})" if oid.startswith("asset:") else f"in{i}"
 
     lines = render_plan(ops, outputs, input_name)
-    return _file(node, user, "plan", digest, sorted(lineage), reason, _content_hash("plan", digest, input_ids),
+    return _file(node, user, "plan", digest, sorted(lineage), reason,
+                 _content_hash("plan", digest, input_ids, versions, sorted(lineage)),
                  "plan.request", {"plan": digest, "inputs": input_ids}, plan=json.dumps(lines),
-                 inputs=json.dumps({"ids": input_ids}))
+                 inputs=json.dumps({"ids": input_ids, "versions": versions}))
 
 
 @handler("budgets.request")

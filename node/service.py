@@ -415,31 +415,42 @@ def _asset_pointer(node: DataNode, user: User, body: Any, buffers: Sequence[Any]
 @handler("run")
 def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     """Run a plan; store the results the client keeps and return their pointers' metadata."""
+    from .grants import plan_grant, within_approval
+
     b = _body_dict(body, "ops")
     keep = b.get("keep")
     ops = b["ops"]
     if keep is None:
         keep = [len(ops) - 1] if isinstance(ops, list) else []
-    if not isinstance(keep, list) or not all(isinstance(i, int) for i in keep):
+    if not isinstance(keep, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in keep):
         raise ProtocolError("keep is a list of op indices")
+    if not isinstance(ops, list) or len(keep) > len(ops) or len(set(keep)) != len(keep):
+        raise ProtocolError("keep lists distinct op indices, at most one per op")
+    if not all(0 <= i < len(ops) for i in keep):
+        raise ProtocolError(f"keep refers to ops outside the plan's {len(ops)}")
     input_ids = b.get("inputs") or []
     if not isinstance(input_ids, list) or not all(isinstance(i, str) for i in input_ids):
         raise ProtocolError("inputs is a list of object ids")
     resolve = node.resolver(user)
     inputs = [resolve(i) for i in input_ids]
-    granted = _plan_grant(node, user, b.get("plan"), ops, keep, input_ids)
+    granted = plan_grant(node, user, b.get("plan"), ops, keep, input_ids, buffers)
     results = run_plan(ops, resolve, buffers, inputs)
+    provenance_ops = _bind_inputs(ops, input_ids)  # one copy, shared by every kept result
     out = []
     for i in keep:
-        if not 0 <= i < len(results):
-            raise ProtocolError(f"keep refers to op {i}, but the plan has {len(results)}")
-        obj = node.store.put(results[i], user.name, provenance={"ops": _bind_inputs(ops, input_ids), "index": i})
+        obj = node.store.put(results[i], user.name, provenance={"ops": provenance_ops, "index": i})
         reveal = user.is_owner
         if granted is not None and results[i].private:
-            from .requests import grant_reader
+            if within_approval(results[i].lineage, granted["datasets"]):
+                from .requests import grant_reader
 
-            grant_reader(node, obj, user.name, granted)
-            reveal = True
+                grant_reader(node, obj, user.name, str(granted["id"]))
+                reveal = True
+            else:  # the approval was given for other data: this result stays private
+                node.db.audit(user.name, "plan.outside_approval", str(granted["id"]), object=obj.id,
+                              lineage=sorted(results[i].lineage))
+                log.warning("%s ran approved plan %s, but result %s reads data outside the approval",
+                            user.name, granted["id"], obj.id)
         out.append({"id": obj.id, "meta": describe(results[i], reveal=reveal)})
     log.debug("%s ran a plan of %d op(s)", user.name, len(ops))
     return {"results": out}, []
@@ -460,21 +471,6 @@ def _bind_inputs(ops: list[Any], input_ids: list[str]) -> list[Any]:
         return x
 
     return walk(ops)
-
-
-def _plan_grant(node: DataNode, user: User, claimed: Any, ops: Any, keep: list[int], input_ids: list[str]) -> str | None:
-    """The approved plan request covering this run (same plan hash, same inputs), if any."""
-    if claimed is None or user.is_owner:
-        return None
-    from syft_kernel.plans import plan_hash
-
-    actual = plan_hash(ops, keep)
-    if claimed != actual:
-        raise ProtocolError("the plan's hash does not match its ops")
-    for row in node.db.requests(requester=user.name, kind="plan", status="approved"):
-        if row["target"] == actual and row["inputs"].get("ids") == input_ids:
-            return str(row["id"])
-    return None
 
 
 @handler("get")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -25,9 +25,12 @@ if TYPE_CHECKING:
     from .requests import Request
 
 
-def plan_hash(ops: list[dict[str, Any]], outputs: list[int]) -> str:
-    """A stable content hash of a plan (ops with abstract inputs, and which results it returns)."""
-    return hashlib.sha256(msgpack.packb({"ops": ops, "outputs": outputs}, use_bin_type=True)).hexdigest()
+def plan_hash(ops: list[dict[str, Any]], outputs: list[int], buffers: Sequence[Any] = ()) -> str:
+    """A stable content hash of a plan: its ops (with abstract inputs), every literal including
+    the raw buffers of arrays and frames (by their SHA-256), and which results it returns."""
+    digests = [hashlib.sha256(memoryview(b)).hexdigest() for b in buffers]
+    return hashlib.sha256(msgpack.packb({"ops": ops, "outputs": outputs, "buffers": digests},
+                                        use_bin_type=True)).hexdigest()
 
 
 class Trace(Batch):
@@ -84,7 +87,7 @@ class Plan:
     def hash(self) -> str:
         if self.ops is None:
             raise InvalidArgument("trace the plan first: call it, or plan.trace(*pointers)")
-        return plan_hash(self.ops, self.outputs)
+        return plan_hash(self.ops, self.outputs, self.buffers)
 
     # ---- running
     def __call__(self, *inputs: Pointer) -> Any:

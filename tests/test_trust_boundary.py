@@ -199,3 +199,85 @@ def test_frames_are_kept_unchanged_by_pandas_ops(alice: sk.Client, owner: sk.Cli
     births.sort_values("weight")
     mine = owner.datasets["births"]["births"].get()
     assert isinstance(mine, pd.DataFrame) and mine.equals(birth_records(month=2, rows=300))
+
+
+# ---- 3. an approval covers exactly what it runs -------------------------------------------
+
+
+def _approve(owner: sk.Client, req_id: str, as_client: sk.Client | None = None) -> None:
+    client = as_client or owner
+    mine = next(r for r in client.requests.pending if r.id == req_id)
+    mine.approve("ok")
+
+
+def test_an_approved_plan_rerun_with_other_literals_releases_nothing(alice: sk.Client, owner: sk.Client) -> None:
+    """Approved with a zero weight vector, re-run with one-hot vectors: each would release one
+    private value. The hash covers the raw buffers, so the new runs are not covered."""
+    m = alice.datasets["births"]["matrix"]
+
+    @sk.plan
+    def weighted(x):  # type: ignore[no-untyped-def]
+        return (x * np.zeros(4)).sum()
+
+    req = weighted.request(m, reason="a harmless weighted sum")
+    _approve(owner, req.id)
+    assert req.wait(timeout=10).status == "approved"
+    assert weighted(m).get() == 0.0
+    approved_hash = weighted.hash
+    # same ops, new literal buffer: a fresh hash, so no approval covers it
+    weighted.buffers = [np.eye(4)[1].copy()]
+    leaked = weighted(m)
+    with pytest.raises(sk.PermissionDenied):
+        leaked.get()
+    # claiming the approved hash for the new buffers is caught: the node hashes what it received
+    with pytest.raises(sk.ProtocolError, match="hash does not match"):
+        alice.call("run", {"ops": weighted.ops, "keep": weighted.outputs, "inputs": [m.id],
+                           "plan": approved_hash}, weighted.buffers)
+    _serving(alice)
+
+
+def test_a_plan_that_names_another_owners_data_needs_that_owner(node: NodeProcess, alice: sk.Client,
+                                                                 owner: sk.Client) -> None:
+    """The plan's declared input is the hospital's matrix; inside, it also reads the clinic's
+    dataset by reference. Its lineage comes from the whole plan, so the hospital alone cannot
+    approve it."""
+    m = alice.datasets["births"]["matrix"]
+    codes = alice.datasets["clinic-secrets"]["codes"]
+
+    @sk.plan
+    def sneaky(x):  # type: ignore[no-untyped-def]
+        return x.sum() + codes.max()
+
+    req = sneaky.request(m, reason="matrix total")
+    seen = next(r for r in owner.requests.pending if r.id == req.id)
+    assert "clinic-secrets/codes" in seen.info["datasets"]
+    seen.approve("hospital says yes")
+    assert alice.requests[req.id].status == "pending"  # the clinic has not approved
+    with pytest.raises(sk.PermissionDenied):
+        sneaky(m).get()
+    with login(node.connection_file, key=node.folder.parent / "users" / "clinic.key") as clinic:
+        _approve(owner, req.id, as_client=clinic)
+    assert alice.requests[req.id].status == "approved"
+    assert sneaky(m).get() == pytest.approx(66.0 + 44.0)
+
+
+def test_an_approval_does_not_cover_a_dataset_uploaded_again_under_its_name(
+        node: NodeProcess, alice: sk.Client) -> None:
+    users = node.folder.parent / "users"
+    with login(node.connection_file, key=users / "clinic.key") as clinic:
+        clinic.datasets.upload("clinic-v", assets={"a": np.array([1.0, 2.0])}, description="v1")
+        a = alice.datasets["clinic-v"]["a"]
+
+        @sk.plan
+        def total(x):  # type: ignore[no-untyped-def]
+            return x.sum()
+
+        req = total.request(a, reason="total")
+        _approve(clinic, req.id, as_client=clinic)
+        assert total(a).get() == 3.0
+        clinic.datasets.delete("clinic-v")
+        clinic.datasets.upload("clinic-v", assets={"a": np.array([1000.0, 2.0])}, description="v2")
+    a2 = alice.datasets["clinic-v"]["a"]
+    assert a2.id == a.id  # the same name, other content
+    with pytest.raises(sk.PermissionDenied):
+        total(a2).get()
