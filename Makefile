@@ -12,7 +12,7 @@ install:
 
 # Browser tests drive Debian's chromium through Playwright (never `playwright install`).
 browser:
-	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@test -x /usr/bin/chromium -a -x /usr/bin/bwrap || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium bubblewrap libseccomp2; }
 
 demo: install
 	$(PYTHON) -m syft_kernel.cli demo

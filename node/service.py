@@ -109,6 +109,8 @@ class DataNode:
         self.store = ObjectStore(self._load_asset, self._load_persisted)
         self.events: queue.SimpleQueue[tuple[str | None, dict[str, Any]]] = queue.SimpleQueue()
         self._jobs: Any = None
+        if self.db.requests(kind="code", limit=1):  # code requests exist: keep a sandbox ready for their runs
+            self.job_runner().prestart()
         self._recover_runs()
         self._users_lock = threading.Lock()
         self._users: dict[str, User] = {}
@@ -185,12 +187,17 @@ class DataNode:
         self.events.put((None, event))
 
     # ---- code runs
-    def start_job(self, request_id: str) -> None:
+    def job_runner(self) -> Any:
+        """The code runs' JobRunner (sandboxes started from one long-lived thread), made once."""
         from . import requests as req_mod
         from .jobs import JobRunner
 
         if self._jobs is None:
-            self._jobs = JobRunner(self.folder / "jobs", lambda rid, outcome: req_mod.job_finished(self, rid, outcome))
+            self._jobs = JobRunner(self.folder, lambda rid, outcome: req_mod.job_finished(self, rid, outcome))
+        return self._jobs
+
+    def start_job(self, request_id: str) -> None:
+        self.job_runner()
         row = self.db.request(request_id)
         assert row is not None
         inputs = {name: self.store.get(oid, row["requester"], is_owner=True) for name, oid in row["inputs"].items()}

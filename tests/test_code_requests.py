@@ -1,4 +1,5 @@
-"""Code requests: reviewed source, runs only after approval, in a separate process with limits."""
+"""Code requests: reviewed source, runs only after approval, in an OS sandbox with limits
+(the attacks on the sandbox itself are in test_sandbox.py)."""
 
 from __future__ import annotations
 
@@ -51,17 +52,15 @@ def _run(scientist: sk.Client, published: sk.Client, fn, **limits):  # type: ign
 
 
 def writes_files(births):  # type: ignore[no-untyped-def]
-    import os
-
-    with open(os.path.expanduser("~/stolen.csv"), "w") as f:
+    with open("/root/stolen.csv", "w") as f:  # the owner's home (the sandbox's HOME is its /tmp)
         f.write("x")
     return 1
 
 
 def runs_a_shell(births):  # type: ignore[no-untyped-def]
-    import os
+    import subprocess
 
-    return os.system("id")
+    return subprocess.run(["id"]).returncode
 
 
 def reads_the_node_database(births):  # type: ignore[no-untyped-def]
@@ -88,13 +87,13 @@ def returns_a_function(births):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("fn, limits, match", [
-    (writes_files, {}, "writing files"),
-    (runs_a_shell, {}, "os.system is not allowed"),
-    (reads_the_node_database, {}, "reading /etc/hostname is not allowed"),
+    (writes_files, {}, "Read-only file system"),
+    (runs_a_shell, {}, "PermissionError: .*Operation not permitted"),
+    (reads_the_node_database, {}, "No such file or directory: '/etc/hostname'"),
     (never_returns, {"timeout": 2}, "longer than its 2 s limit|time limit"),
     (allocates_20_gb, {"memory_mb": 1024}, "memory"),
     (crashes, {}, "ValueError: bad luck"),
-    (returns_a_function, {}, "could not be read|cannot send"),
+    (returns_a_function, {}, "could not be sent: .*cannot send"),
 ])
 def test_bad_code_fails_boundedly_and_the_node_lives_on(scientist: sk.Client, published: sk.Client, fn, limits, match) -> None:  # type: ignore[no-untyped-def]
     job = _run(scientist, published, fn, **limits)
