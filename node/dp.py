@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from syft_kernel.codec import short_repr
 from syft_kernel.errors import InvalidArgument
 
 from .executor import Value
 from .ledger import rho_for
-from .service import DataNode, User, _body_dict, handler
+from .service import DataNode, User, _body_dict, field, handler
 
 QUERIES = ("count", "sum", "mean", "var", "quantile", "histogram", "group_count", "group_sum", "group_mean")
 MAX_GROUPS = 1000
@@ -112,15 +113,39 @@ def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, An
     return data[keep], c, ids[keep].astype(str).to_numpy()
 
 
+_LABEL_TYPES = (str, int, float, bool)
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    """The types of the column names, public keys and bin edges, before anything is computed or
+    charged (the numbers are checked where they are used)."""
+    for key in ("by", "column"):
+        v = params.get(key)
+        if v is not None and type(v) not in _LABEL_TYPES:
+            raise InvalidArgument(f"{key} names a column (a string or a number), not {short_repr(v)}")
+    categories = params.get("categories")
+    if categories is not None:
+        if not isinstance(categories, list) or not all(type(c) in _LABEL_TYPES for c in categories):
+            raise InvalidArgument("categories are a list of public values (strings or numbers)")
+        if len({type(c) is str for c in categories}) > 1:
+            raise InvalidArgument("categories are all strings or all numbers, not a mix")
+    bins = params.get("bins")
+    if bins is not None and (not isinstance(bins, list) or not all(
+            type(x) in (int, float) and math.isfinite(x) for x in bins)):
+        raise InvalidArgument("bins are a list of finite numbers (the edges)")
+
+
 @handler("dp.query")
 def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = _body_dict(body, "target", "query", "params")
     query, params = b["query"], b["params"]
     if query not in QUERIES:
-        raise InvalidArgument(f"unknown DP query {query!r}: one of {', '.join(QUERIES)}")
+        raise InvalidArgument(f"unknown DP query {short_repr(query)}: one of {', '.join(QUERIES)}")
     if not isinstance(params, dict):
         raise InvalidArgument("params are a map")
-    value = node.store.get(str(b["target"]), user.name, user.is_owner)
+    _check_params(params)
+    value = node.store.get(field(b, "target", str, max_len=1000, what="an object id (a string)"), user.name,
+                           user.is_owner)
     datasets = sorted({entry.split("/", 1)[0] for entry in value.lineage})
     if len(datasets) != 1:
         raise InvalidArgument("a DP query runs on data of exactly one dataset (its budget pays for it)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from syft_kernel.errors import ProtocolError
+
 SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%", "pow": "**",
            "matmul": "@", "and_": "&", "or_": "|", "xor": "^", "lshift": "<<", "rshift": ">>", "lt": "<",
            "le": "<=", "eq": "==", "ne": "!=", "gt": ">", "ge": ">="}
@@ -110,7 +112,13 @@ def render_plan(ops: list[dict[str, Any]], outputs: list[int] | None = None,
         oid = str(node.get("id"))
         return f"asset({oid[6:]!r})" if oid.startswith("asset:") else f"object({oid!r})"
 
-    lines = [f"{names[i]} = {render_op(op, name)}" for i, op in enumerate(ops)]
+    lines = []
+    for i, op in enumerate(ops):
+        try:
+            lines.append(f"{names[i]} = {render_op(op, name)}")
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError, RecursionError):
+            raise ProtocolError(f"op {i} is malformed (its arguments do not fit its kind): it cannot be "
+                                "shown for review") from None
     if outputs is not None:
         lines.append("return " + ", ".join(names[i] for i in outputs))
     return lines

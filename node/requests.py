@@ -18,6 +18,7 @@ from typing import Any
 
 import msgpack
 
+from syft_kernel import codec
 from syft_kernel.errors import (
     InvalidArgument,
     NotFound,
@@ -32,7 +33,7 @@ from .grants import content_versions, plan_lineage, referenced_ids
 from .jobs import JobOutcome, check_limits
 from .objfile import write_value
 from .provenance import render
-from .service import DataNode, User, _body_dict, handler
+from .service import DataNode, User, _body_dict, field, handler
 from .store import StoredObject
 
 log = logging.getLogger("syft_kernel.node")
@@ -135,11 +136,13 @@ def _submit(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
         raise InvalidArgument("say why you need this code run: submit(…, reason='…')")
     try:
         tree = ast.parse(source)  # parsed to check its shape; nothing here runs it
-    except SyntaxError as e:
+    except (SyntaxError, ValueError) as e:  # ValueError: a null byte
         raise InvalidArgument(f"the code does not parse: {e}") from None
+    except (MemoryError, RecursionError):  # the parser's own limits, reached by deep nesting
+        raise InvalidArgument("the code nests too deeply to parse") from None
     defs = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     if not isinstance(fn_name, str) or fn_name not in defs:
-        raise InvalidArgument(f"the source must define the function {fn_name!r}")
+        raise InvalidArgument(f"the source must define the function {codec.short_repr(fn_name)}")
     if not isinstance(inputs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()):
         raise ProtocolError("inputs map argument names to object ids")
     lineage: set[str] = set()
@@ -158,28 +161,32 @@ def _submit(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
 @handler("requests.list")
 def _list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = body if isinstance(body, dict) else {}
-    status, requester = b.get("status"), b.get("requester")
+    status, requester = b.get("status"), field(b, "requester", str, None, max_len=1000)
+    kind = field(b, "kind", str, None, max_len=100)
     if status is not None and status not in ("pending", "approved", "denied"):
         raise InvalidArgument("status is pending, approved or denied")
     if not user.is_owner:
         requester = user.name
-    rows = node.db.requests(status=status, requester=requester, kind=b.get("kind"))
+    rows = node.db.requests(status=status, requester=requester, kind=kind)
     return {"requests": [public_request(node, r, user) for r in rows]}, []
 
 
 @handler("requests.get")
 def _get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = _body_dict(body, "id")
-    row = node.db.request(str(b["id"]))
+    request_id = field(b, "id", str, max_len=1000, what="a request id (a string)")
+    row = node.db.request(request_id)
     if row is None:
-        raise NotFound(f"no request {b['id']!r}")
+        raise NotFound(f"no request {request_id!r}")
     return public_request(node, row, user), []
 
 
 @handler("requests.decide", role="owner")
 def _decide(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = _body_dict(body, "id", "decision", "nonce", "signature")
-    request_id, decision = str(b["id"]), b["decision"]
+    request_id, decision = field(b, "id", str, max_len=1000, what="a request id (a string)"), b["decision"]
+    field(b, "nonce", str, max_len=1000)
+    field(b, "signature", str, max_len=1000)
     comment = b.get("comment") or ""
     if decision not in ("approve", "deny"):
         raise InvalidArgument("decision is approve or deny")
@@ -277,10 +284,10 @@ def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any])
 def _budget_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     """Ask the dataset's owners for more epsilon; approval raises the budget."""
     b = _body_dict(body, "dataset", "epsilon", "reason")
-    dataset, eps, reason = b["dataset"], b["epsilon"], b["reason"]
-    if node.db.dataset(str(dataset)) is None:
+    dataset, eps, reason = field(b, "dataset", str, max_len=1000), field(b, "epsilon", float), b["reason"]
+    if node.db.dataset(dataset) is None:
         raise NotFound(f"no dataset {dataset!r}")
-    if not isinstance(eps, (int, float)) or not 0 < eps < 1e6:
+    if not 0 < eps < 1e6:
         raise InvalidArgument("ask for a positive epsilon")
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidArgument("say why you need more budget: request(…, reason='…')")

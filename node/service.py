@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from syft_kernel import codec
 from syft_kernel.errors import (
     InvalidArgument,
@@ -46,7 +48,7 @@ def check_name(name: Any, what: str) -> str:
     """Names of users, datasets and assets: letters, digits, ``_ . -``; never a path."""
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
         raise InvalidArgument(
-            f"{what} name {name!r} is not allowed: use letters, digits, '_', '.', '-' "
+            f"{what} name {codec.short_repr(name)} is not allowed: use letters, digits, '_', '.', '-' "
             "(up to 128 characters, starting with a letter or digit, no '..')"
         )
     return name
@@ -84,6 +86,49 @@ def _body_dict(body: Any, *required: str) -> dict[str, Any]:
     if missing:
         raise ProtocolError(f"message body lacks {', '.join(missing)}")
     return body
+
+
+_REQUIRED: Any = object()
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+               dict: "a map", bytes: "bytes", type(None): "null"}
+
+
+def _kind_name(value: Any) -> str:
+    return _KIND_NAMES.get(type(value), type(value).__name__)
+
+
+def field(b: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = _REQUIRED,
+          max_len: int | None = None, what: str | None = None) -> Any:
+    """``b[key]`` if it is of ``kind`` (``float`` takes integers too; numbers never take booleans),
+    else a ``ProtocolError`` saying what was expected. With a ``default``, a missing or null field
+    is that default. ``max_len`` bounds strings and lists."""
+    value = b.get(key)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    expected = what or " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+    if value is None:
+        if default is not _REQUIRED:
+            return default
+        raise ProtocolError(f"{key} is {expected}, not null" if key in b else f"message body lacks {key}")
+    ok = type(value) in kinds or (float in kinds and type(value) is int)
+    if not ok:
+        raise ProtocolError(f"{key} must be {expected}, not {_kind_name(value)} {codec.short_repr(value)}")
+    if max_len is not None and isinstance(value, (str, list)) and len(value) > max_len:
+        raise InvalidArgument(f"{key} is at most {max_len} {'characters' if isinstance(value, str) else 'items'} long")
+    return value
+
+
+def list_field(b: dict[str, Any], key: str, item: type | tuple[type, ...], default: Any = _REQUIRED,
+               max_len: int = 100_000, what: str | None = None) -> Any:
+    """A list field whose items are all of ``item`` (see ``field``)."""
+    value = field(b, key, list, default, max_len=max_len, what=what)
+    if value is default and default is not _REQUIRED:
+        return value
+    items = item if isinstance(item, tuple) else (item,)
+    for x in value:
+        if not (type(x) in items or (float in items and type(x) is int)):
+            expected = what or "a list of " + " or ".join(_KIND_NAMES.get(k, k.__name__) for k in items)
+            raise ProtocolError(f"{key} must be {expected}; it holds {_kind_name(x)} {codec.short_repr(x)}")
+    return value
 
 
 class DataNode:
@@ -236,9 +281,9 @@ def _stats(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
 def _users_add(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = _body_dict(body, "name", "role", "public_key")
     name = check_name(b["name"], "user")
-    if b["role"] not in ROLES:
-        raise InvalidArgument(f"role must be one of {', '.join(ROLES)}, not {b['role']!r}")
-    key = check_public_key(str(b["public_key"]))
+    if field(b, "role", str) not in ROLES:
+        raise InvalidArgument(f"role must be one of {', '.join(ROLES)}, not {codec.short_repr(b['role'])}")
+    key = check_public_key(field(b, "public_key", str, max_len=1000))
     existing = {u["name"]: u for u in node.db.users()}
     if name in existing:
         raise InvalidArgument(f"user {name!r} exists already: remove them first to change their key or role")
@@ -259,6 +304,7 @@ def _users_add(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) ->
 @handler("users.remove", role="owner")
 def _users_remove(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = _body_dict(body, "name")
+    check_name(b["name"], "user")
     if b["name"] == user.name:
         raise InvalidArgument("you cannot remove yourself: another owner must do it")
     if not node.db.remove_user(str(b["name"])):
@@ -288,7 +334,7 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
         raise InvalidArgument("the description is a string of at most 10,000 characters")
     if not isinstance(b["assets"], list) or not b["assets"]:
         raise InvalidArgument("a dataset has at least one asset")
-    subject_column = b.get("subject_column")
+    subject_column = field(b, "subject_column", str, None, max_len=1000)
     owners = b.get("owners") or [user.name]
     known_owners = {u["name"] for u in node.db.users() if u["role"] == "owner"}
     if not isinstance(owners, list) or not all(isinstance(o, str) and o in known_owners for o in owners):
@@ -319,22 +365,31 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
             aname = check_name(a["name"], "asset")
             if any(r["name"] == aname for r in rows):
                 raise InvalidArgument(f"asset {aname!r} appears twice")
-            value = dec.decode(a["value"])
-            kind = storage.kind_of(value)
-            mock = dec.decode(a["mock"]) if a.get("mock") is not None else make_mock(value)
-            if storage.kind_of(mock) != kind:
-                raise InvalidArgument(f"the mock of {aname!r} must be the same kind of value as the asset")
-            _check_mock_schema(aname, value, mock)
-            if subject_column is not None and type_key(value) == "DataFrame" and subject_column not in value.columns:
-                raise InvalidArgument(f"subject_column {subject_column!r} is not a column of {aname!r}")
-            _, path = storage.write_asset(node.assets_dir, value)
-            written.append(path)
-            _, mock_path = storage.write_asset(node.assets_dir, mock)
-            written.append(mock_path)
-            meta = describe(Value(value), reveal=True)
-            meta.pop("private", None)
-            meta["series"] = type_key(value) == "Series"
-            rows.append({"name": aname, "kind": kind, "path": path, "mock_path": mock_path, "meta": meta})
+            try:  # odd values (types parquet or the mock maker cannot handle) are the uploader's to fix
+                value = dec.decode(a["value"])
+                kind = storage.kind_of(value)
+                mock = dec.decode(a["mock"]) if a.get("mock") is not None else make_mock(value)
+                if storage.kind_of(mock) != kind:
+                    raise InvalidArgument(f"the mock of {aname!r} must be the same kind of value as the asset")
+                _check_mock_schema(aname, value, mock)
+                if subject_column is not None and type_key(value) == "DataFrame" and subject_column not in value.columns:
+                    raise InvalidArgument(f"subject_column {subject_column!r} is not a column of {aname!r}")
+                _, path = storage.write_asset(node.assets_dir, value)
+                written.append(path)
+                _, mock_path = storage.write_asset(node.assets_dir, mock)
+                written.append(mock_path)
+                meta = describe(Value(value), reveal=True)
+                meta.pop("private", None)
+                meta["series"] = type_key(value) == "Series"
+                rows.append({"name": aname, "kind": kind, "path": path, "mock_path": mock_path, "meta": meta})
+            except SyftError:
+                raise
+            except MemoryError:
+                raise InvalidArgument(f"asset {aname!r} is too big to store on this node") from None
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError,
+                    NotImplementedError, pa.ArrowException) as e:
+                raise InvalidArgument(f"asset {aname!r} cannot be stored: {type(e).__name__}: "
+                                      f"{codec.short_repr(str(e))}; convert it to plain columns first") from None
         node.db.add_dataset(name, description, tags, subject_column, user.name, rows, owners, policy,
                             {str(k): list(v) for k, v in bounds.items()}, max_rows, float(subject_limit))
     except BaseException:
@@ -372,8 +427,8 @@ def _datasets_delete(node: DataNode, user: User, body: Any, buffers: Sequence[An
 @handler("datasets.list")
 def _datasets_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = body if isinstance(body, dict) else {}
-    query = str(b.get("query") or "").lower()
-    tags = [str(t).lower() for t in (b.get("tags") or [])]
+    query = field(b, "query", str, "", max_len=1000).lower()
+    tags = [t.lower() for t in list_field(b, "tags", str, [], max_len=100, what="a list of tags (strings)")]
     out, all_tags = [], set()
     for name in node.db.dataset_names():
         d = node.db.dataset(name)
@@ -388,7 +443,7 @@ def _datasets_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]
             continue
         out.append(d)
     offset, limit = b.get("offset", 0), b.get("limit")
-    if not isinstance(offset, int) or offset < 0 or not (limit is None or (isinstance(limit, int) and limit >= 0)):
+    if type(offset) is not int or offset < 0 or not (limit is None or (type(limit) is int and limit >= 0)):
         raise InvalidArgument("offset and limit are non-negative integers (a page of the results)")
     page = out[offset:] if limit is None else out[offset:offset + limit]
     return {"datasets": page, "total": len(out), "tags": sorted(all_tags)}, []
@@ -522,7 +577,7 @@ def _get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
 @handler("objects.describe")
 def _describe(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = _body_dict(body, "id")
-    obj_id = str(b["id"])
+    obj_id = field(b, "id", str, max_len=1000, what="an object id (a string)")
     value = node.store.get(obj_id, user.name, user.is_owner)
     return {"id": obj_id, "meta": describe(value, reveal=node.may_read(user, obj_id, value))}, []
 
@@ -544,10 +599,10 @@ def _budgets_set(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) 
         raise NotFound(f"no dataset {dataset!r}")
     if who not in {u["name"] for u in node.db.users()}:
         raise NotFound(f"no user {who!r}")
-    eps, delta = b["epsilon"], b.get("delta", 0.0) or 0.0
-    if not isinstance(eps, (int, float)) or not 0 <= eps < 1e6 or eps != eps:
+    eps, delta = field(b, "epsilon", float), field(b, "delta", float, 0.0)
+    if not 0 <= eps < 1e6 or eps != eps:
         raise InvalidArgument("epsilon is a non-negative number")
-    if not isinstance(delta, (int, float)) or not 0 <= delta < 1:
+    if not 0 <= delta < 1:
         raise InvalidArgument("delta is between 0 (inclusive) and 1 (exclusive)")
     node.ledger.set_budget(who, dataset, float(eps), float(delta))
     node.db.audit(user.name, "budgets.set", dataset, scientist=who, epsilon=eps, delta=delta)
@@ -561,10 +616,12 @@ def _budgets_set(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) 
 @handler("budgets.get")
 def _budgets_get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = body if isinstance(body, dict) else {}
-    who = b.get("user") if user.is_owner and b.get("user") else user.name
-    dataset = b.get("dataset")
+    asked = field(b, "user", str, None, max_len=1000)
+    who = asked if user.is_owner and asked else user.name
+    dataset = field(b, "dataset", str, None, max_len=1000) or None
+    history = field(b, "history", bool, True)
     out: dict[str, Any] = {"user": who, "budgets": node.ledger.status(str(who), dataset)}
-    if b.get("history", True):  # a summary view (the dashboard) asks without it
+    if history:  # a summary view (the dashboard) asks without it
         out["history"] = node.ledger.history(str(who), dataset)
     if user.is_owner and dataset:
         d = node.db.dataset(str(dataset))
@@ -577,10 +634,10 @@ def _budgets_get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) 
 def _audit_list(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = body if isinstance(body, dict) else {}
     limit = b.get("limit", 1000)
-    if not isinstance(limit, int) or not 0 < limit <= 100_000:
+    if type(limit) is not int or not 0 < limit <= 100_000:
         raise InvalidArgument("limit is an integer between 1 and 100000")
     filters = {k: b.get(k) for k in ("user", "action", "target") if isinstance(b.get(k), str)}
-    since = b.get("since") if isinstance(b.get("since"), (int, float)) else None
+    since = b.get("since") if type(b.get("since")) in (int, float) else None
     return {"entries": node.db.audit_log(limit, since=since, **filters)}, []
 
 
