@@ -185,6 +185,10 @@ class NodeServer:
         try:
             if len(frames) < 3:
                 raise ProtocolError(f"a message has a header and a body frame; got {len(frames) - 1} frame(s)")
+            if len(frames) > codec.MAX_BUFFERS + 3:
+                raise ProtocolError(f"a message carries at most {codec.MAX_BUFFERS} buffer frames; got {len(frames) - 3}")
+            if sum(len(f) for f in frames[1:]) > self.max_message_bytes:
+                raise ProtocolError(f"a message is at most {self.max_message_bytes} bytes in all its frames")
             header = codec.unpack_header(frames[1])
             user = self.node.user_for_key(frames[1].get("User-Id"))
             if user is None:
@@ -198,7 +202,7 @@ class NodeServer:
             status = "ok"
         except SyftError as e:
             reply_body, reply_bufs, status = e.to_wire(), [], "error"
-            log.info("%s refused: %s: %s", header.get("type", "message"), type(e).__name__, e.message)
+            log.info("%.100s refused: %s: %.500s", header.get("type", "message"), type(e).__name__, e.message)
         except Exception as e:  # a bug must not take the node down: report it, keep serving
             log.exception("internal error while handling %s", header.get("type", "a message"))
             reply_body = SyftError(f"internal error on the node ({type(e).__name__}); the node keeps serving").to_wire()
