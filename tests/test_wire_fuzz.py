@@ -116,6 +116,10 @@ def mean_weight(births):  # type: ignore[no-untyped-def]
     return births["weight"].mean()
 
 
+def scaled_weight(births):  # type: ignore[no-untyped-def]
+    return births["weight"] * np.float64(2.5) + np.ones(200)
+
+
 def _session(node: NodeProcess, alice_key: Path, corpus: list[tuple[str, list[bytes]]], ids: dict[str, Any]) -> None:
     """A normal owner and scientist session; every message they send goes to ``corpus``."""
     births = birth_records(month=2, rows=200)
@@ -155,6 +159,9 @@ def _session(node: NodeProcess, alice_key: Path, corpus: list[tuple[str, list[by
         ids["request"] = req.id
         ids["object"] = total.id
         ids["first"] = first.id
+        scaled = sk.plan(scaled_weight)
+        scaled(b)  # a run with a plan hash and inputs
+        scaled.request(b, reason="fuzz plan")  # plans.request
         job = ds.code.submit(mean_weight, inputs={"births": b}, reason="fuzz code")
         ids["code_request"] = job.id
         ds.budget.history  # noqa: B018  (budgets.get)
@@ -503,6 +510,8 @@ def _weird(rng: random.Random) -> Any:
 
 
 def _swap_field(rng: random.Random, frames: list[bytes], index: int) -> list[bytes]:
+    if index >= len(frames):
+        return frames
     try:
         tree = msgpack.unpackb(frames[index])
     except Exception:
@@ -518,7 +527,7 @@ def _swap_field(rng: random.Random, frames: list[bytes], index: int) -> list[byt
 def _break_tree(rng: random.Random, frames: list[bytes]) -> list[bytes]:
     """Wrong shapes, dtypes, rows and buffer numbers in the body's value trees."""
     try:
-        body = msgpack.unpackb(frames[1])
+        body = msgpack.unpackb(frames[1]) if len(frames) > 1 else None
     except Exception:
         return frames
     nodes = [(p, n) for p, n in _containers(body) if isinstance(n, dict) and n.get("~") in ("nd", "tensor", "df")]
@@ -528,7 +537,8 @@ def _break_tree(rng: random.Random, frames: list[bytes]) -> list[bytes]:
     node = dict(node)
     if node["~"] == "df":
         key = rng.choice(["rows", "cols", "index", "arrow", "columns"])
-        node[key] = rng.choice([node.get("rows", 0) + 1, -1, 2**40, [], {"range": [0, 2**62, 1], "names": []},
+        rows = node.get("rows") if type(node.get("rows")) is int else 0
+        node[key] = rng.choice([rows + 1, -1, 2**40, [], {"range": [0, 2**62, 1], "names": []},
                                 [{"dtype": "O", "b": 0}], [{"arrow": "zz"}], 99])
     else:
         key = rng.choice(["shape", "dtype", "b"])
@@ -581,10 +591,13 @@ def _mutate(rng: random.Random, frames: list[bytes], corpus: list[tuple[str, lis
         else:
             frames = frames + [rng.randbytes(rng.randrange(64))]
     else:  # another message type's body under this header
-        header = msgpack.unpackb(frames[0])
         other = rng.choice(corpus)[1]
-        header["type"] = msgpack.unpackb(other[0]).get("type", "hello")
-        frames = [msgpack.packb(header), *frames[1:]]
+        try:
+            header = msgpack.unpackb(frames[0])
+            header["type"] = msgpack.unpackb(other[0]).get("type", "hello")
+            frames = [msgpack.packb(header), *frames[1:]]
+        except Exception:  # a header mangled by an earlier mutation
+            pass
     return [f[:MAX_FRAME] for f in frames]
 
 
@@ -609,7 +622,7 @@ def test_the_fuzzer_mutated_messages_get_replies_and_the_node_survives(site: Sit
         corpus.append((who, [msgpack.packb(header), *frames[1:]]))
     types = {msgpack.unpackb(f[0])["type"] for _, f in corpus}
     assert {"run", "datasets.upload", "dp.query", "code.submit", "requests.create", "requests.decide",
-            "get", "asset.pointer", "del"} <= types, types
+            "get", "asset.pointer", "del", "plans.request", "budgets.request", "users.add"} <= types, types
     assert any(f[:4] == b"\xff\xff\xff\xff" for _, fr in corpus for f in fr[2:])  # an Arrow stream among them
     started = time.monotonic()
     kinds: dict[str, int] = {}
