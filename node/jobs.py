@@ -41,6 +41,7 @@ log = logging.getLogger("syft_kernel.node.jobs")
 
 DEFAULT_LIMITS = {"timeout": 60.0, "memory_mb": 4096, "output_mb": 1024}
 BWRAP_ENV = "SYFT_KERNEL_BWRAP"  # the bubblewrap binary (default: bwrap on PATH, /usr/bin/bwrap)
+PRESTART_ENV = "SYFT_KERNEL_SANDBOX_PRESTART"  # "0": keep no sandbox ready (saves ~120 MB; runs start cold)
 INSTALL = "apt-get install bubblewrap"
 TMP_MB = 1024  # the private /tmp of a run (a tmpfs: memory)
 START_TIMEOUT = 120.0  # s for a sandbox to start and import its runtime
@@ -379,6 +380,8 @@ class JobRunner:
 
     def prestart(self) -> None:
         """Have one sandbox started and waiting (its self-check runs now, in the background)."""
+        if os.environ.get(PRESTART_ENV, "1") == "0":
+            return
         with self._lock:
             if self._ready is not None and self._ready.alive():
                 return

@@ -116,6 +116,7 @@ def install_seccomp() -> None:
     import pyseccomp as sc
 
     f = sc.SyscallFilter(sc.ALLOW)
+    f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # 32-bit / x32 system calls end the process
     f.set_attr(sc.Attr.CTL_TSYNC, 1)  # threads started by the imports get the filter too
     f.set_attr(sc.Attr.CTL_NNP, 1)
     for name in ("execve", "execveat", "fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev",

@@ -251,6 +251,12 @@ PROCESS_ATTACKS = {
     "os.execv": '''
     import os
     os.execv("/usr/bin/touch", ["touch", "/tmp/pwned"])''',
+    "raw clone": '''
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(56, 17, 0, 0, 0, 0) == 0:  # clone(SIGCHLD), no glibc in the way
+        os._exit(0)
+    raise OSError(ctypes.get_errno(), "clone")''',
     "multiprocessing": '''
     import multiprocessing
     p = multiprocessing.get_context("fork").Process(target=open, args=("/tmp/pwned", "w"))
@@ -287,6 +293,16 @@ def attack(births):
     assert out.pop("threads") == [499500]  # threads still work (numpy and torch need them)
     assert out.pop("os.system") == "ran"  # os.system returns 127: its shell never started (pwned is False)
     assert out == {name: 1 for name in PROCESS_ATTACKS if name != "os.system"}  # EPERM for each
+
+
+@pytest.mark.timeout(120)
+def test_a_32_bit_system_call_ends_the_run(owner: sk.Client, alice: sk.Client) -> None:
+    source = '''
+def attack(births):
+    import ctypes
+    return ctypes.CDLL(None).syscall(0x40000000 | 57)  # fork through the x32 ABI, past a 64-bit-only filter
+'''
+    assert "a refused system call" in failure(run(owner, alice, source))
 
 
 @pytest.mark.timeout(120)
