@@ -32,6 +32,7 @@ import zmq
 
 import syft_kernel as sk
 from syft_kernel import codec
+from syft_kernel import errors as sk_errors
 from syft_kernel.keys import generate_keypair, read_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess, start_node
 from syft_kernel.sample_data import birth_records
@@ -198,14 +199,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         node.stop()
 
 
+OUR_ERRORS = {name for name, cls in vars(sk_errors).items() if isinstance(cls, type) and issubclass(cls, sk.SyftError)}
+
+
 def check_reply(site: Site, header: dict[str, Any], body: Any, what: str) -> None:
     """One ok or error reply; an error is ours, never an internal error."""
     assert header.get("type") == "reply" and header.get("status") in ("ok", "error"), (what, header)
     if header["status"] == "error":
         assert isinstance(body, dict) and isinstance(body.get("message"), str), (what, body)
         assert not body["message"].startswith("internal error"), (what, body)
-        assert body.get("error") in ("ProtocolError", "InvalidArgument", "NotFound", "PermissionDenied", "Unauthorized",
-                                     "OpNotAllowed", "BudgetExceeded", "RemoteError", "SyftError", "Busy"), (what, body)
+        assert body.get("error") in OUR_ERRORS, (what, body)
 
 
 def check_log(site: Site) -> None:
