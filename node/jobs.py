@@ -17,6 +17,7 @@ node that dies, even by SIGKILL, takes its sandboxes with it.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -108,11 +109,25 @@ def readonly_roots() -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def bwrap_version(bwrap: str) -> tuple[int, ...]:
+    """``bwrap --version`` as numbers; () if it does not say."""
+    import subprocess
+
+    try:
+        out = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10).stdout
+        return tuple(int(x) for x in out.split()[-1].split("."))
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return ()
+
+
 def sandbox_command(bwrap: str, roots: list[str], probes: list[str], torch: bool) -> list[str]:
     """The bwrap command line of one sandbox."""
-    cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+    cmd = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent",
            "--new-session", "--cap-drop", "ALL", "--uid", str(sandbox.UID), "--gid", str(sandbox.UID),
            "--hostname", "sandbox", "--clearenv"]
+    if bwrap_version(bwrap) >= (0, 8):  # older ones lack it; the seccomp filter refuses new namespaces anyway
+        cmd.insert(3, "--disable-userns")
     for k, v in (("PATH", "/usr/bin:/bin"), ("HOME", "/tmp"), ("TMPDIR", "/tmp"), ("LANG", "C.UTF-8"),
                  ("OMP_NUM_THREADS", "1"), ("PYTHONHASHSEED", "0"),
                  # Arrow's default pool (mimalloc) reserves a GiB of address space on first use,
@@ -231,9 +246,7 @@ class Sandbox:
             reply = sandbox.recv_json(self.proc.stdout)
             self.hello = reply["hello"]
         except (EOFError, ValueError, KeyError, TypeError, struct.error):
-            self.kill()
-            self.proc.wait()
-            self._drain.join(5)
+            self.close()
             why = self.stderr_lines()[-1:] or [f"exit code {self.proc.returncode}"]
             self.broken = _refused(f"the sandbox did not start ({why[0][:300]})")
             return
@@ -241,7 +254,7 @@ class Sandbox:
             timer.cancel()
         bad = check_hello(self.hello)
         if bad:
-            self.kill()
+            self.close()
             self.broken = _refused(f"the sandbox failed its self-check: {'; '.join(bad)}")
 
     def _read_stderr(self) -> None:
@@ -274,6 +287,23 @@ class Sandbox:
         for send in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
             try:
                 send()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Kill, reap and close the pipes (after a run, or when the sandbox failed)."""
+        self.kill()
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(10)
+        except Exception:  # still there after SIGKILL: nothing more to do from here
+            log.warning("sandbox process %d did not end after SIGKILL", self.proc.pid)
+        if self._drain is not None:
+            self._drain.join(5)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
             except OSError:
                 pass
 
@@ -314,11 +344,7 @@ class Sandbox:
             code = proc.wait()
         finally:
             timer.cancel()
-            self.kill()
-        if self._drain is not None:
-            self._drain.join(5)
-        for f in (proc.stdout, proc.stderr):
-            f.close()
+            self.close()
         if self.expired:
             return JobOutcome(False, error=f"the code ran longer than its {limits['timeout']:g} s limit and was stopped")
         if failure:
@@ -427,7 +453,7 @@ class JobRunner:
                 log.exception("job %s failed to run", request_id)
                 outcome = JobOutcome(False, error=f"the node could not run the code: {e}")
             finally:
-                sb.kill()
+                sb.close()
             if outcome.ok and outcome.value is not None and type_key(outcome.value.value) == "Tensor":
                 self._use_torch()
             self.on_done(request_id, outcome)
@@ -445,11 +471,11 @@ class JobRunner:
             if stale is not None and not stale.torch:
                 self._ready = None
         if stale is not None and not stale.torch:
-            stale.kill()
+            stale.close()
             self.prestart()
 
     def close(self) -> None:
         with self._lock:
             sb, self._ready = self._ready, None
         if sb is not None:
-            sb.kill()
+            sb.close()

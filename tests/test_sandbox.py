@@ -453,7 +453,7 @@ def test_a_killed_node_takes_its_running_sandbox_with_it(tmp_path: Path) -> None
 def _fake_bwrap(folder: Path) -> Path:
     """A 'bwrap' that isolates nothing: it runs the command as it is."""
     path = folder / "fake-bwrap"
-    path.write_text('#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done\nshift\nexec "$@"\n')
+    path.write_text('#!/bin/sh\nwhile [ $# -gt 0 ] && [ "$1" != "--" ]; do shift; done\nshift\nexec "$@"\n')
     path.chmod(stat.S_IRWXU)
     return path
 
