@@ -69,6 +69,14 @@ def _check_to(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             raise OpNotAllowed(f"Tensor.to({a!r}) is not allowed: only dtypes and 'cpu'", op=f"Tensor.to({a!r})")
 
 
+def _no_regex(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Frame-level regexes run on pandas' backtracking ``re``: refused (``.str`` methods use RE2)."""
+    positional = args[2] if name.endswith(".filter") and len(args) > 2 else None  # filter(items, like, regex)
+    if kwargs.get("regex") not in (None, False) or positional is not None:
+        raise OpNotAllowed(f"{name}(regex=…) is not allowed: use .str.replace / .str.contains, which run "
+                           "regular expressions in linear time", op=f"{name}(regex=…)")
+
+
 def _names(text: str, kind: str = "method", shape: str | None = None, check: Any = None) -> dict[str, Rule]:
     return {n: Rule(kind, shape, check) for n in text.split()}
 
@@ -86,6 +94,8 @@ _FRAME_COMMON = {
              "select_dtypes melt explode equals between unique tolist to_list to_frame item map "
              "transpose assign rolling expanding ewm first_valid_index last_valid_index"),
     **_names("agg aggregate transform", check=_check_agg_names),
+    **_names("replace", shape="same", check=_no_regex),
+    **_names("filter", check=_no_regex),
     **_names("shape dtypes dtype columns index T values size ndim empty name iloc loc iat at str dt",
              kind="attr"),
 }
@@ -208,6 +218,7 @@ OPERATORS: dict[str, Callable[..., Any]] = {
                  "lt le eq ne gt ge neg pos abs invert getitem").split()
 }
 ELEMENTWISE_OPERATORS = frozenset(OPERATORS) - {"matmul", "getitem"}
+_OPERATOR_FUNCTIONS = frozenset(OPERATORS.values())
 
 # types that may be indexed with []
 INDEXABLE = frozenset("DataFrame Series ndarray Tensor Index _iLocIndexer _LocIndexer _iAtIndexer "
@@ -260,11 +271,21 @@ def check_kwargs(op_name: str, kwargs: dict[str, Any]) -> None:
             )
 
 
-def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+_SIGNATURES: dict[str, inspect.Signature | None] = {}
+
+
+def _signature(op_name: str, fn: Callable[..., Any]) -> inspect.Signature | None:
+    """``fn``'s signature, cached by op name (``ndarray.sum`` is one signature for every array;
+    ``inspect.signature`` costs tens of microseconds, more than a small op)."""
+    if op_name in _SIGNATURES:
+        return _SIGNATURES[op_name]
     try:
-        return inspect.signature(fn)
+        sig: inspect.Signature | None = inspect.signature(fn)
     except (TypeError, ValueError):
-        return None
+        sig = None
+    if len(_SIGNATURES) < 10_000:
+        _SIGNATURES[op_name] = sig
+    return sig
 
 
 def check_writes(op_name: str, fn: Callable[..., Any], args: tuple[Any, ...] | list[Any],
@@ -284,7 +305,9 @@ def check_writes(op_name: str, fn: Callable[..., Any], args: tuple[Any, ...] | l
                                "the mask is False; use numpy.where(mask, op(x), other) instead",
                                op=f"{op_name}(where=…)")
         return
-    sig = _signature(fn)
+    if fn in _OPERATOR_FUNCTIONS:
+        return  # Python's operators take their operands and nothing else
+    sig = _signature(op_name, fn)
     if sig is None:
         # only torch's C functions come without a Python signature: their parser takes out= by
         # keyword alone (refused by check_kwargs), so a positional argument is never an output

@@ -9,6 +9,8 @@ carries the union of its inputs' lineage, so anything derived from a private ass
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +19,12 @@ import numpy as np
 import pandas as pd
 
 from syft_kernel.codec import Decoder, ProtocolError, import_torch, loaded_torch
-from syft_kernel.errors import InvalidArgument, OpNotAllowed, RemoteError, SyftError
+from syft_kernel.errors import InvalidArgument, OpNotAllowed, QuotaExceeded, RemoteError, SyftError
 
 from . import allowlist as al
+from .regexops import REGEX_METHODS as _REGEX
+
+REGEX_METHODS = {f"StringMethods.{name}": fn for name, fn in _REGEX.items()}
 
 MAX_OPS = 10_000
 
@@ -86,6 +91,25 @@ def check_result(value: Any, what: str, depth: int = 0) -> None:
     if torch is not None and isinstance(value, (torch.Size, torch.dtype)):
         return
     raise OpNotAllowed(f"{what} returned a {type(value).__name__}, which is not data and stays out", op=what)
+
+
+def nbytes(value: Any, depth: int = 0) -> int:
+    """The memory a value holds (shallow for object columns), for quotas and caps."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
+        usage = value.memory_usage(index=True, deep=False)
+        return int(usage.sum() if hasattr(usage, "sum") else usage)
+    torch = loaded_torch()
+    if torch is not None and isinstance(value, torch.Tensor):
+        return int(value.numel() * value.element_size())
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if isinstance(value, (tuple, list)) and depth < 4:
+        return 8 * len(value) + sum(nbytes(v, depth + 1) for v in value[:100_000])
+    if isinstance(value, dict) and depth < 4:
+        return 16 * len(value) + sum(nbytes(k, depth + 1) + nbytes(v, depth + 1) for k, v in list(value.items())[:100_000])
+    return 64
 
 
 def freeze(value: Any, depth: int = 0) -> Any:
@@ -158,14 +182,28 @@ def _validate(ops: Any) -> list[dict[str, Any]]:
     return ops
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """What one plan may use on the node (from the node's ``Limits``)."""
+
+    timeout_s: float = 300.0
+    max_columns: int = 10_000
+
+
 def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] = (),
-             inputs: Sequence[Value] = ()) -> list[Value]:
-    """Validate then run a plan; return every op's result as a ``Value``."""
+             inputs: Sequence[Value] = (), limits: RunLimits | None = None) -> list[Value]:
+    """Validate then run a plan; return every op's result as a ``Value``. With ``limits``
+    (on the node), the plan stops between ops once past its time, and no result may exceed them."""
     _validate(ops)
     results: list[Value] = []
+    deadline = time.monotonic() + limits.timeout_s if limits is not None else None
     for i, op in enumerate(ops):
+        if deadline is not None and i and time.monotonic() > deadline:
+            assert limits is not None
+            raise QuotaExceeded(f"the plan ran longer than the node's {limits.timeout_s:g} s limit and was "
+                                f"stopped before op {i}: split it into smaller plans", limit="time", op_index=i)
         try:
-            results.append(_run_op(op, resolve, results, buffers, inputs))
+            results.append(_run_op(op, resolve, results, buffers, inputs, limits))
         except SyftError as e:
             e.data.setdefault("op_index", i)
             raise
@@ -189,7 +227,7 @@ def _module_function(name: str) -> Callable[..., Any]:
 
 
 def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any],
-            inputs: Sequence[Value] = ()) -> Value:
+            inputs: Sequence[Value] = (), limits: RunLimits | None = None) -> Value:
     kind, name = op["kind"], op["name"]
     refs = _Refs(resolve, results, inputs)
     dec = Decoder(buffers, on_tag=refs)
@@ -224,11 +262,15 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
         rule.check(label, tuple(args[1:] if kind in ("method", "bound") else args), kwargs)
     if kind == "bound":
         raise OpNotAllowed(f"{label} is a method: call it", op=label)
+    if limits is not None:
+        _check_before(label, refs.seen, limits)
     try:
         if kind == "getattr":
             out = getattr(target, name)
         else:
-            if kind == "method":
+            if kind == "method" and label in REGEX_METHODS:  # RE2, never pandas' backtracking re
+                fn, call_args = functools.partial(REGEX_METHODS[label], target), args[1:]
+            elif kind == "method":
                 fn, call_args = getattr(target, name), args[1:]
             elif kind == "function":
                 fn, call_args = _module_function(name), args
@@ -239,14 +281,37 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
     except SyftError:
         raise
     except MemoryError:
-        raise RemoteError(f"{label} ran out of memory on the node") from None
+        raise QuotaExceeded(f"{label} needs more memory than the node allows; work on a smaller part "
+                            "of the data", limit="memory", op=label) from None
     except Exception as e:  # the library's own error, reported as data
         raise RemoteError(f"{label} failed on the node: {type(e).__name__}: {e}", op=label,
                           exception=type(e).__name__) from None
     check_result(out, label)
+    if limits is not None and isinstance(out, pd.DataFrame) and out.shape[1] > limits.max_columns:
+        raise QuotaExceeded(f"{label} would make a frame of more than {limits.max_columns:,} columns, "
+                            "more than the node allows", limit="columns", op=label)
     out = freeze(out)
     lineage = frozenset().union(*(v.lineage for v in refs.seen)) if refs.seen else frozenset()
     return Value(out, lineage, _public_shape(out, kind, name, rule, args, refs.seen))
+
+
+# ops whose result has as many columns as their input has rows
+_ROWS_BECOME_COLUMNS = frozenset({"DataFrame.T", "DataFrame.transpose", "Series.T", "Series.transpose"})
+
+
+def _check_before(label: str, seen: list[Value], limits: RunLimits) -> None:
+    """Refuse, before it runs, an op whose result would pass the node's limits; decided from
+    public shapes only, so whether it is refused never depends on private values."""
+    if label in _ROWS_BECOME_COLUMNS and seen and isinstance(seen[0].value, pd.DataFrame):
+        target = seen[0]
+        rows = target.public_shape[0] if target.public_shape else None
+        if not target.private:
+            rows = len(target.value)
+        if rows is None or rows > limits.max_columns:
+            raise QuotaExceeded(
+                f"{label} turns rows into columns: the node allows it on frames of at most "
+                f"{limits.max_columns:,} rows whose row count is public (this one's is "
+                f"{'private' if rows is None else f'{rows:,}'}); aggregate first", limit="columns", op=label)
 
 
 DATA_DEPENDENT_SHAPES = frozenset(

@@ -24,6 +24,7 @@ from syft_kernel.errors import (
     NotFound,
     PermissionDenied,
     ProtocolError,
+    QuotaExceeded,
     Unauthorized,
 )
 from syft_kernel.keys import verify_signature
@@ -85,9 +86,21 @@ def _content_hash(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def check_request_quota(node: DataNode, user: User) -> None:
+    """A user may have at most ``limits.max_pending_requests`` undecided requests persisted."""
+    limit = node.limits.max_pending_requests
+    (pending,) = node.db.conn.execute(
+        "SELECT COUNT(*) FROM requests WHERE requester=? AND status='pending'", (user.name,)).fetchone()
+    if pending >= limit:
+        raise QuotaExceeded(f"you have {pending} requests waiting for a decision on {node.name} (at most "
+                            f"{limit}): wait for the owners, or withdraw some, before filing more",
+                            limit="requests")
+
+
 def _file(node: DataNode, user: User, kind: str, target: str, lineage: list[str], reason: str,
           content_hash: str, action: str, detail: dict[str, Any], **columns: Any) -> tuple[Any, list[Any]]:
     """Record a new pending request and its audit entry in one transaction; tell the owners."""
+    check_request_quota(node, user)
     request_id = "r" + secrets.token_hex(8)
     now = time.time()
     cols = {"id": request_id, "requester": user.name, "kind": kind, "target": target,
@@ -118,6 +131,7 @@ def _create(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
     existing = node.db.open_request_for(obj_id, user.name)
     if existing is not None:
         return public_request(node, existing, user), []
+    check_request_quota(node, user)  # before the object is written to disk
     plan = render(obj_id, node.store.provenance)
     size = _persist(node, obj)
     lineage = sorted(obj.value.lineage)

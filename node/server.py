@@ -21,18 +21,34 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from syft_kernel import codec
-from syft_kernel.errors import ProtocolError, SyftError, Unauthorized
+from syft_kernel.errors import ProtocolError, QuotaExceeded, SyftError, Unauthorized
 from syft_kernel.keys import read_keypair, write_connection_file
 from syft_kernel.launcher import pid_alive
 
 from . import dp as _dp  # noqa: F401  (registers the DP handlers)
 from . import requests as _requests  # noqa: F401  (registers the request handlers)
+from .limits import limit_address_space
 from .service import DataNode
+from .workqueue import WorkQueue
 
 log = logging.getLogger("syft_kernel.node")
 
 ZAP_DOMAIN = "syft"
-DEFAULT_MAX_MESSAGE = 16 * 1024**3  # libzmq drops a peer that sends a bigger frame
+DEFAULT_MAX_MESSAGE = 16 * 1024**3  # libzmq drops a peer that sends a bigger frame (see limits.py)
+HANDOFF_S = 0.01  # a leader busy this long hands receiving to another thread
+
+
+def Busy(message: str) -> QuotaExceeded:  # noqa: N802  (reads as the error it makes)
+    return QuotaExceeded(message, limit="messages waiting")
+
+
+def _peek_header(frames: list[zmq.Frame]) -> dict[str, Any]:
+    """The header of a message that is refused before it is read, for its reply's id."""
+    try:
+        header = codec.unpack_header(frames[1])
+        return header if isinstance(header, dict) else {}
+    except Exception:
+        return {}
 
 
 class _KeyCheck:
@@ -60,8 +76,12 @@ class NodeServer:
         self.host = host or config.get("host", "127.0.0.1")
         self.port = config.get("port", 0) if port is None else port
         self.use_ipc = ipc
-        self.max_message_bytes = max_message_bytes
+        self._closing = False
+        self._wake = -1
         self.node = DataNode(self.folder)
+        limits = self.node.limits
+        self.max_message_bytes = min(max_message_bytes, limits.max_message_mb * 2**20)
+        self.workers, self.per_user, self.per_connection = limits.workers, limits.per_user, limits.per_connection
         self.keys = read_keypair(self.folder / "keys" / "node.key")
         self._stop = threading.Event()
         self.addresses: list[str] = []
@@ -79,6 +99,8 @@ class NodeServer:
         return str(path.resolve())
 
     def serve(self) -> None:
+        memory = limit_address_space(self.node.limits)
+        log.info("node memory limit %.1f GiB (node.json limits.memory_mb)", memory / 2**30)
         ctx = zmq.Context()
         auth = ThreadAuthenticator(ctx, log=logging.getLogger("syft_kernel.node.zap"))
         auth.start()
@@ -138,29 +160,162 @@ class NodeServer:
         }
         write_connection_file(self.folder / "connection.json", info)
 
-    def _loop(self, sock: zmq.Socket) -> None:
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        last_check = time.monotonic()
-        while not self._stop.is_set():
-            if self.parent_pid and time.monotonic() - last_check > 1.0:
-                last_check = time.monotonic()
-                if not pid_alive(self.parent_pid):
-                    log.info("the process that started this node (pid %d) has gone; stopping", self.parent_pid)
-                    break
-            if not poller.poll(200):
-                self._push_events(sock)
-                continue
-            while not self._stop.is_set():
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                self._serve_one(sock, frames)
-                self._push_events(sock)
+    # ---- the loop: leader / followers --------------------------------------------------------
+    # A pool of threads shares the ROUTER socket, one at a time, under ``_sock_lock`` (a mutex is
+    # the full memory barrier libzmq asks for when a socket moves between threads). One thread, the
+    # leader, receives; it handles what it receives itself, so a reply costs no thread switch. If
+    # its handler runs longer than ``HANDOFF_S``, the supervisor hands the leading to a follower,
+    # so a slow operation never stops the node from receiving: the other threads go on serving.
 
-    def _push_events(self, sock: zmq.Socket) -> None:
-        """Send queued events to every connection of their user (owners for ``None``)."""
+    def _loop(self, sock: zmq.Socket) -> None:
+        self._sock = sock
+        self._sock_lock = threading.Lock()
+        self._lead = threading.Condition()
+        self._leader: int | None = None  # the thread that receives now
+        self._busy_since: float | None = None  # when the leader started handling a message
+        self._fd = sock.getsockopt(zmq.FD)
+        self._wake_r, self._wake = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake, False)  # a full pipe means the leader is waking anyway
+        self.work = WorkQueue(self.workers, self.per_user, self.per_connection)
+        self.node.on_event = self._wake_leader  # events from job threads go out at once too
+        # one thread more than may run handlers: someone is always free to receive
+        threads = [threading.Thread(target=self._serve_forever, name=f"node-worker-{i}", daemon=True)
+                   for i in range(self.workers + 1)]
+        for t in threads:
+            t.start()
+        last_check = time.monotonic()
+        try:
+            while not self._stop.wait(HANDOFF_S):
+                since = self._busy_since
+                if since is not None and time.monotonic() - since > HANDOFF_S:
+                    with self._lead:  # the leader is busy: let a follower receive meanwhile
+                        if self._busy_since == since:
+                            self._leader, self._busy_since = None, None
+                            self._lead.notify()
+                if self.parent_pid and time.monotonic() - last_check > 1.0:
+                    last_check = time.monotonic()
+                    if not pid_alive(self.parent_pid):
+                        log.info("the process that started this node (pid %d) has gone; stopping", self.parent_pid)
+                        break
+        finally:
+            self._stop.set()
+            with self._lead:
+                self._lead.notify_all()
+            self._wake_leader()
+            deadline = time.monotonic() + 2.0
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            with self._sock_lock:  # a handler still running past the deadline never sends again
+                self._closing = True
+            os.close(self._wake_r)
+            os.close(self._wake)
+
+    def _serve_forever(self) -> None:
+        """One worker: run work that may start, else lead (receive, and handle what comes)."""
+        me = threading.get_ident()
+        while not self._stop.is_set():
+            job = self.work.take()
+            leading = False
+            if job is None:
+                with self._lead:
+                    while self._leader not in (None, me) and not self._stop.is_set():
+                        self._lead.wait()
+                    self._leader = me
+                job = self._wait_for_work()
+                if job is None:
+                    continue
+                leading = True
+                self._busy_since = time.monotonic()
+            self._run(*job)
+            if leading:
+                with self._lead:
+                    if self._leader == me:
+                        self._busy_since = None
+
+    def _wait_for_work(self) -> tuple[bytes, str, Any] | None:
+        """As the leader: receive until some message may run (or the node stops)."""
+        while not self._stop.is_set():
+            job = self.work.take()
+            if job is not None:
+                return job
+            with self._sock_lock:
+                if self._closing:
+                    return None
+                received = self._receive()
+                if not self.node.events.empty():
+                    self._push_events()
+            if received:
+                continue
+            # ZMQ_FD is edge-triggered: sleep on it only right after EVENTS said nothing is waiting
+            readable, _, _ = zmq.select([self._fd, self._wake_r], [], [], 0.2)
+            if self._wake_r in readable:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+        return None
+
+    def _run(self, identity: bytes, user: str, frames: list[zmq.Frame]) -> None:
+        try:
+            out = self._serve_one(frames)
+        except BaseException:  # the connection must be freed whatever happened
+            log.exception("a worker failed to answer a message")
+            out = None
+        self.work.done(identity, user)
+        with self._sock_lock:
+            if self._closing:
+                return
+            if out:
+                self._send(identity, out)
+            if not self.node.events.empty():
+                self._push_events()
+            pending = self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+        if pending:  # our send may have swallowed the edge the leader sleeps on
+            self._wake_leader()
+
+    def _wake_leader(self) -> None:
+        try:
+            os.write(self._wake, b"!")
+        except OSError:  # the pipe is full (the leader wakes anyway) or the loop has stopped
+            pass
+
+    def _receive(self) -> int:
+        """Queue every waiting message on its connection; refuse at once what cannot be queued.
+        Returns how many came. Called under ``_sock_lock``."""
+        n = 0
+        while n < 1000 and self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            n += 1
+            identity = frames[0].bytes
+            user = self.node.user_for_key(frames[1].get("User-Id")) if len(frames) > 1 else None
+            name = user.name if user is not None else ""
+            if user is not None:
+                seen = self.identities.setdefault(name, {})
+                if identity not in seen and len(seen) > 64:
+                    seen.pop(min(seen, key=seen.__getitem__))
+                seen[identity] = time.monotonic()
+            if not self.work.add(identity, name, frames):
+                header = _peek_header(frames)
+                body = Busy(f"you have {self.per_connection} messages waiting on this connection: wait for "
+                            "their replies before sending more").to_wire()
+                self._send(identity, codec.pack_message(
+                    {"id": header.get("id"), "type": "reply", "status": "error", "ms": 0.0}, body))
+        return n
+
+    def _send(self, identity: bytes, out: list[Any]) -> None:
+        try:
+            self._sock.send_multipart([identity, *out], copy=codec.copy_cheaper(out))
+        except zmq.ZMQError as e:  # the client went away; nothing to do
+            log.info("could not reply (%s); the client has gone", e.strerror)
+
+    def _push_events(self) -> None:
+        """Send queued events to every connection of their user (owners for ``None``).
+        Called under ``_sock_lock``."""
         while True:
             try:
                 user, event = self.node.events.get_nowait()
@@ -174,13 +329,14 @@ class NodeServer:
             for name in names:
                 for identity in list(self.identities.get(name, {})):
                     try:
-                        sock.send_multipart([identity, *frames], zmq.NOBLOCK)
+                        self._sock.send_multipart([identity, *frames], zmq.NOBLOCK)
                     except zmq.ZMQError:  # that connection has gone
                         self.identities[name].pop(identity, None)
 
-    def _serve_one(self, sock: zmq.Socket, frames: list[zmq.Frame]) -> None:
+    def _serve_one(self, frames: list[zmq.Frame]) -> list[Any] | None:
+        """Handle one message (on a worker thread); return the reply's frames, or None when the
+        message asked for no reply."""
         started = time.perf_counter()
-        identity = frames[0]
         header: dict[str, Any] = {}
         try:
             if len(frames) < 3:
@@ -193,22 +349,24 @@ class NodeServer:
             user = self.node.user_for_key(frames[1].get("User-Id"))
             if user is None:
                 raise Unauthorized("your key is no longer registered on this node")
-            seen = self.identities.setdefault(user.name, {})
-            if identity.bytes not in seen and len(seen) > 64:
-                seen.pop(min(seen, key=seen.__getitem__))
-            seen[identity.bytes] = time.monotonic()
             body = codec.unpack_body(frames[2])
             reply_body, reply_bufs = self.node.handle(user, header["type"], body, frames[3:])
             status = "ok"
         except SyftError as e:
             reply_body, reply_bufs, status = e.to_wire(), [], "error"
             log.info("%.100s refused: %s: %.500s", header.get("type", "message"), type(e).__name__, e.message)
+        except MemoryError:  # the address-space limit refused an allocation: the node lives on
+            reply_body = QuotaExceeded(f"{str(header.get('type', 'this message'))[:100]} needed more memory "
+                                       "than the node allows; work on a smaller part of the data",
+                                       limit="memory").to_wire()
+            reply_bufs, status = [], "error"
+            log.warning("%.100s refused: out of the node's memory limit", header.get("type", "message"))
         except Exception as e:  # a bug must not take the node down: report it, keep serving
             log.exception("internal error while handling %s", header.get("type", "a message"))
             reply_body = SyftError(f"internal error on the node ({type(e).__name__}); the node keeps serving").to_wire()
             reply_bufs, status = [], "error"
         if header.get("noreply") and status == "ok":
-            return
+            return None
         reply_header = {"id": header.get("id", None), "type": "reply", "status": status,
                         "ms": round((time.perf_counter() - started) * 1000, 3)}
         try:
@@ -217,10 +375,7 @@ class NodeServer:
             log.exception("could not encode the reply")
             out = codec.pack_message({**reply_header, "status": "error"},
                                      SyftError(f"the result could not be sent: {e}").to_wire())
-        try:
-            sock.send_multipart([identity, *out], copy=codec.copy_cheaper(out))
-        except zmq.ZMQError as e:  # the client went away; nothing to do
-            log.info("could not reply (%s); the client has gone", e.strerror)
+        return out
 
 
 def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool = True,

@@ -35,7 +35,8 @@ from syft_kernel.mock import make_mock
 
 from . import storage
 from .db import Database
-from .executor import Value, describe, freeze, run_plan, type_key
+from .executor import RunLimits, Value, describe, freeze, run_plan, type_key
+from .limits import Limits
 from .store import ObjectStore, StoredObject
 
 log = logging.getLogger("syft_kernel.node")
@@ -151,8 +152,14 @@ class DataNode:
         from .nodedir import make_private
 
         make_private(self.folder)
+        config_file = self.folder / "node.json"
+        self.limits = Limits.from_config(json.loads(config_file.read_text()) if config_file.exists() else {})
         self.store = ObjectStore(self._load_asset, self._load_persisted)
+        self.store.max_bytes = self.limits.quota_mb * 2**20
+        self.store.max_objects = self.limits.max_objects
+        self.run_limits = RunLimits(self.limits.plan_timeout_s, self.limits.max_columns)
         self.events: queue.SimpleQueue[tuple[str | None, dict[str, Any]]] = queue.SimpleQueue()
+        self.on_event: Callable[[], None] = lambda: None  # the server wakes its loop to send events
         self._jobs: Any = None
         if self.db.requests(kind="code", limit=1):  # code requests exist: keep a sandbox ready for their runs
             self.job_runner().prestart()
@@ -227,9 +234,11 @@ class DataNode:
     # ---- events pushed to connected clients (the server loop sends them)
     def notify(self, user: str, event: dict[str, Any]) -> None:
         self.events.put((user, event))
+        self.on_event()
 
     def notify_owners(self, event: dict[str, Any]) -> None:
         self.events.put((None, event))
+        self.on_event()
 
     # ---- code runs
     def job_runner(self) -> Any:
@@ -482,11 +491,13 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     b = _body_dict(body, "ops")
     keep = b.get("keep")
     ops = b["ops"]
+    if not isinstance(ops, list) or not ops:
+        raise ProtocolError("a plan is a non-empty list of ops")
     if keep is None:
         keep = [len(ops) - 1] if isinstance(ops, list) else []
     if not isinstance(keep, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in keep):
         raise ProtocolError("keep is a list of op indices")
-    if not isinstance(ops, list) or len(keep) > len(ops) or len(set(keep)) != len(keep):
+    if len(keep) > len(ops) or len(set(keep)) != len(keep):
         raise ProtocolError("keep lists distinct op indices, at most one per op")
     if not all(0 <= i < len(ops) for i in keep):
         raise ProtocolError(f"keep refers to ops outside the plan's {len(ops)}")
@@ -496,7 +507,7 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     resolve = node.resolver(user)
     inputs = [resolve(i) for i in input_ids]
     granted = plan_grant(node, user, b.get("plan"), ops, keep, input_ids, buffers)
-    results = run_plan(ops, resolve, buffers, inputs)
+    results = run_plan(ops, resolve, buffers, inputs, node.run_limits)
     provenance_ops = _bind_inputs(ops, input_ids)  # one copy, shared by every kept result
     out = []
     for i in keep:

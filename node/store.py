@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from syft_kernel.errors import NotFound, SyftError
+from syft_kernel.errors import NotFound, QuotaExceeded
 
-from .executor import Value
+from .executor import Value, nbytes
 
 MAX_OBJECTS_PER_USER = 100_000
+MAX_BYTES_PER_USER = 4 * 1024**3  # node.json: quota_mb
 MAX_PROVENANCE = 500_000
 
 
@@ -29,6 +30,7 @@ class StoredObject:
     owner: str
     created_at: float = field(default_factory=time.time)
     provenance: dict[str, Any] | None = None  # {"ops": plan, "index": i}: how it was made
+    size: int = 0  # bytes counted against its owner's quota
 
 
 class ObjectStore:
@@ -42,23 +44,35 @@ class ObjectStore:
         self._load_persisted = load_persisted
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
+        self.max_objects = MAX_OBJECTS_PER_USER
+        self.max_bytes = MAX_BYTES_PER_USER
         # how each object was made, kept after the object is freed so a request can show its plan
         self._provenance: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def put(self, value: Value, owner: str, provenance: dict[str, Any] | None = None) -> StoredObject:
+        """Store a result for ``owner``, within their quota of objects and bytes."""
+        size = nbytes(value.value)
         with self._lock:
-            if self._counts.get(owner, 0) >= MAX_OBJECTS_PER_USER:
-                raise SyftError(
-                    f"you hold {MAX_OBJECTS_PER_USER} objects on this node: delete pointers you no "
-                    "longer need (del ptr) before making more"
-                )
+            if self._counts.get(owner, 0) >= self.max_objects:
+                raise QuotaExceeded(
+                    f"you hold {self.max_objects} objects on this node: delete pointers you no "
+                    "longer need (del ptr) before making more", limit="objects")
+            held = self._bytes.get(owner, 0)
+            if held + size > self.max_bytes:
+                raise QuotaExceeded(
+                    f"this result would take your objects on this node past {self.max_bytes / 2**20:,.0f} MiB "
+                    f"(you hold {held / 2**20:,.1f} MiB): delete pointers you no longer need (del ptr), or "
+                    "ask the owner for a larger quota", limit="bytes")
             obj = StoredObject("o" + secrets.token_hex(12), value, owner, provenance=provenance)
+            obj.size = size
             self._objects[obj.id] = obj
             if provenance is not None:
                 self._provenance[obj.id] = provenance
                 if len(self._provenance) > MAX_PROVENANCE:
                     self._provenance.popitem(last=False)
             self._counts[owner] = self._counts.get(owner, 0) + 1
+            self._bytes[owner] = held + size
         return obj
 
     def get(self, obj_id: str, user: str, is_owner: bool) -> Value:
@@ -93,9 +107,11 @@ class ObjectStore:
 
     def adopt(self, obj: StoredObject) -> None:
         """Add an object made elsewhere (a code run's output) under its own id."""
+        obj.size = nbytes(obj.value.value)
         with self._lock:
             self._objects[obj.id] = obj
             self._counts[obj.owner] = self._counts.get(obj.owner, 0) + 1
+            self._bytes[obj.owner] = self._bytes.get(obj.owner, 0) + obj.size
 
     def delete(self, obj_ids: list[str], user: str, is_owner: bool) -> int:
         removed = 0
@@ -105,6 +121,7 @@ class ObjectStore:
                 if obj is not None and (obj.owner == user or is_owner):
                     del self._objects[i]
                     self._counts[obj.owner] = self._counts.get(obj.owner, 1) - 1
+                    self._bytes[obj.owner] = max(0, self._bytes.get(obj.owner, 0) - obj.size)
                     removed += 1
         return removed
 

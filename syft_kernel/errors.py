@@ -91,6 +91,15 @@ class NodeUnavailable(SyftError):
     """The node did not answer in time."""
 
 
+class QuotaExceeded(SyftError):
+    """A per-user limit of the node was reached (messages waiting, objects, bytes, requests, time,
+    memory, result size). ``limit`` names it; the node keeps serving."""
+
+    @property
+    def limit(self) -> str:
+        return str(self.data.get("limit", ""))
+
+
 _ALL = {
     cls.__name__: cls
     for cls in (
@@ -105,6 +114,7 @@ _ALL = {
         InvalidArgument,
         RemoteError,
         NodeUnavailable,
+        QuotaExceeded,
     )
 }
 

@@ -36,6 +36,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
                               "matrix": np.arange(12, dtype=np.float64).reshape(3, 4),
                               "tensor": torch.arange(6, dtype=torch.float32).reshape(2, 3)},
             description="Monthly birth records", subject_column="mother_id")
+        owner.datasets.upload(
+            "large", assets={"big": np.random.default_rng(0).random(1_000_000),
+                             "tall": pd.DataFrame({"x": np.arange(600_000, dtype=np.float64)})},
+            description="large enough for slow operations")
         for name in ("alice", "bob"):
             _, pub = write_keypair(generate_keypair(name), users)
             owner.users.add(name, role="data_scientist", public_key=pub)
@@ -281,3 +285,172 @@ def test_an_approval_does_not_cover_a_dataset_uploaded_again_under_its_name(
     assert a2.id == a.id  # the same name, other content
     with pytest.raises(sk.PermissionDenied):
         total(a2).get()
+
+
+# ---- 4. no user can stall or exhaust the node ---------------------------------------------
+
+
+class _Raw:
+    """A DEALER with a user's keys, to send a message without waiting for its reply."""
+
+    def __init__(self, node: NodeProcess, key: Path) -> None:
+        import zmq
+
+        from syft_kernel.keys import read_keypair
+
+        pair = read_keypair(key)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.curve_serverkey = node.connection["node_public_key"].encode()
+        self.sock.curve_publickey, self.sock.curve_secretkey = pair.public.encode(), pair.secret.encode()
+        self.sock.linger = 0
+        self.sock.connect(next(a for a in node.connection["addresses"] if a.startswith("tcp://")))
+        self.next_id = 1
+
+    def send(self, msg_type: str, body: dict) -> int:  # type: ignore[type-arg]
+        msg_id, self.next_id = self.next_id, self.next_id + 1
+        self.sock.send_multipart(codec.pack_message({"id": msg_id, "type": msg_type}, body))
+        return msg_id
+
+    def replies(self, n: int, timeout: float = 120.0) -> list[tuple[dict, dict]]:  # type: ignore[type-arg]
+        import msgpack
+
+        out = []
+        while len(out) < n:
+            assert self.sock.poll(timeout * 1000), f"{len(out)} of {n} replies came"
+            frames = self.sock.recv_multipart()
+            header = msgpack.unpackb(frames[0])
+            if header.get("type") == "reply":
+                out.append((header, msgpack.unpackb(frames[1])))
+        return out
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def _slow_plan(big_id: str, sorts: int = 40) -> dict:  # type: ignore[type-arg]
+    """A plan that takes seconds: many sorts of a million floats."""
+    ops = [{"kind": "function", "name": "numpy.sort", "args": [_ref(big_id)], "kwargs": []} for _ in range(sorts)]
+    return {"ops": ops, "keep": [sorts - 1]}
+
+
+def _users(node: NodeProcess) -> Path:
+    return node.folder.parent / "users"
+
+
+def test_a_slow_plan_does_not_stall_other_users(node: NodeProcess, alice: sk.Client) -> None:
+    big = alice.datasets["large"]["big"]
+    slow = _Raw(node, _users(node) / "alice.key")
+    try:
+        slow.send("run", _slow_plan(big.id))
+        with login(node.connection_file, key=_users(node) / "bob.key") as bob:
+            m = bob.datasets["births"]["matrix"]
+            assert (m * 2).shape == (3, 4)  # bob is served while alice's plan runs
+            assert bob.call("hello")[0]["user"] == "bob"
+        assert not slow.sock.poll(0), "the slow plan should still be running"
+        [(header, body)] = slow.replies(1)
+        assert header["status"] == "ok", body
+    finally:
+        slow.close()
+
+
+def test_a_flood_on_one_connection_is_refused_not_queued_without_end(node: NodeProcess, alice: sk.Client) -> None:
+    flood = _Raw(node, _users(node) / "alice.key")
+    try:
+        flood.send("run", _slow_plan(alice.datasets["large"]["big"].id, sorts=15))
+        for _ in range(600):
+            flood.send("hello", {})
+        replies = flood.replies(601)
+        busy = [b for h, b in replies if h["status"] == "error"]
+        assert busy and all(b["error"] == "QuotaExceeded" and b["data"]["limit"] == "messages waiting"
+                            for b in busy)
+        assert sum(h["status"] == "ok" for h, _ in replies) >= 129  # the plan and the queued hellos
+    finally:
+        flood.close()
+    _serving(alice)
+
+
+def test_catastrophic_regexes_run_in_linear_time(alice: sk.Client, owner: sk.Client) -> None:
+    """``(a+)+$`` backtracks for hours in Python's re on a long run of a's; the node uses RE2."""
+    text = ["a" * 50_000 + "!", "b" * 10, "aaa"]
+    frame = pd.DataFrame({"s": text})
+    owner.datasets.upload("texts", assets={"t": frame}, description="long strings")
+    s = alice.datasets["texts"]["t"]["s"]
+    hit = s.str.contains(r"(a+)+$")
+    assert hit.dtype == "bool"
+    assert owner.datasets["texts"]["t"]["s"].str.contains(r"(a+)+$").get().tolist() == [False, False, True]
+    assert owner.datasets["texts"]["t"]["s"].str.count("a+").get().tolist() == [1.0, 0.0, 1.0]
+    with pytest.raises(sk.OpNotAllowed, match="RE2"):
+        s.str.contains(r"(a)\1")
+    with pytest.raises(sk.OpNotAllowed, match="regex"):
+        alice.datasets["texts"]["t"].replace("a+", "b", regex=True)
+    _serving(alice)
+
+
+def test_a_huge_transpose_is_refused_before_it_runs(alice: sk.Client, owner: sk.Client) -> None:
+    tall = alice.datasets["large"]["tall"]
+    with pytest.raises(sk.QuotaExceeded, match="at most 10,000 rows") as err:
+        tall.T
+    assert err.value.limit == "columns"
+    births = alice.datasets["births"]["births"]
+    with pytest.raises(sk.QuotaExceeded, match="private"):  # its row count is not public
+        births[births["weight"] > 3].T
+    assert births.T.type == "DataFrame"  # 300 public rows: allowed
+    _serving(alice)
+
+
+def test_allocations_past_the_machine_are_refused_and_the_node_lives(alice: sk.Client) -> None:
+    big = alice.datasets["large"]["big"]
+    with pytest.raises(sk.QuotaExceeded, match="memory") as err:
+        big.repeat(10**7)  # 80 TB
+    assert err.value.limit == "memory"
+    with pytest.raises(sk.QuotaExceeded, match="memory"):
+        _run(alice, [{"kind": "function", "name": "numpy.linspace", "args": [0, 1, 10**13], "kwargs": []}])
+    _serving(alice)
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A node whose owner set small limits in node.json."""
+    import json
+
+    from syft_kernel.node.nodedir import init_node
+
+    folder = tmp_path_factory.mktemp("tight") / "clinic"
+    init_node(folder, "clinic")
+    config = json.loads((folder / "node.json").read_text())
+    config["limits"] = {"quota_mb": 4, "max_pending_requests": 2, "plan_timeout_s": 0.05}
+    (folder / "node.json").write_text(json.dumps(config))
+    proc = start_node(folder, name="clinic")
+    with proc.login() as owner:
+        owner.datasets.upload("d", assets={"big": np.arange(1_000_000, dtype=np.float64)}, description="d")
+        _, pub = write_keypair(generate_keypair("carol"), folder.parent / "users")
+        owner.users.add("carol", role="data_scientist", public_key=pub)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_per_user_quotas_bytes_requests_and_time(tight: NodeProcess) -> None:
+    with login(tight.connection_file, key=tight.folder.parent / "users" / "carol.key") as carol:
+        big = carol.datasets["d"]["big"]
+        with pytest.raises(sk.QuotaExceeded, match="MiB") as err:
+            big * 2  # 8 MB of results against a 4 MiB quota
+        assert err.value.limit == "bytes"
+        half = big[:250_000] * 2  # 2 MB: fits
+        with pytest.raises(sk.QuotaExceeded):
+            big[:250_000] + 1  # 2 more MB: the quota is full
+        del half
+        assert (big[:250_000] + 1).shape == (250_000,)  # freed, so it fits again
+        sums = [big[:10].sum(), big[10:20].sum(), big[20:30].sum()]
+        sums[0].request(reason="one")
+        sums[1].request(reason="two")
+        with pytest.raises(sk.QuotaExceeded, match="waiting for a decision") as err:
+            sums[2].request(reason="three")
+        assert err.value.limit == "requests"
+        with pytest.raises(sk.QuotaExceeded, match="longer than") as err:
+            carol.call("run", _slow_plan(big.id, sorts=200))
+        assert err.value.limit == "time"
+        assert carol.call("hello")[0]["user"] == "carol"
