@@ -52,7 +52,7 @@ def init_node(folder: str | Path, name: str, host: str = "127.0.0.1", port: int 
 
 # What only the node's own user may read: the database, data, objects, keys, logs, config.
 # ``connection.json`` stays readable: it holds only the addresses and the node's public key.
-PRIVATE_DIRS = ("assets", "objects", "keys", "jobs")
+PRIVATE_DIRS = ("assets", "objects", "keys", "jobs")  # jobs/: left by versions before the sandbox
 PRIVATE_FILES = ("node.db", "node.db-wal", "node.db-shm", "node.log", "node.json")
 
 

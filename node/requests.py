@@ -250,7 +250,15 @@ def _decide(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
     log.info("%s %s request %s (now %s)", user.name, "approved" if decision == "approve" else "denied",
              request_id, status)
     if status == "approved" and row["kind"] == "code":
-        node.start_job(request_id)
+        inputs = row["inputs"]
+        now_hash = _content_hash("code", row["source"], row["fn_name"], inputs,
+                                 content_versions(node, inputs.values()))
+        if now_hash != row["content_hash"]:  # an input dataset was uploaded again since it was filed
+            job_finished(node, request_id, JobOutcome(False, error=(
+                "the data this code was submitted for has changed since (a dataset was uploaded again): "
+                "the approval covers the old data only; submit the code again")))
+        else:
+            node.start_job(request_id)
     fresh = node.db.request(request_id)
     assert fresh is not None
     info = public_request(node, fresh, user)

@@ -81,10 +81,12 @@ class Request:
         self.info = self._client.call("requests.decide", body, timeout=self.call_timeout)[0]
         return self
 
-    def approve(self, comment: str = "", *, timeout: float | None = None, memory_mb: float | None = None) -> Request:
-        """Approve (signed with your key). For code requests, ``timeout`` (s) and ``memory_mb``
-        bound the run."""
-        limits = {k: v for k, v in {"timeout": timeout, "memory_mb": memory_mb}.items() if v is not None}
+    def approve(self, comment: str = "", *, timeout: float | None = None, memory_mb: float | None = None,
+                output_mb: float | None = None) -> Request:
+        """Approve (signed with your key). For code requests, ``timeout`` (s), ``memory_mb`` and
+        ``output_mb`` (the result and any file the code writes in its sandbox) bound the run."""
+        given = {"timeout": timeout, "memory_mb": memory_mb, "output_mb": output_mb}
+        limits = {k: v for k, v in given.items() if v is not None}
         return self._decide("approve", comment, **({"limits": limits} if limits else {}))
 
     def deny(self, reason: str = "") -> Request:

@@ -82,7 +82,7 @@ def run(owner: sk.Client, alice: sk.Client, source: str, inputs: dict[str, str] 
         **limits: float) -> Any:
     """Approve the code with ``limits`` and return its result, or the RemoteError it failed with."""
     job = submit(alice, source, inputs)
-    owner.requests[job.id]._decide("approve", "ok", **({"limits": limits} if limits else {}))
+    owner.requests[job.id].approve("ok", **limits)
     try:
         return job.result(timeout=RUN_TIMEOUT).get()
     except sk.RemoteError as e:

@@ -391,11 +391,11 @@ def test_catastrophic_regexes_run_in_linear_time(alice: sk.Client, owner: sk.Cli
 def test_a_huge_transpose_is_refused_before_it_runs(alice: sk.Client, owner: sk.Client) -> None:
     tall = alice.datasets["large"]["tall"]
     with pytest.raises(sk.QuotaExceeded, match="at most 10,000 rows") as err:
-        tall.T
+        _ = tall.T
     assert err.value.limit == "columns"
     births = alice.datasets["births"]["births"]
     with pytest.raises(sk.QuotaExceeded, match="private"):  # its row count is not public
-        births[births["weight"] > 3].T
+        _ = births[births["weight"] > 3].T
     assert births.T.type == "DataFrame"  # 300 public rows: allowed
     _serving(alice)
 
