@@ -454,3 +454,18 @@ def test_per_user_quotas_bytes_requests_and_time(tight: NodeProcess) -> None:
             carol.call("run", _slow_plan(big.id, sorts=200))
         assert err.value.limit == "time"
         assert carol.call("hello")[0]["user"] == "carol"
+
+
+def test_a_code_approval_does_not_cover_a_dataset_uploaded_again(node: NodeProcess, alice: sk.Client) -> None:
+    users = _users(node)
+    with login(node.connection_file, key=users / "clinic.key") as clinic:
+        clinic.datasets.upload("clinic-w", assets={"a": np.array([1.0, 2.0])}, description="v1")
+        source = "def total(a):\n    return float(a.sum())\n"
+        info = alice.call("code.submit", {"source": source, "fn_name": "total", "reason": "total",
+                                          "inputs": {"a": alice.datasets["clinic-w"]["a"].id}})[0]
+        job = sk.Job(alice, info)
+        clinic.datasets.delete("clinic-w")
+        clinic.datasets.upload("clinic-w", assets={"a": np.array([1000.0, 2.0])}, description="v2")
+        clinic.requests[job.id].approve("ok")
+    with pytest.raises(sk.RemoteError, match="has changed since"):
+        job.result(timeout=30)
