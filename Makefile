@@ -29,3 +29,5 @@ bench: install
 	$(PYTHON) bench/bench_kernel.py
 	$(PYTHON) bench/bench_dp.py
 	$(PYTHON) bench/bench_ui.py
+	$(PYTHON) bench/bench_sandbox.py
+	$(PYTHON) bench/bench_server.py
