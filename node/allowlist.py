@@ -226,8 +226,11 @@ INDEXABLE = frozenset("DataFrame Series ndarray Tensor Index _iLocIndexer _LocIn
 
 # keyword arguments that would write into existing objects: refused everywhere
 FORBIDDEN_KWARGS = frozenset({"inplace", "out"})
-# parameters that name where to write, however they are passed (by keyword or by position)
-OUTPUT_PARAMS = frozenset({"out", "inplace"})
+# parameters that name where to write, or say "work in the input's memory", however they are
+# passed (by keyword or by position): numpy.median(x, overwrite_input=True) reorders x
+OUTPUT_PARAMS = frozenset({"out", "inplace", "overwrite_input", "overwrite_a", "overwrite_b", "overwrite_x"})
+# functions that write into their input when a parameter is False
+IN_PLACE_WHEN_FALSE = {"numpy.nan_to_num": "copy"}
 
 
 def _kinds_by_name() -> dict[str, str]:
@@ -318,9 +321,13 @@ def check_writes(op_name: str, fn: Callable[..., Any], args: tuple[Any, ...] | l
         bound = sig.bind(*args, **kwargs)
     except TypeError:
         return  # the call itself will fail with the library's own error
+    in_place = IN_PLACE_WHEN_FALSE.get(op_name)
+    if in_place is not None and bound.arguments.get(in_place, True) is False:
+        raise OpNotAllowed(f"{op_name}({in_place}=False) writes into its input: operations on a node never "
+                           "modify a value; leave it out", op=f"{op_name}({in_place}=False)")
     for pname, value in bound.arguments.items():
         param = sig.parameters[pname]
-        if pname in OUTPUT_PARAMS and value is not None and value is not False:
+        if (pname in OUTPUT_PARAMS or pname.startswith("overwrite")) and value is not None and value is not False:
             raise OpNotAllowed(
                 f"{op_name}({pname}=…) is not allowed (passed by position or keyword): operations on "
                 "a node never modify a value; use the returned result instead", op=f"{op_name}({pname}=…)")
@@ -333,3 +340,47 @@ def _is_torch_builtin(fn: Callable[..., Any]) -> bool:
     if module is None and getattr(fn, "__self__", None) is not None:
         module = type(fn.__self__).__module__
     return isinstance(module, str) and module.split(".")[0] == "torch"
+
+
+# what numpy may still do with an array of Python objects: its loops over them call back into
+# Python while holding the GIL (an einsum over 700 objects stalls every thread for seconds), so
+# only structural, linear-time operations are allowed on them
+OBJECT_ARRAY_OPS = frozenset(
+    "ndarray.astype ndarray.tolist ndarray.item ndarray.copy ndarray.flatten ndarray.ravel "
+    "ndarray.reshape ndarray.squeeze ndarray.swapaxes ndarray.transpose ndarray.take "
+    "numpy.transpose numpy.reshape numpy.ravel numpy.squeeze numpy.expand_dims getitem".split()
+)
+
+
+def _is_object_dtype(x: Any) -> bool:
+    import numpy as np
+
+    if x is object:
+        return True
+    if isinstance(x, (str, np.dtype)):
+        try:
+            return np.dtype(x).kind == "O"
+        except (TypeError, ValueError):  # not a dtype: the library will say so
+            return False
+    return False
+
+
+def check_object_arrays(op_name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse making arrays of Python objects, and numpy work on them beyond the structural."""
+    import numpy as np
+
+    requested = kwargs.get("dtype")
+    if op_name.endswith(".astype") and args:
+        requested = args[0] if len(args) == 1 else args[1]
+    if requested is not None and _is_object_dtype(requested):
+        raise OpNotAllowed(f"{op_name}(dtype=object) is not allowed: arrays of Python objects are not "
+                           "computed on a node; keep numeric dtypes, or pandas' own string dtype",
+                           op=f"{op_name}(object)")
+    # Python's operators on object arrays are elementwise (linear), except @
+    if op_name in OBJECT_ARRAY_OPS or not (op_name.startswith(("numpy.", "ndarray.")) or op_name == "matmul"):
+        return
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, np.ndarray) and a.dtype.kind == "O":
+            raise OpNotAllowed(f"{op_name} on an array of Python objects is not allowed (numpy's object "
+                               "loops hold the interpreter and stall the node); use pandas on the column, "
+                               "or convert to a numeric dtype first", op=op_name)

@@ -93,13 +93,54 @@ def check_result(value: Any, what: str, depth: int = 0) -> None:
     raise OpNotAllowed(f"{what} returned a {type(value).__name__}, which is not data and stays out", op=what)
 
 
+_SLACK = 1 << 20  # a view may keep up to this much more than itself alive
+
+
+def _keeps_more_alive(arr: np.ndarray) -> bool:
+    base = arr.base
+    return isinstance(base, np.ndarray) and base.nbytes > 2 * arr.nbytes + _SLACK
+
+
+def compact(value: Any) -> Any:
+    """A small view of a large array keeps all of it alive, while a quota counts only the view:
+    store a copy instead (read-only like every stored value)."""
+    if isinstance(value, np.ndarray):
+        return freeze(value.copy()) if _keeps_more_alive(value) else value
+    torch = loaded_torch()
+    if torch is not None and isinstance(value, torch.Tensor):
+        own = value.numel() * value.element_size()
+        return value.clone() if value.untyped_storage().nbytes() > 2 * own + _SLACK else value
+    if isinstance(value, (pd.Series, pd.DataFrame)):
+        columns = [value] if isinstance(value, pd.Series) else [value.iloc[:, i] for i in range(min(value.shape[1], 1000))]
+        for col in columns:
+            arr = col.to_numpy(copy=False) if col.dtype.kind in "biufcmM" else None
+            if arr is not None and _keeps_more_alive(arr):
+                return value.copy(deep=True)
+    return value
+
+
+def _readonly_array(x: Any) -> Any:
+    """A tensor as a read-only numpy view of its memory (anything else as it is)."""
+    torch = loaded_torch()
+    if torch is not None and isinstance(x, torch.Tensor):
+        arr = x.detach().numpy()
+        arr.flags.writeable = False
+        return arr
+    return x
+
+
 def nbytes(value: Any, depth: int = 0) -> int:
     """The memory a value holds (shallow for object columns), for quotas and caps."""
     if isinstance(value, np.ndarray):
         return int(value.nbytes)
-    if isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
+    if isinstance(value, pd.Index):
+        return int(value.memory_usage(deep=False))
+    if isinstance(value, (pd.DataFrame, pd.Series)):
         usage = value.memory_usage(index=True, deep=False)
         return int(usage.sum() if hasattr(usage, "sum") else usage)
+    held = getattr(value, "obj", None)  # a GroupBy or a window holds its whole frame
+    if isinstance(held, (pd.DataFrame, pd.Series)) and depth < 4:
+        return nbytes(held, depth + 1)
     torch = loaded_torch()
     if torch is not None and isinstance(value, torch.Tensor):
         return int(value.numel() * value.element_size())
@@ -177,6 +218,8 @@ def _validate(ops: Any) -> list[dict[str, Any]]:
         elif kind in ("getattr", "method"):
             if name.startswith("_"):
                 al.lookup("", name)  # raises, naming it
+            if kind == "getattr" and (len(op.get("args", [])) != 1 or op.get("kwargs")):
+                raise ProtocolError(f"op {i}: an attribute ({name}) takes its target and nothing else")
         else:
             raise ProtocolError(f"op {i} has unknown kind {kind!r}")
     return ops
@@ -184,19 +227,51 @@ def _validate(ops: Any) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class RunLimits:
-    """What one plan may use on the node (from the node's ``Limits``)."""
+    """What one plan may use on the node (from the node's ``Limits``): its time, the columns of
+    a frame, and the bytes its live intermediate results may hold at once."""
 
     timeout_s: float = 300.0
     max_columns: int = 10_000
+    max_bytes: int = 1 << 62
+
+
+def _last_uses(ops: list[dict[str, Any]]) -> dict[int, int]:
+    """For each result an op refers to, the index of the last op that refers to it."""
+    last: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        stack: list[Any] = [op.get("args", []), op.get("kwargs", [])]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, dict):
+                if x.get("~") == "res" and isinstance(x.get("i"), int):
+                    last[x["i"]] = i
+                else:
+                    stack.extend(x.values())
+            elif isinstance(x, list):
+                stack.extend(x)
+    return last
+
+
+_DROPPED = Value(None)
 
 
 def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] = (),
-             inputs: Sequence[Value] = (), limits: RunLimits | None = None) -> list[Value]:
+             inputs: Sequence[Value] = (), limits: RunLimits | None = None,
+             keep: Sequence[int] | None = None) -> list[Value]:
     """Validate then run a plan; return every op's result as a ``Value``. With ``limits``
-    (on the node), the plan stops between ops once past its time, and no result may exceed them."""
+    (on the node), the plan stops between ops once past its time, and no result may exceed them;
+    with ``keep``, a result no later op uses and the caller does not keep is dropped as soon as
+    it is done with (its place holds ``None``), and the live ones count against ``max_bytes``."""
     _validate(ops)
     results: list[Value] = []
     deadline = time.monotonic() + limits.timeout_s if limits is not None else None
+    drop_after: dict[int, list[int]] = {}
+    if keep is not None:
+        kept, last_uses = set(keep), _last_uses(ops)
+        for j in range(len(ops)):
+            if j not in kept:  # dropped after its last use (or at once, if nothing uses it)
+                drop_after.setdefault(max(j, last_uses.get(j, j)), []).append(j)
+    live, sizes = 0, [0] * len(ops)
     for i, op in enumerate(ops):
         if deadline is not None and i and time.monotonic() > deadline:
             assert limits is not None
@@ -207,6 +282,17 @@ def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] =
         except SyftError as e:
             e.data.setdefault("op_index", i)
             raise
+        if limits is not None and keep is not None:
+            sizes[i] = nbytes(results[i].value)
+            live += sizes[i]
+            if live > limits.max_bytes:
+                raise QuotaExceeded(
+                    f"the plan's results alive at op {i} take more than your {limits.max_bytes / 2**20:,.0f} MiB "
+                    "quota on this node: keep fewer results, or work on a smaller part of the data",
+                    limit="bytes", op_index=i)
+            for j in drop_after.get(i, ()):
+                live -= sizes[j]
+                results[j] = _DROPPED
     return results
 
 
@@ -276,7 +362,12 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
                 fn, call_args = _module_function(name), args
             else:
                 fn, call_args = al.OPERATORS[name], args
+            if kind == "function" and name.startswith("numpy.") and not isinstance(fn, np.ufunc):
+                # numpy would work on a stored tensor's own memory (torch cannot make it read-only)
+                call_args = [_readonly_array(a) for a in call_args]
+                kwargs = {k: _readonly_array(v) for k, v in kwargs.items()}
             al.check_writes(label, fn, call_args, kwargs)
+            al.check_object_arrays(label, [target, *call_args] if kind == "method" else call_args, kwargs)
             out = fn(*call_args, **kwargs)
     except SyftError:
         raise

@@ -25,6 +25,7 @@ class Limits:
     workers: int = 8  # handlers that may run at once
     per_user: int = 2  # of them, how many one user may hold
     per_connection: int = 128  # messages one connection may have waiting
+    max_queued_mb: int = 512  # bytes of messages one user may have waiting, on all connections
     max_message_mb: int = 4096  # a bigger message is dropped by libzmq before it is read
     memory_mb: int = 0  # the node process's address space; 0: three quarters of the RAM
     quota_mb: int = 4096  # bytes of results one user may hold

@@ -42,6 +42,17 @@ def Busy(message: str) -> QuotaExceeded:  # noqa: N802  (reads as the error it m
     return QuotaExceeded(message, limit="messages waiting")
 
 
+# what a node close to its memory limit still answers: nothing that makes new values
+LOW_MEMORY_ALLOWED = frozenset({"hello", "del", "node.stats", "objects.describe", "requests.list", "datasets.list", "datasets.get",
+                                "requests.get", "budgets.get", "audit.list", "users.list"})
+
+
+def _address_space(page: int) -> int:
+    """This process's virtual size in bytes (what RLIMIT_AS counts)."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[0]) * page
+
+
 def _peek_header(frames: list[zmq.Frame]) -> dict[str, Any]:
     """The header of a message that is refused before it is read, for its reply's id."""
     try:
@@ -77,6 +88,7 @@ class NodeServer:
         self.port = config.get("port", 0) if port is None else port
         self.use_ipc = ipc
         self._closing = False
+        self.memory_limit = 1 << 62
         self._wake = -1
         self.node = DataNode(self.folder)
         limits = self.node.limits
@@ -99,7 +111,7 @@ class NodeServer:
         return str(path.resolve())
 
     def serve(self) -> None:
-        memory = limit_address_space(self.node.limits)
+        memory = self.memory_limit = limit_address_space(self.node.limits)
         log.info("node memory limit %.1f GiB (node.json limits.memory_mb)", memory / 2**30)
         ctx = zmq.Context()
         auth = ThreadAuthenticator(ctx, log=logging.getLogger("syft_kernel.node.zap"))
@@ -177,7 +189,8 @@ class NodeServer:
         self._wake_r, self._wake = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake, False)  # a full pipe means the leader is waking anyway
-        self.work = WorkQueue(self.workers, self.per_user, self.per_connection)
+        self.work = WorkQueue(self.workers, self.per_user, self.per_connection,
+                              self.node.limits.max_queued_mb * 2**20)
         self.node.on_event = self._wake_leader  # events from job threads go out at once too
         # one thread more than may run handlers: someone is always free to receive
         threads = [threading.Thread(target=self._serve_forever, name=f"node-worker-{i}", daemon=True)
@@ -185,8 +198,14 @@ class NodeServer:
         for t in threads:
             t.start()
         last_check = time.monotonic()
+        headroom = max(512 * 2**20, self.memory_limit // 10)
+        page = os.sysconf("SC_PAGE_SIZE")
+        ticks = 0
         try:
             while not self._stop.wait(HANDOFF_S):
+                ticks += 1
+                if ticks % 5 == 0:  # admission: near the address-space limit, take no new work
+                    self.node.memory_low = _address_space(page) > self.memory_limit - headroom
                 since = self._busy_since
                 if since is not None and time.monotonic() - since > HANDOFF_S:
                     with self._lead:  # the leader is busy: let a follower receive meanwhile
@@ -299,9 +318,10 @@ class NodeServer:
                 if identity not in seen and len(seen) > 64:
                     seen.pop(min(seen, key=seen.__getitem__))
                 seen[identity] = time.monotonic()
-            if not self.work.add(identity, name, frames):
+            if not self.work.add(identity, name, frames, sum(len(f) for f in frames[1:])):
                 header = _peek_header(frames)
-                body = Busy(f"you have {self.per_connection} messages waiting on this connection: wait for "
+                body = Busy(f"you have too many messages waiting on this node (at most {self.per_connection} "
+                            f"per connection and {self.node.limits.max_queued_mb} MB in all): wait for "
                             "their replies before sending more").to_wire()
                 self._send(identity, codec.pack_message(
                     {"id": header.get("id"), "type": "reply", "status": "error", "ms": 0.0}, body))
@@ -349,6 +369,9 @@ class NodeServer:
             user = self.node.user_for_key(frames[1].get("User-Id"))
             if user is None:
                 raise Unauthorized("your key is no longer registered on this node")
+            if self.node.memory_low and header["type"] not in LOW_MEMORY_ALLOWED:
+                raise QuotaExceeded("the node is close to its memory limit and takes no new work for now: "
+                                    "free objects you no longer need (del ptr) and try again", limit="memory")
             body = codec.unpack_body(frames[2])
             reply_body, reply_bufs = self.node.handle(user, header["type"], body, frames[3:])
             status = "ok"

@@ -157,9 +157,10 @@ class DataNode:
         self.store = ObjectStore(self._load_asset, self._load_persisted)
         self.store.max_bytes = self.limits.quota_mb * 2**20
         self.store.max_objects = self.limits.max_objects
-        self.run_limits = RunLimits(self.limits.plan_timeout_s, self.limits.max_columns)
+        self.run_limits = RunLimits(self.limits.plan_timeout_s, self.limits.max_columns, self.limits.quota_mb * 2**20)
         self.events: queue.SimpleQueue[tuple[str | None, dict[str, Any]]] = queue.SimpleQueue()
         self.on_event: Callable[[], None] = lambda: None  # the server wakes its loop to send events
+        self.memory_low = False  # set by the server when the process nears its address-space limit
         self._jobs: Any = None
         if self.db.requests(kind="code", limit=1):  # code requests exist: keep a sandbox ready for their runs
             self.job_runner().prestart()
@@ -507,7 +508,7 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     resolve = node.resolver(user)
     inputs = [resolve(i) for i in input_ids]
     granted = plan_grant(node, user, b.get("plan"), ops, keep, input_ids, buffers)
-    results = run_plan(ops, resolve, buffers, inputs, node.run_limits)
+    results = run_plan(ops, resolve, buffers, inputs, node.run_limits, keep)
     provenance_ops = _bind_inputs(ops, input_ids)  # one copy, shared by every kept result
     out = []
     for i in keep:

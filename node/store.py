@@ -16,7 +16,7 @@ from typing import Any
 
 from syft_kernel.errors import NotFound, QuotaExceeded
 
-from .executor import Value, nbytes
+from .executor import Value, compact, nbytes
 
 MAX_OBJECTS_PER_USER = 100_000
 MAX_BYTES_PER_USER = 4 * 1024**3  # node.json: quota_mb
@@ -52,6 +52,7 @@ class ObjectStore:
 
     def put(self, value: Value, owner: str, provenance: dict[str, Any] | None = None) -> StoredObject:
         """Store a result for ``owner``, within their quota of objects and bytes."""
+        value = Value(compact(value.value), value.lineage, value.public_shape)
         size = nbytes(value.value)
         with self._lock:
             if self._counts.get(owner, 0) >= self.max_objects:

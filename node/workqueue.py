@@ -15,10 +15,12 @@ from typing import Any
 
 
 class WorkQueue:
-    def __init__(self, workers: int, per_user: int, per_connection: int) -> None:
+    def __init__(self, workers: int, per_user: int, per_connection: int, per_user_bytes: int = 1 << 62) -> None:
         self.workers = workers
         self.per_user = per_user
         self.per_connection = per_connection
+        self.per_user_bytes = per_user_bytes
+        self._waiting_bytes: Counter[str] = Counter()
         self._queues: dict[bytes, deque[Any]] = {}
         self._user_of: dict[bytes, str] = {}
         self._busy: set[bytes] = set()
@@ -26,16 +28,21 @@ class WorkQueue:
         self._ready: deque[bytes] = deque()  # connections with work waiting, oldest first
         self._lock = threading.Lock()
 
-    def add(self, connection: bytes, user: str, item: Any) -> bool:
-        """Queue a message; False if this connection already has too many waiting."""
+    def add(self, connection: bytes, user: str, item: Any, size: int = 0) -> bool:
+        """Queue a message of ``size`` bytes; False if this connection has too many waiting, or
+        its user too many bytes waiting (on all their connections)."""
         with self._lock:
             q = self._queues.get(connection)
             if q is None:
                 q = self._queues[connection] = deque()
                 self._user_of[connection] = user
-            if len(q) >= self.per_connection:
+            waiting = self._waiting_bytes[user]  # one message of any size may always wait
+            if len(q) >= self.per_connection or (waiting and waiting + size > self.per_user_bytes):
+                if not q and connection not in self._busy:
+                    del self._queues[connection], self._user_of[connection]
                 return False
-            q.append(item)
+            self._waiting_bytes[user] += size
+            q.append((item, size))
             if len(q) == 1 and connection not in self._busy:
                 self._ready.append(connection)
             return True
@@ -54,7 +61,10 @@ class WorkQueue:
                 if self._active[user] >= self.per_user:
                     self._ready.append(connection)  # keeps its turn among the waiting
                     continue
-                item = self._queues[connection].popleft()
+                item, size = self._queues[connection].popleft()
+                self._waiting_bytes[user] -= size
+                if self._waiting_bytes[user] <= 0:
+                    del self._waiting_bytes[user]
                 self._busy.add(connection)
                 self._active[user] += 1
                 return connection, user, item

@@ -229,6 +229,16 @@ class Decoder:
         self.max_nodes = max_nodes
         self.nodes = 0
         self._used: set[int] = set()
+        self._in_label = 0  # decoding a name or label: references are refused there
+
+    def label(self, node: Any, depth: int) -> Any:
+        """A name or label (of a Series, an index level, the columns): plain data only, so a
+        reference cannot hide where a reviewer of the plan sees just ``<series>``."""
+        self._in_label += 1
+        try:
+            return _hashable(self.decode(node, depth))
+        finally:
+            self._in_label -= 1
 
     def buffer(self, i: Any) -> Buffer:
         if type(i) is not int or not 0 <= i < len(self.buffers):
@@ -265,6 +275,9 @@ class Decoder:
         d = depth + 1
         if not isinstance(tag, str) or tag not in _TAGS:
             if self.on_tag is not None:
+                if self._in_label:
+                    raise ProtocolError("a name or label inside a value is plain data, not a reference "
+                                        "to an object: pass objects as op arguments")
                 return self.on_tag(node)
             raise ProtocolError(f"unknown value kind {short_repr(tag)}")
         if tag == "tuple":
@@ -274,7 +287,7 @@ class Decoder:
             for pair in _list(node, "v", tag):
                 if not isinstance(pair, list) or len(pair) != 2:
                     raise ProtocolError("malformed 'dict' value: its items are [key, value] pairs")
-                out[_hashable(self.decode(pair[0], d))] = self.decode(pair[1], d)
+                out[self.label(pair[0], d)] = self.decode(pair[1], d)
             return out
         if tag == "int":
             text = node.get("v")
@@ -314,7 +327,7 @@ class Decoder:
             if frame.shape[1] != 1:
                 raise ProtocolError("malformed 'series' value: its frame has exactly one column")
             s = frame.iloc[:, 0]
-            s.name = _hashable(self.decode(node.get("name"), d))
+            s.name = self.label(node.get("name"), d)
             return s
         if tag == "index":
             return self._frame(_dict(node, "f", tag), d).index
@@ -402,7 +415,7 @@ class Decoder:
                 raise ProtocolError("column buffer does not match the frame's row count")
             return _check_bools(np.frombuffer(buf, dtype=dtype))
 
-        names = [_hashable(self.decode(n, depth)) for n in _list(idx, "names", "df index")]
+        names = [self.label(n, depth) for n in _list(idx, "names", "df index")]
         index: pd.Index
         if "range" in idx:
             bounds = _list(idx, "range", "df index")
@@ -423,9 +436,9 @@ class Decoder:
                 raise ProtocolError("malformed 'df' value: a flat index has one level")
             else:
                 index = pd.Index(levels[0], name=names[0] if names else None, copy=False)
-        labels = [_hashable(self.decode(c, depth)) for c in label_trees]
+        labels = [self.label(c, depth) for c in label_trees]
         arrays = [column(c) for c in col_descs]
-        col_names = [_hashable(self.decode(n, depth)) for n in _list(node, "column_names", tag, [None])]
+        col_names = [self.label(n, depth) for n in _list(node, "column_names", tag, [None])]
         if node.get("multi_columns"):
             columns: pd.Index = pd.MultiIndex.from_tuples(labels, names=col_names)
         else:
