@@ -55,11 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     print_machine(f"pyzmq {zmq.__version__}, numpy {np.__version__}, pyarrow {pyarrow.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         base_pkg = export(args.baseline, Path(tmp))
-        saved = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = str(base_pkg)  # the baseline node imports its own package
+        saved, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
+        os.environ["PYTHONPATH"] = str(base_pkg)  # the baseline node imports its own package,
+        os.chdir(tmp)  # and `python -m` must not find this checkout's first, from the current folder
         try:
             base = start_node(Path(tmp) / "base", name="base", port=0)
+            probe = subprocess.run([sys.executable, "-c", "import syft_kernel.node.server as s; print(s.__file__)"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+            if not probe.startswith(str(base_pkg)):
+                raise SystemExit(f"the baseline node would import {probe}, not the baseline")
         finally:
+            os.chdir(cwd)
             if saved is None:
                 os.environ.pop("PYTHONPATH")
             else:

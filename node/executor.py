@@ -266,6 +266,8 @@ def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] =
     results: list[Value] = []
     deadline = time.monotonic() + limits.timeout_s if limits is not None else None
     drop_after: dict[int, list[int]] = {}
+    if keep is not None and len(ops) == 1:
+        keep = None  # one op: its result is the kept one, counted when it is stored
     if keep is not None:
         kept, last_uses = set(keep), _last_uses(ops)
         for j in range(len(ops)):

@@ -235,7 +235,6 @@ class NodeServer:
         me = threading.get_ident()
         while not self._stop.is_set():
             job = self.work.take()
-            leading = False
             if job is None:
                 with self._lead:
                     while self._leader not in (None, me) and not self._stop.is_set():
@@ -244,13 +243,18 @@ class NodeServer:
                 job = self._wait_for_work()
                 if job is None:
                     continue
-                leading = True
-                self._busy_since = time.monotonic()
-            self._run(*job)
+            with self._lead:  # a leader that handles a message is watched by the supervisor
+                leading = self._leader == me
+                if leading:
+                    self._busy_since = time.monotonic()
+            pending = self._run(*job)
             if leading:
                 with self._lead:
-                    if self._leader == me:
+                    leading = self._leader == me
+                    if leading:
                         self._busy_since = None
+            if pending and not leading:  # our send may have swallowed the edge the leader sleeps on
+                self._wake_leader()
 
     def _wait_for_work(self) -> tuple[bytes, str, Any] | None:
         """As the leader: receive until some message may run (or the node stops)."""
@@ -276,7 +280,8 @@ class NodeServer:
                     pass
         return None
 
-    def _run(self, identity: bytes, user: str, frames: list[zmq.Frame]) -> None:
+    def _run(self, identity: bytes, user: str, frames: list[zmq.Frame]) -> bool:
+        """Handle one message and send its reply; True if more messages are waiting."""
         try:
             out = self._serve_one(frames)
         except BaseException:  # the connection must be freed whatever happened
@@ -285,14 +290,12 @@ class NodeServer:
         self.work.done(identity, user)
         with self._sock_lock:
             if self._closing:
-                return
+                return False
             if out:
                 self._send(identity, out)
             if not self.node.events.empty():
                 self._push_events()
-            pending = self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
-        if pending:  # our send may have swallowed the edge the leader sleeps on
-            self._wake_leader()
+            return bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def _wake_leader(self) -> None:
         try:

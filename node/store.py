@@ -52,7 +52,9 @@ class ObjectStore:
 
     def put(self, value: Value, owner: str, provenance: dict[str, Any] | None = None) -> StoredObject:
         """Store a result for ``owner``, within their quota of objects and bytes."""
-        value = Value(compact(value.value), value.lineage, value.public_shape)
+        compacted = compact(value.value)
+        if compacted is not value.value:
+            value = Value(compacted, value.lineage, value.public_shape)
         size = nbytes(value.value)
         with self._lock:
             if self._counts.get(owner, 0) >= self.max_objects:
