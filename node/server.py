@@ -233,30 +233,36 @@ class NodeServer:
     def _serve_forever(self) -> None:
         """One worker: run work that may start, else lead (receive, and handle what comes)."""
         me = threading.get_ident()
+        poller = zmq.Poller()  # only a leader polls; each thread keeps its own
+        poller.register(self._fd, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         while not self._stop.is_set():
             job = self.work.take()
             if job is None:
-                with self._lead:
-                    while self._leader not in (None, me) and not self._stop.is_set():
-                        self._lead.wait()
-                    self._leader = me
-                job = self._wait_for_work()
+                if self._leader != me:
+                    with self._lead:
+                        while self._leader not in (None, me) and not self._stop.is_set():
+                            self._lead.wait()
+                        self._leader = me
+                job = self._wait_for_work(poller)
                 if job is None:
                     continue
-            with self._lead:  # a leader that handles a message is watched by the supervisor
-                leading = self._leader == me
-                if leading:
-                    self._busy_since = time.monotonic()
-            pending = self._run(*job)
+            # plain attribute reads and writes (atomic under the GIL): if the supervisor demotes
+            # this leader in between, the worst case is one wake-up that waits for its poll timeout
+            leading = self._leader == me
             if leading:
-                with self._lead:
-                    leading = self._leader == me
-                    if leading:
-                        self._busy_since = None
-            if pending and not leading:  # our send may have swallowed the edge the leader sleeps on
+                self._busy_since = time.monotonic()
+            connection, name, (frames, user) = job
+            # a leader receives next anyway; another thread must tell the leader what is waiting
+            pending = self._run(connection, name, frames, user, check_pending=not leading)
+            if leading:
+                self._busy_since = None
+                if self._leader != me:  # demoted meanwhile: the new leader may need the news
+                    pending = self._pending()
+            if pending and self._leader != me:  # our send may have swallowed the edge it sleeps on
                 self._wake_leader()
 
-    def _wait_for_work(self) -> tuple[bytes, str, Any] | None:
+    def _wait_for_work(self, poller: zmq.Poller) -> tuple[bytes, Any, Any] | None:
         """As the leader: receive until some message may run (or the node stops)."""
         while not self._stop.is_set():
             job = self.work.take()
@@ -265,14 +271,15 @@ class NodeServer:
             with self._sock_lock:
                 if self._closing:
                     return None
-                received = self._receive()
+                received, job = self._receive()
                 if not self.node.events.empty():
                     self._push_events()
+            if job is not None:
+                return job
             if received:
                 continue
             # ZMQ_FD is edge-triggered: sleep on it only right after EVENTS said nothing is waiting
-            readable, _, _ = zmq.select([self._fd, self._wake_r], [], [], 0.2)
-            if self._wake_r in readable:
+            if any(fd == self._wake_r for fd, _ in poller.poll(200)):
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
@@ -280,14 +287,19 @@ class NodeServer:
                     pass
         return None
 
-    def _run(self, identity: bytes, user: str, frames: list[zmq.Frame]) -> bool:
-        """Handle one message and send its reply; True if more messages are waiting."""
+    def _pending(self) -> bool:
+        with self._sock_lock:
+            return not self._closing and bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+
+    def _run(self, identity: bytes, name: str, frames: list[zmq.Frame], user: Any,
+             check_pending: bool = True) -> bool:
+        """Handle one message and send its reply; True if more messages are waiting (when asked)."""
         try:
-            out = self._serve_one(frames)
+            out = self._serve_one(frames, user)
         except BaseException:  # the connection must be freed whatever happened
             log.exception("a worker failed to answer a message")
             out = None
-        self.work.done(identity, user)
+        self.work.done(identity, name)
         with self._sock_lock:
             if self._closing:
                 return False
@@ -295,7 +307,7 @@ class NodeServer:
                 self._send(identity, out)
             if not self.node.events.empty():
                 self._push_events()
-            return bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+            return check_pending and bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def _wake_leader(self) -> None:
         try:
@@ -303,9 +315,10 @@ class NodeServer:
         except OSError:  # the pipe is full (the leader wakes anyway) or the loop has stopped
             pass
 
-    def _receive(self) -> int:
-        """Queue every waiting message on its connection; refuse at once what cannot be queued.
-        Returns how many came. Called under ``_sock_lock``."""
+    def _receive(self) -> tuple[int, tuple[bytes, str, Any] | None]:
+        """Queue the waiting messages on their connections, refusing at once what cannot be
+        queued, until one may run at once: returns how many came, and that one (the caller runs
+        it, and receives the rest after). Called under ``_sock_lock``."""
         n = 0
         while n < 1000 and self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             try:
@@ -321,14 +334,17 @@ class NodeServer:
                 if identity not in seen and len(seen) > 64:
                     seen.pop(min(seen, key=seen.__getitem__))
                 seen[identity] = time.monotonic()
-            if not self.work.add(identity, name, frames, sum(len(f) for f in frames[1:])):
+            status = self.work.offer(identity, name, (frames, user), sum(len(f) for f in frames[1:]))
+            if status == "run":
+                return n, (identity, name, (frames, user))
+            if status == "refused":
                 header = _peek_header(frames)
                 body = Busy(f"you have too many messages waiting on this node (at most {self.per_connection} "
                             f"per connection and {self.node.limits.max_queued_mb} MB in all): wait for "
                             "their replies before sending more").to_wire()
                 self._send(identity, codec.pack_message(
                     {"id": header.get("id"), "type": "reply", "status": "error", "ms": 0.0}, body))
-        return n
+        return n, None
 
     def _send(self, identity: bytes, out: list[Any]) -> None:
         try:
@@ -356,7 +372,7 @@ class NodeServer:
                     except zmq.ZMQError:  # that connection has gone
                         self.identities[name].pop(identity, None)
 
-    def _serve_one(self, frames: list[zmq.Frame]) -> list[Any] | None:
+    def _serve_one(self, frames: list[zmq.Frame], user: Any = None) -> list[Any] | None:
         """Handle one message (on a worker thread); return the reply's frames, or None when the
         message asked for no reply."""
         started = time.perf_counter()
@@ -369,7 +385,8 @@ class NodeServer:
             if sum(len(f) for f in frames[1:]) > self.max_message_bytes:
                 raise ProtocolError(f"a message is at most {self.max_message_bytes} bytes in all its frames")
             header = codec.unpack_header(frames[1])
-            user = self.node.user_for_key(frames[1].get("User-Id"))
+            if user is None:  # (looked up by the loop when it received the message)
+                user = self.node.user_for_key(frames[1].get("User-Id"))
             if user is None:
                 raise Unauthorized("your key is no longer registered on this node")
             if self.node.memory_low and header["type"] not in LOW_MEMORY_ALLOWED:

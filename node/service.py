@@ -36,6 +36,7 @@ from syft_kernel.mock import make_mock
 from . import storage
 from .db import Database
 from .executor import RunLimits, Value, describe, freeze, run_plan, type_key
+from .grants import plan_grant, within_approval
 from .limits import Limits
 from .store import ObjectStore, StoredObject
 
@@ -487,8 +488,6 @@ def _asset_pointer(node: DataNode, user: User, body: Any, buffers: Sequence[Any]
 @handler("run")
 def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     """Run a plan; store the results the client keeps and return their pointers' metadata."""
-    from .grants import plan_grant, within_approval
-
     b = _body_dict(body, "ops")
     keep = b.get("keep")
     ops = b["ops"]
@@ -496,12 +495,10 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
         raise ProtocolError("a plan is a non-empty list of ops")
     if keep is None:
         keep = [len(ops) - 1] if isinstance(ops, list) else []
-    if not isinstance(keep, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in keep):
-        raise ProtocolError("keep is a list of op indices")
-    if len(keep) > len(ops) or len(set(keep)) != len(keep):
+    if not isinstance(keep, list) or not all(type(i) is int and 0 <= i < len(ops) for i in keep):
+        raise ProtocolError(f"keep is a list of indices of the plan's {len(ops)} ops")
+    if len(keep) > 1 and len(set(keep)) != len(keep):
         raise ProtocolError("keep lists distinct op indices, at most one per op")
-    if not all(0 <= i < len(ops) for i in keep):
-        raise ProtocolError(f"keep refers to ops outside the plan's {len(ops)}")
     input_ids = b.get("inputs") or []
     if not isinstance(input_ids, list) or not all(isinstance(i, str) for i in input_ids):
         raise ProtocolError("inputs is a list of object ids")

@@ -47,6 +47,19 @@ class WorkQueue:
                 self._ready.append(connection)
             return True
 
+    def offer(self, connection: bytes, user: str, item: Any, size: int = 0) -> str:
+        """A message just received: "run" if it may start at once (marked running, one lock
+        instead of add and take), else "queued", or "refused" as ``add`` would."""
+        with self._lock:
+            if (connection not in self._queues and connection not in self._busy
+                    and self._active[user] < self.per_user and len(self._busy) < self.workers):
+                self._busy.add(connection)
+                self._active[user] += 1
+                self._user_of[connection] = user
+                self._queues[connection] = deque()
+                return "run"
+        return "queued" if self.add(connection, user, item, size) else "refused"
+
     def take(self) -> tuple[bytes, str, Any] | None:
         """The oldest message that may start now (its connection idle, its user under the cap,
         fewer than ``workers`` running), marked running; None if none may."""
