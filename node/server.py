@@ -372,6 +372,16 @@ class NodeServer:
                     except zmq.ZMQError:  # that connection has gone
                         self.identities[name].pop(identity, None)
 
+    def _free_first(self, user: Any, ids: Any) -> None:
+        """Free the objects whose pointers the client dropped before this message, named in its
+        header (the client's batched ``del``, at no message of its own; a message never names an
+        object the client dropped, as its own pointers are alive while it is sent)."""
+        if ids is None:
+            return
+        if not isinstance(ids, list) or len(ids) > 4096 or not all(isinstance(i, str) for i in ids):
+            raise ProtocolError("the header's free is a list of at most 4096 object ids")
+        self.node.store.delete(ids, user.name, user.is_owner)
+
     def _serve_one(self, frames: list[zmq.Frame], user: Any = None) -> list[Any] | None:
         """Handle one message (on a worker thread); return the reply's frames, or None when the
         message asked for no reply."""
@@ -393,6 +403,7 @@ class NodeServer:
                 raise QuotaExceeded("the node is close to its memory limit and takes no new work for now: "
                                     "free objects you no longer need (del ptr) and try again", limit="memory")
             body = codec.unpack_body(frames[2])
+            self._free_first(user, header.get("free"))
             reply_body, reply_bufs = self.node.handle(user, header["type"], body, frames[3:])
             status = "ok"
         except SyftError as e:

@@ -113,11 +113,14 @@ class Client:
             monitor.close(linger=0)
 
     # ---- messaging
-    def _send(self, msg_type: str, body: Any, buffers: list[Any] | tuple[Any, ...] = (), noreply: bool = False) -> int:
+    def _send(self, msg_type: str, body: Any, buffers: list[Any] | tuple[Any, ...] = (), noreply: bool = False,
+              free: list[str] | None = None) -> int:
         msg_id = next(self._ids)
         header: dict[str, Any] = {"id": msg_id, "type": msg_type}
         if noreply:
             header["noreply"] = True
+        if free:  # pointers dropped since the last call: no message of their own
+            header["free"] = free
         frames = codec.pack_message(header, body, buffers)
         self._sock.send_multipart(frames, copy=codec.copy_cheaper(frames))
         return msg_id
@@ -151,9 +154,8 @@ class Client:
         with self._lock:
             if self._sock.closed:
                 raise NodeUnavailable(f"this connection to {self.node_label} is closed: log in again (sk.login(…))")
-            if self._freed:
-                self._flush_freed()
-            msg_id = self._send(msg_type, {} if body is None else body, buffers)
+            freed, self._freed = self._freed, []  # the node frees them before it handles this message
+            msg_id = self._send(msg_type, {} if body is None else body, buffers, free=freed)
             self.round_trips += 1
             return self._recv(msg_id, time.monotonic() + (timeout or self.timeout))
 
