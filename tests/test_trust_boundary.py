@@ -563,3 +563,18 @@ def test_keeping_an_index_works(alice: sk.Client) -> None:
     for attr in ("columns", "index"):  # stored, so counted against the quota
         body = _run(alice, [{"kind": "getattr", "name": attr, "args": [_ref(births.id)], "kwargs": []}])
         assert body["results"][0]["meta"]["type"] == "Index"
+
+
+def test_freeing_in_the_header_frees_only_your_own_objects(node: NodeProcess, alice: sk.Client) -> None:
+    with login(node.connection_file, key=_users(node) / "bob.key") as bob:
+        theirs = bob.datasets["births"]["matrix"] + 1
+        raw = _Raw(node, _users(node) / "alice.key")
+        try:
+            raw.sock.send_multipart(codec.pack_message({"id": 1, "type": "hello", "free": [theirs.id]}, {}))
+            raw.sock.send_multipart(codec.pack_message({"id": 2, "type": "hello", "free": "everything"}, {}))
+            (h1, _), (h2, b2) = raw.replies(2)
+        finally:
+            raw.close()
+        assert h1["status"] == "ok"
+        assert h2["status"] == "error" and "free is a list" in b2["message"]
+        assert theirs.shape == (3, 4) and bob.call("objects.describe", {"id": theirs.id})[0]["id"] == theirs.id
