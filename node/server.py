@@ -38,13 +38,10 @@ DEFAULT_MAX_MESSAGE = 16 * 1024**3  # libzmq drops a peer that sends a bigger fr
 HANDOFF_S = 0.01  # a leader busy this long hands receiving to another thread
 
 
-def Busy(message: str) -> QuotaExceeded:  # noqa: N802  (reads as the error it makes)
-    return QuotaExceeded(message, limit="messages waiting")
-
-
 # what a node close to its memory limit still answers: nothing that makes new values
-LOW_MEMORY_ALLOWED = frozenset({"hello", "del", "node.stats", "objects.describe", "requests.list", "datasets.list", "datasets.get",
-                                "requests.get", "budgets.get", "audit.list", "users.list"})
+LOW_MEMORY_ALLOWED = frozenset({"hello", "del", "node.stats", "objects.describe", "datasets.list",
+                                "datasets.get", "requests.list", "requests.get", "budgets.get",
+                                "audit.list", "users.list"})
 
 
 def _address_space(page: int) -> int:
@@ -256,8 +253,9 @@ class NodeServer:
             # a leader receives next anyway; another thread must tell the leader what is waiting
             pending = self._run(connection, name, frames, user, check_pending=not leading)
             if leading:
-                self._busy_since = None
-                if self._leader != me:  # demoted meanwhile: the new leader may need the news
+                if self._leader == me:
+                    self._busy_since = None
+                else:  # demoted meanwhile: the new leader (whose watch is its own) may need the news
                     pending = self._pending()
             if pending and self._leader != me:  # our send may have swallowed the edge it sleeps on
                 self._wake_leader()
@@ -339,9 +337,9 @@ class NodeServer:
                 return n, (identity, name, (frames, user))
             if status == "refused":
                 header = _peek_header(frames)
-                body = Busy(f"you have too many messages waiting on this node (at most {self.per_connection} "
+                body = QuotaExceeded(f"you have too many messages waiting on this node (at most {self.per_connection} "
                             f"per connection and {self.node.limits.max_queued_mb} MB in all): wait for "
-                            "their replies before sending more").to_wire()
+                            "their replies before sending more", limit="messages waiting").to_wire()
                 self._send(identity, codec.pack_message(
                     {"id": header.get("id"), "type": "reply", "status": "error", "ms": 0.0}, body))
         return n, None
