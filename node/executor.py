@@ -377,6 +377,14 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
         raise QuotaExceeded(f"{label} needs more memory than the node allows; work on a smaller part "
                             "of the data", limit="memory", op=label) from None
     except Exception as e:  # the library's own error, reported as data
+        if any(v.private for v in refs.seen):
+            # pandas and numpy quote the offending value ("could not convert string to float:
+            # 'alice'"): on private data the scientist gets the op and the type, the owner the text
+            err = RemoteError(f"{label} failed on the node: {type(e).__name__} (the library's message could "
+                              "describe private data, so only the data owner's audit log has it; check the "
+                              "names and arguments against ptr.mock)", op=label, exception=type(e).__name__)
+            err.private_detail = f"{type(e).__name__}: {e}"[:2000]
+            raise err from None
         raise RemoteError(f"{label} failed on the node: {type(e).__name__}: {e}", op=label,
                           exception=type(e).__name__) from None
     check_result(out, label)

@@ -27,6 +27,7 @@ from syft_kernel.errors import (
     NotFound,
     PermissionDenied,
     ProtocolError,
+    RemoteError,
     SyftError,
     Unauthorized,
 )
@@ -505,7 +506,14 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     resolve = node.resolver(user)
     inputs = [resolve(i) for i in input_ids]
     granted = plan_grant(node, user, b.get("plan"), ops, keep, input_ids, buffers)
-    results = run_plan(ops, resolve, buffers, inputs, node.run_limits, keep)
+    try:
+        results = run_plan(ops, resolve, buffers, inputs, node.run_limits, keep)
+    except RemoteError as e:
+        detail = getattr(e, "private_detail", None)
+        if detail:  # the library's text about private data: for the owner's eyes only
+            node.db.audit(user.name, "op.failed", str(e.data.get("op", "")), error=detail,
+                          op_index=e.data.get("op_index"))
+        raise
     provenance_ops = _bind_inputs(ops, input_ids)  # one copy, shared by every kept result
     out = []
     for i in keep:
