@@ -174,8 +174,9 @@ def _session(node: NodeProcess, alice_key: Path, corpus: list[tuple[str, list[by
             total.get()
         except sk.PermissionDenied:
             pass
-        del doubled  # frees: a "del" message with the next call
+        del doubled  # frees: its id travels in the next call's header ("free")
         ds.call("hello")
+        ds.call("del", {"ids": [total.id]})  # and the del message of its own (many frees, or a close)
 
 
 @pytest.fixture(scope="module")
