@@ -109,6 +109,44 @@ def readonly_roots() -> list[str]:
     return out
 
 
+# the distributions a code request may import, with everything they require
+SANDBOX_DISTRIBUTIONS = ("numpy", "pandas", "pyarrow", "torch", "safetensors", "msgpack", "pyzmq", "pyseccomp")
+
+
+@functools.lru_cache(maxsize=1)
+def site_packages_view() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """For each site-packages folder, the entries the child may see: the files of the allowed
+    distributions and of what they require (from their installed metadata), and this package's
+    editable-install finder. The rest of site-packages (Jupyter, cryptography, …) stays hidden."""
+    import importlib.metadata as md
+    import re
+
+    seen: dict[str, Any] = {}
+    todo = list(SANDBOX_DISTRIBUTIONS)
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        try:
+            seen[key] = dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        todo += [re.split(r"[ ;<>=!~\[(]", req, maxsplit=1)[0] for req in dist.requires or [] if "extra ==" not in req]
+    tops = {str(f).split("/")[0] for dist in seen.values() for f in dist.files or []}
+    views = []
+    for folder in site.getsitepackages():
+        if not os.path.isdir(folder):
+            continue
+        names = set(os.listdir(folder))
+        allowed = {t for t in tops if t in names and t not in ("..", "") and not t.endswith(".pth")}
+        allowed |= {n for n in names if n.startswith("__editable__") and "syft_kernel" in n}
+        if "syft_kernel" in names:  # a regular (not editable) install of this package
+            allowed.add("syft_kernel")
+        views.append((os.path.realpath(folder), tuple(sorted(allowed))))
+    return tuple(views)
+
+
 @functools.lru_cache(maxsize=8)
 def bwrap_version(bwrap: str) -> tuple[int, ...]:
     """``bwrap --version`` as numbers; () if it does not say."""
@@ -145,6 +183,12 @@ def sandbox_command(bwrap: str, roots: list[str], probes: list[str], torch: bool
         cmd += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     for root in roots:
         cmd += ["--ro-bind", root, root]
+    for folder, entries in site_packages_view():  # over the prefix: only the allowed packages
+        cmd += ["--tmpfs", folder]
+        for entry in entries:
+            path = os.path.join(folder, entry)
+            cmd += ["--ro-bind", path, path]
+        cmd += ["--remount-ro", folder]
     cmd += ["--remount-ro", "/", "--chdir", "/tmp", "--",
             os.path.realpath(sys.executable), "-I", "-B", "-m", "syft_kernel.node.sandbox"]
     if torch:

@@ -191,6 +191,31 @@ def attack(births):
         assert "unable to open database" in failure(run(owner, alice, source))
 
 
+def test_only_the_allowed_packages_are_installed(owner: sk.Client, alice: sk.Client) -> None:
+    """site-packages in the sandbox holds numpy, pandas, pyarrow, torch and what they need; the
+    node's other packages (Jupyter, cryptography, the kernel's) are not there to be imported."""
+    source = '''
+def attack(births):
+    import importlib, os, sys
+    found = {}
+    for name in ("numpy", "pandas", "pyarrow", "msgpack", "cryptography", "jupyter_server", "IPython",
+                 "ipykernel", "tornado", "playwright"):
+        try:
+            importlib.import_module(name)
+            found[name] = True
+        except ImportError:
+            found[name] = False
+    site = [p for p in sys.path if p.endswith("site-packages")][0]
+    found["entries"] = len(os.listdir(site))
+    return found
+'''
+    found = run(owner, alice, source)
+    assert found["numpy"] and found["pandas"] and found["pyarrow"] and found["msgpack"], found
+    assert not any(found[n] for n in ("cryptography", "jupyter_server", "IPython", "ipykernel", "tornado",
+                                      "playwright")), found
+    assert found["entries"] < 100, found  # of the ~400 entries the node's own Python has
+
+
 # ---------------------------------------------------------------- what it can reach and start
 
 
