@@ -54,7 +54,18 @@ MiB = 1024 * 1024
 class JobOutcome:
     ok: bool
     value: Value | None = None
-    error: str = ""
+    error: str = ""  # for the requester: says why, never quotes what the code printed or raised
+    detail: str = ""  # for the owner's audit log only: the code's own error text and last output
+
+
+def _redacted(text: str, sending: bool) -> str:
+    """What the requester learns of a failed run: the kind of error, not its text."""
+    parts = [p.strip() for p in text.split(":")]
+    kinds = [p for p in parts if p.isidentifier() and p[:1].isupper()]  # an exception's class name
+    kind = kinds[0] if kinds else "an error"
+    what = f"the code's result could not be sent ({kind})" if sending else f"the code raised {kind}"
+    return (f"{what}; its message and output could describe private data, so only the data owner's "
+            "audit log has them (they can tell you what went wrong)")
 
 
 def check_limits(limits: Any) -> dict[str, float]:
@@ -394,7 +405,12 @@ class Sandbox:
         if failure:
             return JobOutcome(False, error=failure)
         if code != 0:
-            return JobOutcome(False, error=self._why(code, limits))
+            why = self._why(code, limits)
+            if code in (sandbox.EXIT_ERROR, sandbox.EXIT_RESULT) or not why.startswith("the code"):
+                # the code's own message or output, computed on private data: the owner's to read
+                return JobOutcome(False, error=_redacted(why, code == sandbox.EXIT_RESULT),
+                                  detail="\n".join(self.stderr_lines()[-20:])[-4000:] or why)
+            return JobOutcome(False, error=why)
         if not got:
             return JobOutcome(False, error="the code's process ended without a result")
         try:

@@ -350,7 +350,8 @@ def job_finished(node: DataNode, request_id: str, outcome: JobOutcome) -> None:
         with node.db.tx() as c:
             c.execute("UPDATE requests SET run_status='failed', run_error=? WHERE id=?", (outcome.error, request_id))
             c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.run', ?, ?)",
-                      (now, row["requester"], request_id, json.dumps({"result": "failed", "error": outcome.error})))
+                      (now, row["requester"], request_id,
+                       json.dumps({"result": "failed", "error": outcome.error, "detail": outcome.detail})))
         log.warning("code request %s failed: %s", request_id, outcome.error)
     node.notify(row["requester"], {"event": "job.finished", "request": request_id})
     node.notify_owners({"event": "job.finished", "request": request_id})

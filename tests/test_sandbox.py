@@ -80,12 +80,18 @@ def submit(alice: sk.Client, source: str, inputs: dict[str, str] | None = None) 
 
 def run(owner: sk.Client, alice: sk.Client, source: str, inputs: dict[str, str] | None = None,
         **limits: float) -> Any:
-    """Approve the code with ``limits`` and return its result, or the RemoteError it failed with."""
+    """Approve the code with ``limits`` and return its result, or the RemoteError it failed with
+    as the owner reads it: the requester learns only the kind of error, the owner's audit log has
+    the code's own message (which could quote private data)."""
     job = submit(alice, source, inputs)
     owner.requests[job.id].approve("ok", **limits)
     try:
         return job.result(timeout=RUN_TIMEOUT).get()
     except sk.RemoteError as e:
+        entry = owner.audit_log(action="code.run", target=job.id)[0]["detail"]
+        if entry.get("detail"):
+            assert entry["detail"] not in e.message  # what alice saw does not quote it
+            return sk.RemoteError(f"{e.message} [owner's audit log: {entry['detail']}]")
         return e
     finally:
         assert owner.call("hello")[0]["node"] == "hospital"  # the node keeps serving
