@@ -63,10 +63,12 @@ class ObjectStore:
                     "longer need (del ptr) before making more", limit="objects")
             held = self._bytes.get(owner, 0)
             if held + size > self.max_bytes:
+                # no byte counts in the message: the sizes of private results with hidden shapes
+                # are in them (a filtered frame's size is its private row count)
                 raise QuotaExceeded(
-                    f"this result would take your objects on this node past {self.max_bytes / 2**20:,.0f} MiB "
-                    f"(you hold {held / 2**20:,.1f} MiB): delete pointers you no longer need (del ptr), or "
-                    "ask the owner for a larger quota", limit="bytes")
+                    f"this result would take your objects on this node past your {self.max_bytes / 2**20:,.0f} "
+                    "MiB quota: delete pointers you no longer need (del ptr), or ask the owner for a "
+                    "larger quota", limit="bytes")
             obj = StoredObject("o" + secrets.token_hex(12), value, owner, provenance=provenance)
             obj.size = size
             self._objects[obj.id] = obj

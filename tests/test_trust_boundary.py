@@ -7,6 +7,7 @@ attacked in test_sandbox.py; the wire itself in test_wire_fuzz.py.)"""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -449,6 +450,13 @@ def test_per_user_quotas_bytes_requests_and_time(tight: NodeProcess) -> None:
         with pytest.raises(sk.QuotaExceeded, match="MiB") as err:
             big * 2  # 8 MB of results against a 4 MiB quota
         assert err.value.limit == "bytes"
+        # what you hold is not told: it sums private results whose sizes (row counts) are hidden
+        part = big[:50_000]
+        small = part[part > 20_000.0]  # private: how many rows passed is not public
+        with pytest.raises(sk.QuotaExceeded) as err:
+            big * 3
+        assert "hold" not in err.value.message and re.findall(r"\d+", err.value.message) == ["4"]
+        del small, part
         half = big[:250_000] * 2  # 2 MB: fits
         with pytest.raises(sk.QuotaExceeded):
             big[:250_000] + 1  # 2 more MB: the quota is full
