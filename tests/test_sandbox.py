@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ from syft_kernel import login
 from syft_kernel.keys import generate_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess, pid_alive, start_node
 from syft_kernel.sample_data import birth_records
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap") and not os.environ.get("SYFT_KERNEL_BWRAP"),
                                 reason="bubblewrap is not installed (make test installs it)")
@@ -152,7 +155,7 @@ def test_the_node_and_the_host_are_not_visible(node: NodeProcess, owner: sk.Clie
     assert assets, "the node should hold asset files"
     secret = [str(folder), str(folder / "keys"), str(folder / "keys" / "owner.key"), str(folder / "keys" / "node.key"),
               str(folder / "node.db"), str(folder / "assets"), *assets, f"/proc/1/root{folder}",
-              f"/proc/1/root{folder}/node.db", "/work/main/.git", "/work/main/tests", "/work/shared",
+              f"/proc/1/root{folder}/node.db", str(REPO / ".git"), str(REPO / "tests"), str(REPO.parent / "shared"),
               "/root/.bashrc", "/etc/passwd", "/etc/hostname", str(folder.parent / "users" / "alice.key"),
               "../../keys/owner.key", "../../node.db"]
     source = f'''
@@ -169,18 +172,25 @@ def attack(births):
                     seen[how + " " + path] = repr(r)[:80]
             except OSError:
                 pass
-    return {{"seen": seen, "root": sorted(os.listdir("/")), "home": sorted(os.listdir("/root")),
-             "work": sorted(os.listdir("/work")), "main": sorted(os.listdir("/work/main")),
-             "tmp": sorted(os.listdir("/tmp")), "etc": sorted(os.listdir("/etc")), "cwd": os.getcwd()}}
+    def ls(path):
+        try:
+            return sorted(os.listdir(path))
+        except OSError:
+            return []
+    return {{"seen": seen, "root": ls("/"), "home": ls("/root"), "parent": ls({str(REPO.parent)!r}),
+             "main": ls({str(REPO)!r}), "tmp": ls("/tmp"), "etc": ls("/etc"), "cwd": os.getcwd()}}
 '''
     out = run(owner, alice, source)
     assert not isinstance(out, Exception), out
     assert out["seen"] == {}
     assert out["home"] == [".pyenv"] or out["home"] == []  # only the way to the Python installation
-    assert out["work"] == ["main"] and out["main"] == ["node", "syft_kernel"]  # our sources, not the repository
-    assert out["tmp"] == [] and out["etc"] == ["ld.so.cache"] and out["cwd"] == "/tmp"
+    assert out["parent"] == [REPO.name] and out["main"] == ["node", "syft_kernel"]  # our sources, not the repository
+    # an empty /tmp, but for the way to our sources when the repository itself lives under /tmp
+    assert out["tmp"] == ([REPO.parts[2]] if REPO.parts[1] == "tmp" else [])
+    assert out["etc"] == ["ld.so.cache"] and out["cwd"] == "/tmp"
+    # the top of the filesystem: system folders, plus the first folder on the way to Python and to our sources
     assert set(out["root"]) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "proc", "dev", "tmp",
-                                "root", "work"}
+                                "root", REPO.parts[1], Path(sys.prefix).resolve().parts[1]}
 
 
 @pytest.mark.timeout(120)
