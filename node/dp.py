@@ -67,6 +67,10 @@ def _bounds(params: dict[str, Any], declared: dict[str, Any], column: Any) -> tu
     lo, hi = (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan for v in b)
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
         raise InvalidArgument(f"bounds must be finite with lower < upper (got {tuple(b)!r})")
+    own = declared.get(str(column))
+    if own is not None and not (float(own[0]) <= lo and hi <= float(own[1])):
+        raise InvalidArgument(f"bounds for {column!r} must lie within the owner's declared bounds {tuple(own)!r} "
+                              f"(got {(lo, hi)!r}): leave them out to use the declared ones")
     return lo, hi
 
 
@@ -85,6 +89,26 @@ def release(values: np.ndarray, sensitivity: float, mechanism: str, epsilon: flo
         meas = dp.m.make_gaussian(domain, dp.l2_distance(T=float), scale)
         assert meas.map(sensitivity) <= rho * (1 + 1e-9)
     return np.asarray(meas(values.tolist() if len(values) < 64 else values), dtype=np.float64)
+
+
+def _check_stable(node: DataNode, value: Value) -> None:
+    """Refuse DP on a value whose rows may not map one for one into the asset's rows (the
+    noise assumes one person changes at most their own rows), or that failed on the data."""
+    if not value.private:
+        raise InvalidArgument("this value is public already: a DP query is for private data")
+    if value.stable is None:
+        raise InvalidArgument(
+            "DP queries run on a dataset asset or on row-wise transformations of it (filters by a row-wise "
+            "condition, column selection, elementwise maps and comparisons with public numbers, clamping); "
+            "this value comes from an aggregate, a positional lookup, repeated or reordered rows, a join "
+            "or a reshaping, so one person could count more than once. Build it from the asset's columns "
+            "row by row, and let the DP query aggregate")
+    source = node.store.get(f"asset:{value.stable}", "", True).value
+    if isinstance(source, (pd.Series, pd.DataFrame)) and not source.index.is_unique:
+        raise InvalidArgument(f"the asset {value.stable!r} has repeated index labels, so its rows cannot be told "
+                              "apart: ask the owner to give it a unique index")
+    if value.failed is not None:
+        raise InvalidArgument(value.failed.public_text() + "; a DP query needs a value that exists")
 
 
 def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, Any]) -> tuple[Any, int, Any]:
@@ -129,6 +153,12 @@ def _check_params(params: dict[str, Any]) -> None:
             raise InvalidArgument("categories are a list of public values (strings or numbers)")
         if len({type(c) is str for c in categories}) > 1:
             raise InvalidArgument("categories are all strings or all numbers, not a mix")
+        if any(isinstance(c, float) and not math.isfinite(c) for c in categories):
+            raise InvalidArgument("categories are finite values (no NaN or infinity)")
+        if len(set(categories)) != len(categories):
+            # 1, 1.0 and True are one key to pandas: each would release the same count again,
+            # one person moving several bins while the noise assumes one
+            raise InvalidArgument("categories must be distinct (1, 1.0 and True count as the same key)")
     bins = params.get("bins")
     if bins is not None and (not isinstance(bins, list) or not all(
             type(x) in (int, float) and math.isfinite(x) for x in bins)):
@@ -149,6 +179,7 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
     datasets = sorted({entry.split("/", 1)[0] for entry in value.lineage})
     if len(datasets) != 1:
         raise InvalidArgument("a DP query runs on data of exactly one dataset (its budget pays for it)")
+    _check_stable(node, value)
     dataset = node.db.dataset(datasets[0])
     assert dataset is not None
     mechanism, epsilon, rho = mechanism_of(params)

@@ -23,6 +23,10 @@ from syft_kernel.errors import InvalidArgument, OpNotAllowed, QuotaExceeded, Rem
 
 from . import allowlist as al
 from .regexops import REGEX_METHODS as _REGEX
+from .shapes import check_private_sizes
+from .shapes import public_shape as _public_shape
+from .stability import stable_source
+from .twin import NO_TWIN, Failed, conform, first_failure, labels_public, public_labels
 
 REGEX_METHODS = {f"StringMethods.{name}": fn for name, fn in _REGEX.items()}
 
@@ -31,15 +35,29 @@ MAX_OPS = 10_000
 
 @dataclass
 class Value:
-    """A value on the node with its lineage (private assets it came from) and public shape."""
+    """A value on the node with its lineage (private assets it came from), public shape, public
+    twin (the same computation on mocks), the asset its rows map into one for one (``stable``,
+    for DP) and whether its labels come from the schema."""
 
     value: Any
     lineage: frozenset[str] = field(default_factory=frozenset)
     public_shape: tuple[int, ...] | None = None
+    twin: Any = NO_TWIN
+    stable: str | None = None
+    labels_public: bool = True
 
     @property
     def private(self) -> bool:
         return bool(self.lineage)
+
+    @property
+    def public_view(self) -> Any:
+        """What anyone may know of it: the value itself when public, else its twin."""
+        return self.twin if self.private else self.value
+
+    @property
+    def failed(self) -> Failed | None:
+        return self.value if isinstance(self.value, Failed) else None
 
 
 def type_key(value: Any) -> str:
@@ -172,10 +190,11 @@ class _Refs:
     """Decoder hook: resolves refs and earlier results, recording their lineage."""
 
     def __init__(self, resolve: Callable[[str], Value], results: Sequence[Value],
-                 inputs: Sequence[Value] = ()) -> None:
+                 inputs: Sequence[Value] = (), twin: bool = False) -> None:
         self.resolve = resolve
         self.results = results
         self.inputs = inputs
+        self.twin = twin  # decode each value's public twin instead of the value
         self.seen: list[Value] = []
 
     def __call__(self, node: dict[str, Any]) -> Any:
@@ -195,7 +214,7 @@ class _Refs:
         else:
             raise ProtocolError(f"unknown value kind {tag!r}")
         self.seen.append(v)
-        return v.value
+        return v.public_view if self.twin else v.value
 
 
 def _validate(ops: Any) -> list[dict[str, Any]]:
@@ -314,17 +333,39 @@ def _module_function(name: str) -> Callable[..., Any]:
     return obj
 
 
-def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any],
-            inputs: Sequence[Value] = (), limits: RunLimits | None = None) -> Value:
-    kind, name = op["kind"], op["name"]
-    refs = _Refs(resolve, results, inputs)
-    dec = Decoder(buffers, on_tag=refs)
-    args = [dec.decode(a) for a in op.get("args", [])]
-    kwargs: dict[str, Any] = {}
-    for pair in op.get("kwargs", []):
-        if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
-            raise ProtocolError(f"{name}: keyword arguments are [name, value] pairs")
-        kwargs[pair[0]] = dec.decode(pair[1])
+class _Args:
+    """An op's decoded arguments, and for each the stored value it is (None for a literal)."""
+
+    def __init__(self, op: dict[str, Any], refs: _Refs, buffers: Sequence[Any]) -> None:
+        dec = Decoder(buffers, on_tag=refs)
+        self.args: list[Any] = []
+        self.kwargs: dict[str, Any] = {}
+        self.values: list[Value | None] = []
+        self.nested_private = False
+        for a in op.get("args", []):
+            self.args.append(self._one(dec, refs, a))
+        for pair in op.get("kwargs", []):
+            if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
+                raise ProtocolError(f"{op['name']}: keyword arguments are [name, value] pairs")
+            self.kwargs[pair[0]] = self._one(dec, refs, pair[1])
+
+    def _one(self, dec: Decoder, refs: _Refs, node: Any) -> Any:
+        start = len(refs.seen)
+        x = dec.decode(node)
+        got = refs.seen[start:]
+        direct = isinstance(node, dict) and node.get("~") in ("ref", "res", "in") and len(got) == 1
+        self.values.append(got[0] if direct else None)
+        if not direct and any(v.private for v in got):
+            self.nested_private = True
+        return x
+
+    @property
+    def operands(self) -> list[Any]:
+        return [*self.args, *self.kwargs.values()]
+
+
+def _resolve_rule(kind: str, name: str, args: list[Any]) -> tuple[str, str, al.Rule]:
+    """(kind, label, rule) of an op from its target's type; raises ``OpNotAllowed``."""
     target = args[0] if args else None
     label = name
     if kind in ("getattr", "method"):
@@ -334,7 +375,7 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
         label = f"{key}.{name}"
         rule = al.lookup(key, name)
         if kind == "getattr" and rule.kind == "method":
-            kind = "bound"  # client asked for the attribute of something it will call: allowed below
+            kind = "bound"  # client asked for the attribute of something it will call: refused below
         if kind == "method" and rule.kind != "method":
             raise OpNotAllowed(f"{label} is an attribute, not a method", op=label)
         if kind == "getattr" and rule.kind != "attr":
@@ -345,55 +386,154 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
         rule = al.Rule("op", "same" if name in al.ELEMENTWISE_OPERATORS else None)
         if name == "getitem" and type_key(target) not in al.INDEXABLE:
             raise OpNotAllowed(f"{type_key(target)} cannot be indexed", op=f"{type_key(target)}[]")
+    return kind, label, rule
+
+
+# where a Python type (int, float, str, …) may stand: as a dtype, nowhere else (p[str], map(str))
+_DTYPE_METHODS = frozenset({"astype", "view", "to", "type"})
+_DTYPE_KWARGS = frozenset({"dtype", "include", "exclude"})
+
+
+def _check_types(label: str, kind: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    def has_type(x: Any, depth: int = 0) -> bool:
+        if isinstance(x, type):
+            return True
+        if isinstance(x, (list, tuple)) and depth < 3:
+            return any(has_type(v, depth + 1) for v in x[:10_000])
+        if isinstance(x, dict) and depth < 3:
+            return any(has_type(v, depth + 1) or isinstance(k, type) for k, v in list(x.items())[:10_000])
+        return False
+
+    positional = args[1:] if kind in ("method", "getattr", "bound", "op") else args
+    for i, a in enumerate(positional):
+        if has_type(a) and not (kind == "method" and name in _DTYPE_METHODS and i == 0 and not isinstance(a, (list, tuple))):
+            raise InvalidArgument(f"{label}: a Python type is accepted only as a dtype (astype(int), dtype=float), "
+                                  "not as a key, a function or a value", op=label)
+    for k, v in kwargs.items():
+        if has_type(v) and k not in _DTYPE_KWARGS:
+            raise InvalidArgument(f"{label}: a Python type is accepted only as a dtype (astype(int), dtype=float); "
+                                  f"{k}= takes no type", op=label)
+
+
+def _invoke(kind: str, name: str, label: str, rule: al.Rule, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Check an op's arguments against its rule and call it; the library's exceptions pass through."""
     al.check_kwargs(label, kwargs)
     if rule.check is not None:
         rule.check(label, tuple(args[1:] if kind in ("method", "bound") else args), kwargs)
     if kind == "bound":
         raise OpNotAllowed(f"{label} is a method: call it", op=label)
+    target = args[0] if args else None
+    if kind == "getattr":
+        return getattr(target, name)
+    if kind == "method" and label in REGEX_METHODS:  # RE2, never pandas' backtracking re
+        fn, call_args = functools.partial(REGEX_METHODS[label], target), args[1:]
+    elif kind == "method":
+        fn, call_args = getattr(target, name), args[1:]
+    elif kind == "function":
+        fn, call_args = _module_function(name), args
+    else:
+        fn, call_args = al.OPERATORS[name], args
+    if kind == "function" and name.startswith("numpy.") and not isinstance(fn, np.ufunc):
+        # numpy would work on a stored tensor's own memory (torch cannot make it read-only)
+        call_args = [_readonly_array(a) for a in call_args]
+        kwargs = {k: _readonly_array(v) for k, v in kwargs.items()}
+    al.check_writes(label, fn, call_args, kwargs)
+    al.check_object_arrays(label, [target, *call_args] if kind == "method" else call_args, kwargs)
+    return fn(*call_args, **kwargs)
+
+
+def _columns_over(out: Any, limits: RunLimits | None) -> bool:
+    return limits is not None and isinstance(out, pd.DataFrame) and out.shape[1] > limits.max_columns
+
+
+def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any],
+            inputs: Sequence[Value] = (), limits: RunLimits | None = None) -> Value:
+    kind, name = op["kind"], op["name"]
+    refs = _Refs(resolve, results, inputs)
+    real = _Args(op, refs, buffers)
+    if any(v.private for v in refs.seen):
+        return _run_private(op, kind, name, real, refs.seen, resolve, results, buffers, inputs, limits)
+    kind, label, rule = _resolve_rule(kind, name, real.args)
+    _check_types(label, kind, name, real.args, real.kwargs)
     if limits is not None:
         _check_before(label, refs.seen, limits)
     try:
-        if kind == "getattr":
-            out = getattr(target, name)
-        else:
-            if kind == "method" and label in REGEX_METHODS:  # RE2, never pandas' backtracking re
-                fn, call_args = functools.partial(REGEX_METHODS[label], target), args[1:]
-            elif kind == "method":
-                fn, call_args = getattr(target, name), args[1:]
-            elif kind == "function":
-                fn, call_args = _module_function(name), args
-            else:
-                fn, call_args = al.OPERATORS[name], args
-            if kind == "function" and name.startswith("numpy.") and not isinstance(fn, np.ufunc):
-                # numpy would work on a stored tensor's own memory (torch cannot make it read-only)
-                call_args = [_readonly_array(a) for a in call_args]
-                kwargs = {k: _readonly_array(v) for k, v in kwargs.items()}
-            al.check_writes(label, fn, call_args, kwargs)
-            al.check_object_arrays(label, [target, *call_args] if kind == "method" else call_args, kwargs)
-            out = fn(*call_args, **kwargs)
+        out = _invoke(kind, name, label, rule, real.args, real.kwargs)
     except SyftError:
         raise
     except MemoryError:
         raise QuotaExceeded(f"{label} needs more memory than the node allows; work on a smaller part "
                             "of the data", limit="memory", op=label) from None
-    except Exception as e:  # the library's own error, reported as data
-        if any(v.private for v in refs.seen):
-            # pandas and numpy quote the offending value ("could not convert string to float:
-            # 'alice'"): on private data the scientist gets the op and the type, the owner the text
-            err = RemoteError(f"{label} failed on the node: {type(e).__name__} (the library's message could "
-                              "describe private data, so only the data owner's audit log has it; check the "
-                              "names and arguments against ptr.mock)", op=label, exception=type(e).__name__)
-            err.private_detail = f"{type(e).__name__}: {e}"[:2000]
-            raise err from None
+    except Exception as e:  # the library's own error about public data, reported as data
         raise RemoteError(f"{label} failed on the node: {type(e).__name__}: {e}", op=label,
                           exception=type(e).__name__) from None
     check_result(out, label)
-    if limits is not None and isinstance(out, pd.DataFrame) and out.shape[1] > limits.max_columns:
+    if _columns_over(out, limits):
+        assert limits is not None
         raise QuotaExceeded(f"{label} would make a frame of more than {limits.max_columns:,} columns, "
                             "more than the node allows", limit="columns", op=label)
     out = freeze(out)
-    lineage = frozenset().union(*(v.lineage for v in refs.seen)) if refs.seen else frozenset()
-    return Value(out, lineage, _public_shape(out, kind, name, rule, args, refs.seen))
+    return Value(out, frozenset(), _shape(out))
+
+
+def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: list[Value],
+                 resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any],
+                 inputs: Sequence[Value], limits: RunLimits | None) -> Value:
+    """An op on private data: decided on its public twin, computed on the data. Whatever the
+    scientist sees (errors, types, labels, shapes) comes from the twin and the public shapes."""
+    if any(v.private and v.twin is NO_TWIN for v in seen):
+        raise OpNotAllowed(f"{name}: this value came from a code run and has no mock to check ops against; "
+                           "ask for its release (ptr.request) and work on it once approved", op=name)
+    twin_refs = _Refs(resolve, results, inputs, twin=True)
+    twin = _Args(op, twin_refs, buffers)
+    kind, label, rule = _resolve_rule(kind, name, twin.args)
+    _check_types(label, kind, name, twin.args, twin.kwargs)
+    check_private_sizes(kind, label, real.values, twin.operands)
+    if limits is not None:
+        _check_before(label, seen, limits)
+    try:
+        out_t = _invoke(kind, name, label, rule, twin.args, twin.kwargs)
+    except SyftError:
+        raise
+    except MemoryError:
+        raise QuotaExceeded(f"{label} needs more memory than the node allows on the mock data",
+                            limit="memory", op=label) from None
+    except Exception as e:  # computed on mocks: the library's text is public
+        raise RemoteError(f"{label} fails on the mock data, so it does not run on the private data: "
+                          f"{type(e).__name__}: {e} (try it on ptr.mock)", op=label,
+                          exception=type(e).__name__) from None
+    check_result(out_t, label)
+    if _columns_over(out_t, limits):
+        assert limits is not None
+        raise QuotaExceeded(f"{label} would make a frame of more than {limits.max_columns:,} columns, "
+                            "more than the node allows", limit="columns", op=label)
+    out_t = freeze(out_t)
+    out = first_failure([v.value for v in seen])  # a failed input: the result failed as well
+    if out is None:
+        try:
+            out = _invoke(kind, name, label, rule, real.args, real.kwargs)
+            check_result(out, label)
+            if _columns_over(out, limits):
+                assert limits is not None
+                out = Failed(label, f"more than the node's {limits.max_columns:,} columns")
+        except MemoryError:
+            out = Failed(label, "MemoryError", "the node ran out of memory")
+        except Exception as e:  # only on the real data: private, like a result
+            out = Failed(label, type(e).__name__, f"{type(e).__name__}: {e}"[:2000])
+    out = freeze(conform(out, out_t, type_key, label))
+    lineage = frozenset().union(*(v.lineage for v in seen))
+    privates = [v is not None and v.private for v in real.values]
+    known = [v.public_shape if v is not None else None for v in real.values]
+    shape = _public_shape(None if isinstance(out, Failed) else out, out_t, label, kind, rule, twin.operands, privates,
+                          known, _is_scalar(out_t))
+    stable = stable_source(kind, label, twin.operands, real.values, real.nested_private)
+    allowed = public_labels([v.public_view for v in seen], [*twin.args, *twin.kwargs.values()])
+    labels = labels_public(out_t, allowed) and all(v.labels_public for v in seen if v.private)
+    return Value(out, lineage, shape, out_t, stable, labels)
+
+
+def _is_scalar(x: Any) -> bool:
+    return isinstance(x, _SCALARS) and not isinstance(x, (str, bytes)) or (isinstance(x, np.ndarray) and x.ndim == 0)
 
 
 # ops whose result has as many columns as their input has rows
@@ -415,19 +555,6 @@ def _check_before(label: str, seen: list[Value], limits: RunLimits) -> None:
                 f"{'private' if rows is None else f'{rows:,}'}); aggregate first", limit="columns", op=label)
 
 
-DATA_DEPENDENT_SHAPES = frozenset(
-    "unique nonzero argwhere flatnonzero bincount masked_select where extract compress "
-    "histogram_bin_edges tolist item numpy.unique numpy.nonzero numpy.argwhere numpy.bincount "
-    "numpy.where numpy.extract numpy.compress torch.unique torch.nonzero torch.masked_select "
-    "torch.where".split()
-)
-
-
-def _array_like(value: Any) -> bool:
-    torch = loaded_torch()
-    return isinstance(value, (np.ndarray, np.generic)) or (torch is not None and isinstance(value, torch.Tensor))
-
-
 def _shape(value: Any) -> tuple[int, ...] | None:
     shape = getattr(value, "shape", None)
     if shape is None and isinstance(value, _SCALARS):
@@ -438,47 +565,8 @@ def _shape(value: Any) -> tuple[int, ...] | None:
         return None
 
 
-def _public_shape(out: Any, kind: str, name: str, rule: al.Rule, args: list[Any], seen: list[Value]) -> tuple[int, ...] | None:
-    """The result's shape as far as it follows from public shapes, never from the data."""
-    actual = _shape(out)
-    if not any(v.private for v in seen):
-        return actual
-    if actual == ():
-        return ()  # a scalar reveals nothing through its shape
-    known = [v.public_shape for v in seen]
-    if _array_like(out) and all(_array_like(v.value) and v.public_shape is not None for v in seen):
-        # numpy / torch shapes follow from the input shapes and the literal arguments alone,
-        # except for ops whose output size is decided by the values
-        if name not in DATA_DEPENDENT_SHAPES and not (name == "getitem" and len(seen) > 1):
-            return actual
-        return None
-    if rule.shape == "same" and seen and known[0] is not None:
-        if kind == "op" and len(seen) > 1:
-            if isinstance(out, (pd.DataFrame, pd.Series)):
-                return None  # pandas aligns indexes: the result's length depends on the data
-            if any(k is None for k in known):
-                return None
-            try:
-                return tuple(np.broadcast_shapes(*known))
-            except ValueError:
-                return None
-        return known[0] if known[0] == actual else None
-    if kind == "op" and name == "getitem" and isinstance(args[0], pd.DataFrame) and known and known[0]:
-        key = args[1] if len(args) > 1 else None
-        # a literal column label or list of labels: rows are the frame's rows
-        if len(seen) == 1 and isinstance(key, str):
-            return (known[0][0],)
-        if len(seen) == 1 and isinstance(key, list) and all(isinstance(k, str) for k in key):
-            return (known[0][0], len(key))
-    return None
-
-
-def describe(v: Value, reveal: bool) -> dict[str, Any]:
-    """Public metadata for a pointer: type, shape (if public), dtype(s), columns, name."""
-    value = v.value
-    meta: dict[str, Any] = {"type": type_key(value), "private": v.private}
-    shape = _shape(value) if reveal else v.public_shape
-    meta["shape"] = list(shape) if shape is not None else None
+def _meta_of(value: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"type": type_key(value)}
     if isinstance(value, pd.DataFrame):
         meta["columns"] = [_label(c) for c in value.columns]
         meta["dtypes"] = [str(t) for t in value.dtypes]
@@ -495,6 +583,32 @@ def describe(v: Value, reveal: bool) -> dict[str, Any]:
     return meta
 
 
+def describe(v: Value, reveal: bool) -> dict[str, Any]:
+    """Public metadata for a pointer: type, shape (if public), dtype(s), columns, name. For a
+    private value the reader may not see, all of it comes from its public twin and public
+    shapes, never from the data; labels that come from values are left out."""
+    if reveal or not v.private:
+        if isinstance(v.value, Failed):  # the owner's (or an approved reader's) view of a failure
+            meta = _meta_of(v.twin) if v.twin is not NO_TWIN else {"type": None}
+            meta.update(private=v.private, shape=None, failed=v.value.public_text())
+            return meta
+        meta = _meta_of(v.value)
+        meta["private"] = v.private
+        shape = _shape(v.value)
+        meta["shape"] = list(shape) if shape is not None else None
+        return meta
+    if v.twin is NO_TWIN:  # a code run's result: nothing about it is public
+        return {"type": None, "private": True, "shape": None}
+    meta = _meta_of(v.twin)
+    meta["private"] = True
+    meta["shape"] = list(v.public_shape) if v.public_shape is not None else None
+    if not v.labels_public:
+        for k in ("columns", "dtypes", "name"):
+            meta.pop(k, None)
+        meta["labels"] = "private: they come from the data's values, not its schema"
+    return meta
+
+
 def _label(x: Any) -> Any:
     if isinstance(x, tuple):
         return [_label(v) for v in x]
@@ -503,4 +617,4 @@ def _label(x: Any) -> Any:
     return str(x)
 
 
-__all__ = ["Value", "run_plan", "describe", "type_key", "check_result", "InvalidArgument"]
+__all__ = ["Value", "run_plan", "describe", "type_key", "check_result", "InvalidArgument", "NO_TWIN", "Failed"]

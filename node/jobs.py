@@ -493,6 +493,10 @@ class JobRunner:
 
     def start(self, request_id: str, source: str, fn_name: str, inputs: dict[str, Value],
               limits: dict[str, float]) -> None:
+        failed = next((name for name, v in inputs.items() if v.failed is not None), None)
+        if failed is not None:  # approved already: the requester may learn that it failed
+            self.on_done(request_id, JobOutcome(False, error=f"input {failed!r}: {inputs[failed].failed.public_text()}"))  # type: ignore[union-attr]
+            return
         sb = self._take(any(type_key(v.value) == "Tensor" for v in inputs.values()))
 
         def work() -> None:

@@ -30,6 +30,7 @@ from syft_kernel.errors import (
 from syft_kernel.keys import verify_signature
 
 from . import governance
+from .executor import NO_TWIN
 from .grants import content_versions, plan_lineage, referenced_ids
 from .jobs import JobOutcome, check_limits
 from .objfile import write_value
@@ -75,10 +76,16 @@ def _persist(node: DataNode, obj: StoredObject) -> int:
     if node.db.object(obj.id) is not None:
         return int(node.db.object(obj.id)["size"])  # type: ignore[index]
     path = node.objects_dir / f"{obj.id}.bin"
-    size = write_value(path, obj.value.value)
-    node.db.add_object(obj.id, obj.owner, sorted(obj.value.lineage),
-                       list(obj.value.public_shape) if obj.value.public_shape is not None else None,
-                       path.name, size)
+    v = obj.value
+    failed = v.failed
+    size = write_value(path, None if failed else v.value)
+    if v.private and v.twin is not NO_TWIN:  # its public twin, so it is described the same after a restart
+        write_value(node.objects_dir / f"{obj.id}.twin.bin", v.twin)
+    facts: dict[str, Any] = {"shape": list(v.public_shape) if v.public_shape is not None else None,
+                             "stable": v.stable, "labels": v.labels_public}
+    if failed:
+        facts["failed"] = {"op": failed.op, "exception": failed.exception, "detail": failed.detail}
+    node.db.add_object(obj.id, obj.owner, sorted(v.lineage), facts, path.name, size)
     return size
 
 

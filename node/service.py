@@ -36,7 +36,7 @@ from syft_kernel.mock import make_mock
 
 from . import storage
 from .db import Database
-from .executor import RunLimits, Value, describe, freeze, run_plan, type_key
+from .executor import NO_TWIN, Failed, RunLimits, Value, describe, freeze, run_plan, type_key
 from .grants import plan_grant, within_approval
 from .limits import Limits
 from .store import ObjectStore, StoredObject
@@ -206,8 +206,12 @@ class DataNode:
             raise NotFound(f"dataset {dataset!r} has no asset {asset!r}")
         value = freeze(storage.read_asset(self.assets_dir, row["kind"], row["path"],
                                           series=row["meta"].get("series", False)))
+        # its twin is its mock: every op on it runs on the mock too, and only that is described
+        mock = freeze(storage.read_asset(self.assets_dir, row["kind"], row["mock_path"],
+                                         series=row["meta"].get("series", False)))
         shape = tuple(getattr(value, "shape", ()))
-        return Value(value, frozenset({f"{dataset}/{asset}"}), tuple(int(s) for s in shape))
+        key = f"{dataset}/{asset}"
+        return Value(value, frozenset({key}), tuple(int(s) for s in shape), twin=mock, stable=key)
 
     def _read_mock(self, dataset: str, asset: str) -> Any:
         row = self.db.asset(dataset, asset)
@@ -222,9 +226,19 @@ class DataNode:
         from .objfile import read_value
 
         value = freeze(read_value(self.objects_dir / row["path"]))
-        shape = json.loads(row["public_shape"]) if row["public_shape"] else None
+        facts = json.loads(row["public_shape"]) if row["public_shape"] else None
+        if not isinstance(facts, dict):  # older nodes stored the shape alone
+            facts = {"shape": facts}
+        twin_path = self.objects_dir / (row["path"].removesuffix(".bin") + ".twin.bin")
+        twin = freeze(read_value(twin_path)) if twin_path.exists() else NO_TWIN
+        failed = facts.get("failed")
+        if isinstance(failed, dict):
+            value = Failed(str(failed.get("op", "")), str(failed.get("exception", "")), str(failed.get("detail", "")))
+        shape = facts.get("shape")
         return StoredObject(obj_id, Value(value, frozenset(json.loads(row["lineage"])),
-                                          tuple(shape) if shape is not None else None), row["owner"])
+                                          tuple(shape) if shape is not None else None, twin=twin,
+                                          stable=facts.get("stable"), labels_public=bool(facts.get("labels", True))),
+                            row["owner"])
 
     def _recover_runs(self) -> None:
         """Code runs the node was doing when it died end as failures, never silently lost."""
@@ -380,7 +394,7 @@ def _datasets_upload(node: DataNode, user: User, body: Any, buffers: Sequence[An
             try:  # odd values (types parquet or the mock maker cannot handle) are the uploader's to fix
                 value = dec.decode(a["value"])
                 kind = storage.kind_of(value)
-                mock = dec.decode(a["mock"]) if a.get("mock") is not None else make_mock(value)
+                mock = dec.decode(a["mock"]) if a.get("mock") is not None else make_mock(value, bounds=bounds)
                 if storage.kind_of(mock) != kind:
                     raise InvalidArgument(f"the mock of {aname!r} must be the same kind of value as the asset")
                 _check_mock_schema(aname, value, mock)
@@ -506,18 +520,15 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     resolve = node.resolver(user)
     inputs = [resolve(i) for i in input_ids]
     granted = plan_grant(node, user, b.get("plan"), ops, keep, input_ids, buffers)
-    try:
-        results = run_plan(ops, resolve, buffers, inputs, node.run_limits, keep)
-    except RemoteError as e:
-        detail = getattr(e, "private_detail", None)
-        if detail:  # the library's text about private data: for the owner's eyes only
-            node.db.audit(user.name, "op.failed", str(e.data.get("op", "")), error=detail,
-                          op_index=e.data.get("op_index"))
-        raise
+    results = run_plan(ops, resolve, buffers, inputs, node.run_limits, keep)
     provenance_ops = _bind_inputs(ops, input_ids)  # one copy, shared by every kept result
     out = []
     for i in keep:
         obj = node.store.put(results[i], user.name, provenance={"ops": provenance_ops, "index": i})
+        failed = results[i].failed
+        if failed is not None:  # only on the real data: the scientist is not told; the owner reads why
+            node.db.audit(user.name, "op.failed", failed.op, error=failed.detail or failed.exception,
+                          object=obj.id, op_index=i)
         reveal = user.is_owner
         if granted is not None and results[i].private:
             if within_approval(results[i].lineage, granted["datasets"]):
@@ -582,6 +593,11 @@ def _get(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
             request_hint="ptr.request(reason='…')",
             lineage=sorted(value.lineage),
         )
+    failed = value.failed
+    if failed is not None:  # a reader may see it: what failed on the real data (the owner sees why)
+        text = failed.public_text() + (f": {failed.detail}" if user.is_owner and failed.detail else "")
+        node.db.audit(user.name, "get.failed", obj_id, lineage=sorted(value.lineage))
+        raise RemoteError(text, op=failed.op, exception=failed.exception, failed=True)
     tree, bufs = codec.encode_value(value.value)
     if value.private:
         size = sum(memoryview(x).nbytes for x in bufs)

@@ -6,6 +6,7 @@ results of operations get random ids and belong to the user whose plan made them
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from syft_kernel.errors import NotFound, QuotaExceeded
 
-from .executor import Value, compact, nbytes
+from .executor import NO_TWIN, Value, compact, nbytes
 
 MAX_OBJECTS_PER_USER = 100_000
 MAX_BYTES_PER_USER = 4 * 1024**3  # node.json: quota_mb
@@ -54,8 +55,8 @@ class ObjectStore:
         """Store a result for ``owner``, within their quota of objects and bytes."""
         compacted = compact(value.value)
         if compacted is not value.value:
-            value = Value(compacted, value.lineage, value.public_shape)
-        size = nbytes(value.value)
+            value = dataclasses.replace(value, value=compacted)
+        size = nbytes(value.value) + (nbytes(value.twin) if value.private and value.twin is not NO_TWIN else 0)
         with self._lock:
             if self._counts.get(owner, 0) >= self.max_objects:
                 raise QuotaExceeded(

@@ -1,11 +1,15 @@
 """Mock data: same schema as an asset (columns, dtypes, shape), synthetic values only.
 
-A generated mock never copies a value from the real data: numbers are drawn from fixed
-distributions, text is made from the column name, categories are the declared categories.
+A generated mock depends on the schema and the owner's public declarations alone, never on a
+real value: numbers are drawn uniformly within the declared bounds (or from fixed
+distributions), text is made from the column name, categories are the declared categories.
+Two datasets with the same schema and declarations get the same mock, so a mock can tell
+nothing about the data, not even by the values it lacks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,47 +18,35 @@ import pandas as pd
 MAX_MOCK_ROWS = 1000
 
 
-def make_mock(value: Any, seed: int = 0) -> Any:
-    """A synthetic stand-in for ``value`` with the same schema (at most 1000 rows).
-
-    Values that happen to equal a real value are drawn again (booleans and declared categories
-    excepted: they are schema), so no real value appears in a generated mock.
-    """
+def make_mock(value: Any, seed: int = 0, bounds: Mapping[str, Sequence[float]] | None = None) -> Any:
+    """A synthetic stand-in for ``value`` with the same schema (at most 1000 rows); numeric
+    columns named in ``bounds`` (the owner's public ``(lower, upper)``) are drawn within them."""
     rng = np.random.default_rng(seed)
+    bounds = bounds or {}
     if isinstance(value, pd.DataFrame):
         n = min(len(value), MAX_MOCK_ROWS)
-        cols = {c: _column(value[c], n, rng, str(c)) for c in value.columns}
+        cols = {c: _column(value[c].dtype, n, rng, str(c), bounds.get(str(c))) for c in value.columns}
         return pd.DataFrame(cols, index=pd.RangeIndex(n), columns=value.columns)
     if isinstance(value, pd.Series):
         n = min(len(value), MAX_MOCK_ROWS)
-        return pd.Series(_column(value, n, rng, str(value.name)), name=value.name)
+        return pd.Series(_column(value.dtype, n, rng, str(value.name), bounds.get(str(value.name))), name=value.name)
     if isinstance(value, np.ndarray):
         shape = (min(value.shape[0], MAX_MOCK_ROWS), *value.shape[1:]) if value.ndim else ()
-        return _avoid(_numbers(value.dtype, shape, rng), np.asarray(value), rng)
+        return _numbers(value.dtype, shape, rng)
     import torch
 
     if isinstance(value, torch.Tensor):
         shape = (min(value.shape[0], MAX_MOCK_ROWS), *value.shape[1:]) if value.ndim else ()
         np_dtype = np.float32 if value.dtype.is_floating_point else np.int64
         arr = _numbers(np.dtype(np_dtype) if value.dtype != torch.bool else np.dtype(bool), shape, rng)
-        real = value.detach().cpu().to(torch.float64 if value.dtype.is_floating_point else torch.int64).numpy()
-        arr = _avoid(arr, real, rng)
         return torch.from_numpy(np.ascontiguousarray(arr)).to(value.dtype)
     raise TypeError(f"no mock for {type(value).__name__}")
 
 
-def _avoid(mock: np.ndarray, real: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Redraw mock values that equal a real value, widening the range each time."""
-    if mock.dtype.kind == "b" or mock.size == 0:
-        return mock
-    mock = np.array(mock)
-    real_values = np.unique(np.asarray(real).ravel())
-    for attempt in range(1, 40):
-        clash = np.isin(mock, real_values)
-        if not clash.any():
-            return mock
-        mock[clash] = _numbers(mock.dtype, (int(clash.sum()),), rng, scale=2**attempt)
-    raise ValueError("could not draw mock values distinct from the real ones; pass mock= explicitly")
+def _within(dtype: np.dtype, n: int, rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+    if dtype.kind in "iu":
+        return rng.integers(int(np.ceil(lo)), int(np.floor(hi)) + 1, size=n).astype(dtype)
+    return rng.uniform(lo, hi, size=n).round(3).clip(lo, hi).astype(dtype)
 
 
 def _numbers(dtype: np.dtype, shape: tuple[int, ...], rng: np.random.Generator, scale: int = 1) -> np.ndarray:
@@ -76,22 +68,27 @@ def _numbers(dtype: np.dtype, shape: tuple[int, ...], rng: np.random.Generator, 
     return np.array([f"x{i}" for i in range(int(np.prod(shape)))], dtype=object).reshape(shape)
 
 
-def _column(s: pd.Series, n: int, rng: np.random.Generator, name: str) -> Any:
-    dtype = s.dtype
+def _column(dtype: Any, n: int, rng: np.random.Generator, name: str, declared: Sequence[float] | None) -> Any:
     if isinstance(dtype, pd.CategoricalDtype):
         cats = dtype.categories
         codes = rng.integers(0, max(len(cats), 1), size=n)
         return pd.Categorical.from_codes(codes % max(len(cats), 1), dtype=dtype) if len(cats) else pd.Categorical([None] * n)
+    numeric = isinstance(dtype, np.dtype) and dtype.kind in "iuf"
+    if numeric and declared is not None and float(declared[1]) >= float(declared[0]):
+        lo, hi = float(declared[0]), float(declared[1])
+        if dtype.kind == "f" or np.floor(hi) >= np.ceil(lo):
+            return _within(dtype, n, rng, lo, hi)
     if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
-        return _avoid(_numbers(dtype, (n,), rng), s.to_numpy(), rng)
+        return _numbers(dtype, (n,), rng)
     if pd.api.types.is_bool_dtype(dtype):
         return pd.array(rng.random(n) < 0.5, dtype=dtype)
     if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
-        return pd.array(_numbers(np.dtype("int64" if pd.api.types.is_integer_dtype(dtype) else "float64"), (n,), rng), dtype=dtype)
+        np_dtype = np.dtype("int64" if pd.api.types.is_integer_dtype(dtype) else "float64")
+        if declared is not None and float(declared[1]) >= float(declared[0]):
+            return pd.array(_within(np_dtype, n, rng, float(declared[0]), float(declared[1])), dtype=dtype)
+        return pd.array(_numbers(np_dtype, (n,), rng), dtype=dtype)
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return pd.Series(_numbers(np.dtype("datetime64[ns]"), (n,), rng)).astype(dtype).array
     stem = "".join(ch for ch in name if ch.isalnum() or ch == "_")[:20] or "value"
-    real = set(s.dropna().astype(str))
     words = [f"{stem}_{i:04d}" for i in rng.integers(0, 10_000, size=n)]
-    words = [w if w not in real else f"{w}_{j}_mock" for j, w in enumerate(words)]
     return pd.array(words, dtype=dtype)

@@ -1,0 +1,135 @@
+"""Per-subject stability: which private values a DP query may run on.
+
+DP's sensitivity holds only if each row of the queried value comes from at most one row of the
+asset, and from nothing else: a dataset asset, or row-wise transformations of it (filters with
+a row-wise mask, column selection, elementwise maps and comparisons with public scalars,
+clamping). A value derived from an aggregate, a positional lookup, a repetition of rows, a
+broadcast of one row, a join or a reshaping is not stable, and DP queries refuse it. These are
+the stability maps of OpenDP's row-by-row transformations (``make_row_by_row``, ``then_clamp``,
+``make_filter``…): distance in, distance out, one for one.
+
+``stable`` is the asset key (``"dataset/asset"``) the value's rows map into, or None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from syft_kernel.codec import loaded_torch
+
+from . import allowlist as al
+
+# methods of a Series / DataFrame that map each row to one row (or drop it), given public scalars
+_ROW_METHODS = frozenset(
+    "abs round clip isna isnull notna notnull astype fillna add sub mul div truediv floordiv mod pow "
+    "radd rsub rmul rdiv eq ne lt le gt ge isin where mask between dropna copy rename to_frame "
+    "sort_values to_numpy".split()
+)
+_STR_METHODS = frozenset(
+    "lower upper strip lstrip rstrip len contains startswith endswith replace slice get zfill pad center "
+    "isdigit isalpha isnumeric isspace islower isupper title capitalize count find".split()
+)
+_DT = frozenset(al._DT)
+_TENSOR_ROW = frozenset(al._TORCH_ELEMENTWISE.split()) - {"softmax", "log_softmax", "cumsum", "cumprod", "where"} \
+    | frozenset("float double half int long bool contiguous detach clone to".split())
+_NUMPY_ROW = frozenset(f"numpy.{n}" for n in al.NUMPY_UFUNCS) | frozenset(
+    f"numpy.{n}" for n in "abs clip round around nan_to_num".split()) | frozenset(
+    f"torch.{n}" for n in _TENSOR_ROW)
+
+
+def _public_scalar(x: Any) -> bool:
+    return x is None or isinstance(x, (bool, int, float, complex, str, np.generic, pd.Timestamp, pd.Timedelta))
+
+
+def _public_arg(x: Any, depth: int = 0) -> bool:
+    """A public argument that cannot broadcast rows: scalars, dtypes, and short literal lists or
+    maps of scalars (``isin([...])``, ``rename({...})``, ``astype({...})``)."""
+    if _public_scalar(x) or isinstance(x, (np.dtype, type)):
+        return True
+    torch = loaded_torch()
+    if torch is not None and isinstance(x, torch.dtype):
+        return True
+    if isinstance(x, (list, tuple)) and depth < 2 and len(x) <= 10_000:
+        return all(_public_arg(v, depth + 1) for v in x)
+    if isinstance(x, dict) and depth < 2 and len(x) <= 10_000:
+        return all(_public_arg(k, depth + 1) and _public_arg(v, depth + 1) for k, v in x.items())
+    return False
+
+
+def _column_key(key: Any, frame: Any) -> bool:
+    if not isinstance(frame, pd.DataFrame):
+        return False
+    if isinstance(key, str):
+        return True
+    return isinstance(key, list) and all(isinstance(k, str) for k in key) and len(set(key)) == len(key)
+
+
+def _row_slice(key: Any) -> bool:
+    """``x[:, 3]``, ``x[:, 1:4]``: every row, some of its entries."""
+    return (isinstance(key, tuple) and len(key) >= 2 and key[0] == slice(None)
+            and all(isinstance(k, (int, slice)) and not isinstance(k, bool) for k in key[1:]))
+
+
+def stable_source(kind: str, label: str, operands: list[Any], values: list[Any], nested_private: bool) -> str | None:
+    """The asset a private result's rows map into one for one, or None.
+
+    ``operands`` are the op's argument values (the target first, then keyword values); ``values``
+    holds, for each, the stored ``Value`` it is (None for a plan literal); ``nested_private`` says
+    a private value sits inside a list or map argument (never row-wise)."""
+    if nested_private:
+        return None
+    private = [v for v in values if v is not None and v.private]
+    sources = {v.stable for v in private}
+    if not private or None in sources or len(sources) != 1:
+        return None
+    source = next(iter(sources))
+    target = values[0] if values else None
+    for v, x in zip(values[1:], operands[1:]):
+        if (v is None or not v.private) and not _public_arg(x):
+            return None  # a public array or frame could broadcast one row over many
+    method = label.split(".", 1)[1] if "." in label else label
+    key = label.split(".", 1)[0] if "." in label else ""
+    if kind == "op":
+        if label in al.ELEMENTWISE_OPERATORS:
+            return source if _aligned(values) else None
+        if label == "getitem" and target is not None and target.stable == source and len(operands) == 2:
+            k, kv = operands[1], values[1]
+            if kv is None and (_column_key(k, operands[0]) or _row_slice(k)):
+                return source
+            if kv is not None and kv.private and kv.stable == source and _boolean_rows(k, operands[0]):
+                return source  # a filter by a row-wise mask of the same asset
+        return None
+    if target is None or target.stable != source:
+        return None
+    if kind in ("method", "getattr") and key in ("Series", "DataFrame") and method in _ROW_METHODS:
+        return source if _aligned(values) else None
+    if kind == "getattr" and key == "Series" and method in ("str", "dt"):
+        return source
+    if key == "StringMethods" and method in _STR_METHODS:
+        return source
+    if key == "DatetimeProperties" and method in _DT:
+        return source
+    if key in ("ndarray", "Tensor") and (method in _TENSOR_ROW or method in ("clip", "round", "abs", "astype", "copy")):
+        return source if len(values) == 1 or all(v is None for v in values[1:]) else None
+    if kind == "function" and label in _NUMPY_ROW:
+        return source if _aligned(values) else None
+    return None
+
+
+def _aligned(values: list[Any]) -> bool:
+    """Several private operands combine row by row only when they share their rows' index (a
+    frame and its own columns): pandas aligns labels, numpy broadcasts positions."""
+    private = [v for v in values if v is not None and v.private]
+    return len(private) <= 1 or all(isinstance(v.value, (pd.Series, pd.DataFrame)) for v in private)
+
+
+def _boolean_rows(mask: Any, target: Any) -> bool:
+    if isinstance(mask, pd.Series):
+        return mask.dtype == bool and isinstance(target, (pd.Series, pd.DataFrame))
+    return False
+
+
+__all__ = ["stable_source"]

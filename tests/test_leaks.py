@@ -1,0 +1,358 @@
+"""Attacks on what leaks out of a node without an approval (issue 11), tried as a registered
+data scientist who read our code would: through a pointer's metadata, an exception's text, the
+type of a result, a DP query on a cleverly derived value, or the values a mock lacks.
+
+The strongest check is differential: two datasets, ``high`` and ``low``, have the same schema,
+row count and owner declarations but different private values (different weights, names, row
+counts after any filter, missing values in one only). Everything a scientist sees without an
+approval (metadata, types, errors, mocks) must be the same for both; where it differed, it would
+tell a private fact. Statistical checks cover what one run cannot decide (DP noise, mocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import syft_kernel as sk
+from syft_kernel import login
+from syft_kernel.keys import generate_keypair, write_keypair
+from syft_kernel.launcher import NodeProcess, start_node
+
+ROWS = 400
+BOUNDS = {"weight": [0.5, 6.0], "age": [15, 50], "height": [40.0, 60.0]}
+
+
+def _patients(high: bool) -> pd.DataFrame:
+    """Private data: weights all high (5-6 kg) or all low (0.5-1.5); names that differ; in
+    ``high`` only, missing heights (so some ops fail on the real data alone)."""
+    rng = np.random.default_rng(1 if high else 2)
+    weight = rng.uniform(5.0, 6.0, ROWS) if high else rng.uniform(0.5, 1.5, ROWS)
+    height = rng.uniform(45.0, 55.0, ROWS)
+    if high:
+        height[::7] = np.nan
+    names = [f"{'Alice' if high else 'Bob'} Patient{i:03d}" for i in range(ROWS)]
+    return pd.DataFrame({
+        "patient": rng.permutation(ROWS) + 1000,
+        "name": pd.array(names, dtype="string"),
+        "age": rng.integers(18, 45, ROWS),
+        "weight": weight,
+        "height": height,
+        "ward": pd.Categorical(rng.choice(["A", "B"] if high else ["C"], ROWS), categories=["A", "B", "C"]),
+    })
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    folder = tmp_path_factory.mktemp("leaks")
+    proc = start_node(folder / "hospital", name="hospital")
+    with proc.login() as owner:
+        for name, high in (("high", True), ("low", False)):
+            owner.datasets.upload(name, assets={"patients": _patients(high)}, description="patients",
+                                  subject_column="patient", bounds=BOUNDS)
+        owner.datasets.upload("arrays", assets={"x": np.arange(12, dtype=np.float64).reshape(3, 4),
+                                                "k": np.array([3, 1, 4], dtype=np.int64)}, description="arrays")
+        _, pub = write_keypair(generate_keypair("alice"), folder / "users")
+        owner.users.add("alice", role="data_scientist", public_key=pub)
+        for name in ("high", "low"):
+            owner.budgets.set("alice", name, epsilon=1000.0, delta=1e-6)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(node: NodeProcess) -> Iterator[sk.Client]:
+    with login(node.connection_file, key=node.folder.parent / "users" / "alice.key") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def owner(node: NodeProcess) -> Iterator[sk.Client]:
+    with node.login() as client:
+        yield client
+
+
+def _seen(make: Callable[[Any], Any], p: Any) -> Any:
+    """What the scientist learns from one attack: the pointer's metadata, or the error."""
+    try:
+        ptr = make(p)
+        meta = dict(ptr.meta)
+        return ("ok", meta)
+    except sk.SyftError as e:
+        return ("error", type(e).__name__, e.message)
+
+
+def _same_for_both(alice: sk.Client, make: Callable[[Any], Any]) -> Any:
+    high = _seen(make, alice.datasets["high"]["patients"])
+    low = _seen(make, alice.datasets["low"]["patients"])
+    assert high == low, f"the scientist can tell the datasets apart:\nhigh: {high}\nlow:  {low}"
+    return high
+
+
+def _fn(name: str, *args: Any, **kwargs: Any) -> Any:
+    """A pointer to ``name(*args, **kwargs)`` run on the node, sent as a raw plan (for functions
+    the client does not dispatch, like ``pandas.concat``)."""
+    from syft_kernel.pointer import Pointer
+
+    client = next(a for a in [*args, *kwargs.values(), *(x for a in args if isinstance(a, list) for x in a)]
+                  if isinstance(a, Pointer)).client
+
+    def enc(x: Any) -> Any:
+        if isinstance(x, Pointer):
+            return {"~": "ref", "id": x.id}
+        if isinstance(x, list):
+            return [enc(v) for v in x]
+        return x
+
+    op = {"kind": "function", "name": name, "args": [enc(a) for a in args],
+          "kwargs": [[k, enc(v)] for k, v in kwargs.items()]}
+    body, _ = client.call("run", {"ops": [op], "keep": [0]})
+    r = body["results"][0]
+    return Pointer(client, r["id"], r["meta"], name)
+
+
+def _serving(alice: sk.Client) -> None:
+    assert (alice.datasets["arrays"]["x"] + 1).shape == (3, 4)
+
+
+# ---- 1. metadata is public only when the public schema implies it --------------------------
+
+ATTACKS: dict[str, Callable[[Any], Any]] = {
+    # every patient name as column labels
+    "names as columns": lambda p: p.set_index("name").T,
+    # bisection on a weight: the columns (row labels) and the count of rows above a threshold
+    "bisect weights (T)": lambda p: p[p["weight"] > 3.0].T,
+    "bisect weights (rows)": lambda p: p[p["weight"] > 3.0],
+    "bisect weights (one label)": lambda p: p[p["weight"] > 3.0].head(1).T,
+    # a row's label as a series name
+    "a name as a series name": lambda p: p.set_index("name").iloc[3],
+    # dtype flips with the data: where() gives float only if something was replaced
+    "where dtype": lambda p: p["age"].where(p["weight"] > 3.0),
+    "where dtype (frame)": lambda p: p[["age", "patient"]].where(p["weight"] > 3.0),
+    # max() of a column with missing values (NaN, a float) or without (an int)
+    "max type": lambda p: p["age"].where(p["weight"] > 3.0).max(),
+    # columns made from values
+    "values as columns": lambda p: p["ward"].astype("string").str.split("A", expand=True),
+    "dummies from values": lambda p: p.groupby("ward", observed=True)["age"].mean(),
+    "value counts": lambda p: p["ward"].value_counts(),
+    "unique": lambda p: p["ward"].unique(),
+    "pivot of values": lambda p: p.set_index("name")[["weight"]].T,
+    # a shape set by a private count
+    "rows after filter": lambda p: p[p["weight"] > 3.0]["age"].to_numpy(),
+    "shape of filter": lambda p: p[p["weight"] > 3.0].shape,
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_metadata_is_the_same_whatever_the_private_values(alice: sk.Client, attack: str) -> None:
+    seen = _same_for_both(alice, ATTACKS[attack])
+    if seen[0] == "ok":
+        meta = seen[1]
+        assert "Alice" not in str(meta) and "Bob" not in str(meta)
+
+
+def test_labels_that_come_from_values_are_not_shown(alice: sk.Client) -> None:
+    p = alice.datasets["high"]["patients"]
+    with pytest.raises(sk.QuotaExceeded, match="row count is public"):
+        p.set_index("name").T.meta  # noqa: B018  # rows into columns, only where the row count is public
+    t = p["ward"].astype("string").str.split("A", expand=True)  # columns 0, 1, …: as many as the data makes
+    assert "columns" not in t.meta and "private" in t.meta["labels"]
+    assert not isinstance(t.columns, pd.Index)  # a pointer to them: private like the data
+    assert t.shape is not None and not isinstance(t.shape, tuple)  # a pointer: the shape is private too
+    # labels from the schema stay visible
+    q = p[["age", "weight"]]
+    assert list(q.columns) == ["age", "weight"] and q.shape == (ROWS, 2)
+    assert p["age"].mean().type == "numpy_scalar"
+
+
+def test_the_type_of_a_result_is_the_mocks(alice: sk.Client, owner: sk.Client) -> None:
+    """The node makes the real result take the type its mock computation has: ``ptr.mock``
+    locally and ``ptr.meta`` agree, and so does the value once released."""
+    for name in ("high", "low"):
+        p = alice.datasets[name]["patients"]
+        w = p["age"].where(p["weight"] > 3.0)
+        assert w.dtype == str(w.mock.dtype)
+        m = p["age"].max()
+        assert m.type == "numpy_scalar" and m.dtype == str(np.asarray(m.mock).dtype)
+        mine = owner.datasets[name]["patients"]
+        ok = mine["age"].where(mine["weight"] > 3.0)
+        try:
+            assert str(ok.get().dtype) == w.dtype
+        except sk.RemoteError as e:  # the data cannot take the mock's type: a private failure
+            assert "could not be computed on the real data" in e.message
+
+
+def test_private_numbers_cannot_set_sizes(alice: sk.Client) -> None:
+    """``repeat(k)``, ``linspace(0, 1, m[2, 3])``, ``head(n)``: a private number as a size, a count
+    or an axis would show in the result's shape (and its memory); refused before anything runs."""
+    x, k = alice.datasets["arrays"]["x"], alice.datasets["arrays"]["k"]
+    n = k[0]
+    for attack in (lambda: x.repeat(n), lambda: x.repeat(k, axis=0), lambda: _fn("numpy.linspace", 0.0, 1.0, n),
+                   lambda: x.reshape(n, -1), lambda: x.sum(axis=n - 3),
+                   lambda: alice.datasets["high"]["patients"].head(n)):
+        with pytest.raises(sk.OpNotAllowed, match="private"):
+            attack().meta  # noqa: B018
+    # elementwise use of a private number is fine: it changes values, never the shape
+    assert (x * n).shape == (3, 4) and np.clip(x, n, n + 1).shape == (3, 4)
+    _serving(alice)
+
+
+# ---- 2. errors carry no private data -------------------------------------------------------
+
+ERRORS: dict[str, Callable[[Any], Any]] = {
+    "typo in a column": lambda p: p["wieght"],
+    "a name as a key": lambda p: p.set_index("name").T["Alice Patient003"],
+    "another name": lambda p: p.set_index("name").loc["Bob Patient003"],
+    "past the rows": lambda p: p[p["weight"] > 3.0].iloc[300],
+    "first of a filter": lambda p: p[p["weight"] > 3.0]["weight"].iloc[0],
+    "reshape a filter": lambda p: p[p["weight"] > 3.0]["weight"].to_numpy().reshape(7, -1),
+    "cast NaN to int": lambda p: p["height"].astype("int64"),
+    "to_numeric of text": lambda p: p["name"].astype(str).str.slice(0, 5).astype("float64"),
+    "an empty mean": lambda p: p[p["weight"] > 100.0]["weight"].mean(),
+}
+
+
+@pytest.mark.parametrize("attack", list(ERRORS))
+def test_errors_are_the_same_whatever_the_private_values(alice: sk.Client, attack: str) -> None:
+    seen = _same_for_both(alice, ERRORS[attack])
+    assert "Alice" not in str(seen) or attack == "a name as a key"  # the key is the scientist's own text
+    assert "Bob" not in str(seen) or attack == "another name"
+    _serving(alice)
+
+
+def test_an_error_says_it_failed_on_the_mock(alice: sk.Client) -> None:
+    p = alice.datasets["high"]["patients"]
+    with pytest.raises(sk.RemoteError, match="wieght") as err:
+        p["wieght"].meta  # noqa: B018
+    assert "mock" in err.value.message  # the scientist can reproduce it on ptr.mock
+
+
+def test_a_failure_on_the_real_data_alone_stays_private(alice: sk.Client, owner: sk.Client) -> None:
+    """Heights are missing in ``high`` only: ``astype("int64")`` fails there and not on the mock.
+    The scientist sees the same pointer for both; the owner sees the failure and its reason."""
+    p = alice.datasets["high"]["patients"]
+    bad = p["height"].astype("int64")
+    good = alice.datasets["low"]["patients"]["height"].astype("int64")
+    assert {k: v for k, v in bad.meta.items()} == {k: v for k, v in good.meta.items()}
+    with pytest.raises(sk.PermissionDenied):
+        bad.get()
+    later = (bad + 1).sum()  # work goes on, on a value that failed: nothing tells
+    assert later.type == "numpy_scalar"
+    mine = owner.datasets["high"]["patients"]["height"].astype("int64")
+    with pytest.raises(sk.RemoteError, match="could not be computed on the real data") as err:
+        mine.get()
+    assert "IntCastingNaNError" in err.value.message or "NaN" in err.value.message  # the owner reads why
+    entry = owner.audit_log(user="alice", action="op.failed")[0]
+    assert "NaN" in entry["detail"]["error"] or "non-finite" in entry["detail"]["error"]
+    # a DP query on it cannot run: said plainly, without the reason
+    with pytest.raises(sk.InvalidArgument, match="could not be computed"):
+        bad.dp.mean(epsilon=1.0)
+
+
+def test_types_and_callables_are_refused_as_arguments(alice: sk.Client) -> None:
+    p = alice.datasets["high"]["patients"]
+    for attack in (lambda: p[str], lambda: p["age"].map(str), lambda: p.groupby(int),
+                   lambda: p["age"].agg(float)):
+        with pytest.raises(sk.SyftError, match="type"):
+            attack().meta  # noqa: B018
+    assert p["age"].astype(float).dtype == "float64" and p["age"].astype("int32").dtype == "int32"
+    assert p[["age"]].astype({"age": float}).dtypes.tolist() == ["float64"]
+    _serving(alice)
+
+
+# ---- 3. DP is really DP ---------------------------------------------------------------------
+
+UNSTABLE: dict[str, Callable[[Any], Any]] = {
+    "a repeated row": lambda p: p["weight"].iloc[[3] * 20_000],
+    "a repeated row (loc)": lambda p: p.loc[[3] * 5_000, "weight"],
+    "reset_index": lambda p: p.reset_index(drop=True)["weight"],
+    "a broadcast row": lambda p: p["weight"] * 0 + p["weight"].iloc[3],
+    "concat with itself": lambda p: _fn("pandas.concat", [p, p])["weight"],
+    "a self merge": lambda p: p.merge(p, on="ward")["weight_x"],
+    "filter by an aggregate": lambda p: p[p["weight"] > p["weight"].mean()]["weight"],
+    "sort then head": lambda p: p.sort_values("weight")["weight"].head(10),
+    "shifted": lambda p: p["weight"].shift(1),
+    "cumulative": lambda p: p["weight"].cumsum(),
+    "a new index": lambda p: p.set_index("ward")["weight"],
+    "a groupby result": lambda p: p.groupby("ward", observed=True)["weight"].mean(),
+}
+
+
+@pytest.mark.parametrize("attack", list(UNSTABLE))
+def test_dp_refuses_values_that_are_not_row_wise(alice: sk.Client, attack: str) -> None:
+    p = alice.datasets["high"]["patients"]
+    before = alice.budget.spent("high")
+    with pytest.raises(sk.InvalidArgument, match="row-wise|row by row"):
+        UNSTABLE[attack](p).dp.mean(epsilon=1.0, bounds=(0.5, 6.0))
+    assert alice.budget.spent("high") == before  # refused before anything was charged
+
+
+def test_dp_runs_on_row_wise_transformations(alice: sk.Client) -> None:
+    p = alice.datasets["high"]["patients"]
+    heavy = p[(p["weight"] > 5.5) & (p["age"] >= 18)]
+    assert 0.5 <= heavy["weight"].clip(0.5, 6.0).dp.mean(epsilon=50.0) <= 6.0
+    assert heavy.dp.count(epsilon=50.0) == pytest.approx(float((_patients(True)["weight"] > 5.5).sum()), abs=5)
+    kilos = (p["weight"] * 1000).rename("grams")
+    assert 500 <= kilos.dp.mean(epsilon=50.0, bounds=(500.0, 6000.0)) <= 6000
+    assert p.dp.groupby("ward").count(epsilon=50.0).index.tolist() == ["A", "B", "C"]
+
+
+def test_group_keys_are_public_and_distinct(alice: sk.Client) -> None:
+    p = alice.datasets["high"]["patients"]
+    for keys in (["A", "A"], [1, 1.0], [1, True], [float("nan")]):
+        with pytest.raises(sk.InvalidArgument, match="distinct|finite"):
+            p["age"].dp.histogram(categories=keys, epsilon=1.0)
+    with pytest.raises(sk.InvalidArgument, match="public keys"):
+        p.dp.groupby("name").count(epsilon=1.0)  # names are values, not declared keys
+
+
+def test_declared_bounds_are_enforced(alice: sk.Client) -> None:
+    p = alice.datasets["high"]["patients"]
+    with pytest.raises(sk.InvalidArgument, match="declared bounds"):
+        p["weight"].dp.mean(epsilon=1.0, bounds=(0.0, 1e9))
+    assert 0.5 <= p["weight"].dp.mean(epsilon=10.0, bounds=(1.0, 6.0)) <= 6.0  # narrower is fine
+
+
+def test_dp_noise_has_the_scale_its_epsilon_promises(alice: sk.Client) -> None:
+    """Statistical: 200 Laplace counts at epsilon = 1 on a row-wise filter spread as Laplace(1/1)
+    does (std sqrt(2)); the repeated-row trick that once gave an exact mean is refused above."""
+    p = alice.datasets["low"]["patients"]
+    rows = p[p["weight"] > 1.0]
+    releases = np.array([rows.dp.count(epsilon=1.0) for _ in range(200)])
+    truth = float((_patients(False)["weight"] > 1.0).sum())
+    assert abs(releases.mean() - truth) < 0.6  # unbiased (the mean of 200 has std 0.1)
+    assert 1.0 < releases.std() < 2.0  # sqrt(2) = 1.41 for Laplace(scale 1)
+
+
+# ---- 4. mocks do not depend on real values --------------------------------------------------
+
+
+def test_mocks_are_the_same_for_different_data(alice: sk.Client) -> None:
+    """Same schema, row count and declarations: the same mock, value for value. So the values a
+    mock lacks (once redrawn where they equalled real ones) tell nothing."""
+    high = alice.datasets["high"]["patients"].mock
+    low = alice.datasets["low"]["patients"].mock
+    pd.testing.assert_frame_equal(high, low)
+
+
+def test_mocks_follow_the_declarations(alice: sk.Client) -> None:
+    mock = alice.datasets["high"]["patients"].mock
+    real = _patients(True)
+    for column, (lo, hi) in BOUNDS.items():
+        assert mock[column].between(lo, hi).all(), column
+    # statistical: the mock's weights spread over the declared range, not where the data is
+    assert mock["weight"].min() < 1.0 and mock["weight"].max() > 5.5
+    assert abs(mock["weight"].mean() - 3.25) < 0.3 and abs(real["weight"].mean() - 5.5) < 0.1
+    assert set(mock["ward"].cat.categories) == {"A", "B", "C"} and set(mock["ward"]) == {"A", "B", "C"}
+    assert not set(mock["name"]) & set(real["name"])
+    assert list(mock.dtypes) == list(real.dtypes)
+
+
+def test_still_serving(alice: sk.Client) -> None:
+    _serving(alice)
