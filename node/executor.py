@@ -336,12 +336,15 @@ def _module_function(name: str) -> Callable[..., Any]:
 class _Args:
     """An op's decoded arguments, and for each the stored value it is (None for a literal)."""
 
-    def __init__(self, op: dict[str, Any], refs: _Refs, buffers: Sequence[Any]) -> None:
-        dec = Decoder(buffers, on_tag=refs)
+    def __init__(self, op: dict[str, Any] | None, refs: _Refs | None, buffers: Sequence[Any]) -> None:
         self.args: list[Any] = []
         self.kwargs: dict[str, Any] = {}
         self.values: list[Value | None] = []
+        self.nested: list[bool] = []  # whether an argument holds references inside it
         self.nested_private = False
+        if op is None or refs is None:
+            return
+        dec = Decoder(buffers, on_tag=refs)
         for a in op.get("args", []):
             self.args.append(self._one(dec, refs, a))
         for pair in op.get("kwargs", []):
@@ -355,9 +358,27 @@ class _Args:
         got = refs.seen[start:]
         direct = isinstance(node, dict) and node.get("~") in ("ref", "res", "in") and len(got) == 1
         self.values.append(got[0] if direct else None)
+        self.nested.append(bool(got) and not direct)
         if not direct and any(v.private for v in got):
             self.nested_private = True
         return x
+
+    def twin(self, op: dict[str, Any], refs: _Refs, buffers: Sequence[Any]) -> _Args:
+        """The same arguments with every stored value replaced by its public twin: a reference is
+        swapped in place; only an argument with references nested inside is decoded again."""
+        out = _Args(None, None, buffers)
+        out.values, out.nested, out.nested_private = self.values, self.nested, self.nested_private
+        dec = Decoder(buffers, on_tag=refs)
+        raw = [*op.get("args", []), *(pair[1] for pair in op.get("kwargs", []))]
+        n = len(self.args)
+        for i, x in enumerate(self.operands):
+            v = self.values[i]
+            y = v.public_view if v is not None else dec.decode(raw[i]) if self.nested[i] else x
+            if i < n:
+                out.args.append(y)
+            else:
+                out.kwargs[list(self.kwargs)[i - n]] = y
+        return out
 
     @property
     def operands(self) -> list[Any]:
@@ -394,16 +415,18 @@ _DTYPE_METHODS = frozenset({"astype", "view", "to", "type"})
 _DTYPE_KWARGS = frozenset({"dtype", "include", "exclude"})
 
 
-def _check_types(label: str, kind: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
-    def has_type(x: Any, depth: int = 0) -> bool:
-        if isinstance(x, type):
-            return True
-        if isinstance(x, (list, tuple)) and depth < 3:
-            return any(has_type(v, depth + 1) for v in x[:10_000])
-        if isinstance(x, dict) and depth < 3:
-            return any(has_type(v, depth + 1) or isinstance(k, type) for k, v in list(x.items())[:10_000])
-        return False
+def _has_type(x: Any, depth: int = 0) -> bool:
+    if isinstance(x, type):
+        return True
+    if isinstance(x, (list, tuple)) and depth < 3:
+        return any(_has_type(v, depth + 1) for v in x[:10_000])
+    if isinstance(x, dict) and depth < 3:
+        return any(_has_type(v, depth + 1) or isinstance(k, type) for k, v in list(x.items())[:10_000])
+    return False
 
+
+def _check_types(label: str, kind: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    has_type = _has_type
     positional = args[1:] if kind in ("method", "getattr", "bound", "op") else args
     for i, a in enumerate(positional):
         if has_type(a) and not (kind == "method" and name in _DTYPE_METHODS and i == 0 and not isinstance(a, (list, tuple))):
@@ -484,8 +507,7 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     if any(v.private and v.twin is NO_TWIN for v in seen):
         raise OpNotAllowed(f"{name}: this value came from a code run and has no mock to check ops against; "
                            "ask for its release (ptr.request) and work on it once approved", op=name)
-    twin_refs = _Refs(resolve, results, inputs, twin=True)
-    twin = _Args(op, twin_refs, buffers)
+    twin = real.twin(op, _Refs(resolve, results, inputs, twin=True), buffers)
     kind, label, rule = _resolve_rule(kind, name, twin.args)
     _check_types(label, kind, name, twin.args, twin.kwargs)
     check_private_sizes(kind, label, real.values, twin.operands)
@@ -527,8 +549,9 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     shape = _public_shape(None if isinstance(out, Failed) else out, out_t, label, kind, rule, twin.operands, privates,
                           known, _is_scalar(out_t))
     stable = stable_source(kind, label, twin.operands, real.values, real.nested_private)
-    allowed = public_labels([v.public_view for v in seen], [*twin.args, *twin.kwargs.values()])
-    labels = labels_public(out_t, allowed) and all(v.labels_public for v in seen if v.private)
+    labels = all(v.labels_public for v in seen if v.private)
+    if labels and isinstance(out_t, (pd.DataFrame, pd.Series, pd.Index)):
+        labels = labels_public(out_t, public_labels([v.public_view for v in seen], twin.operands))
     return Value(out, lineage, shape, out_t, stable, labels)
 
 

@@ -140,6 +140,10 @@ def public_shape(real: Any, twin: Any, label: str, kind: str, rule: al.Rule, ope
     it is a private value and its public shape (``known``); the target is ``operands[0]``."""
     if twin_is_scalar:
         return ()  # the twin's type is public, and the real result takes it
+    if kind == "op" and len(operands) == 2 and private[0] and not private[1] and known[0] is not None \
+            and isinstance(operands[1], (int, float, bool, complex)) and label in al.ELEMENTWISE_OPERATORS \
+            and isinstance(twin, np.ndarray):
+        return known[0]  # the common case, ptr + 1: an array and a public number
     actual = _shape(real) if real is not None else None  # None: it failed on the data
     n = len(operands)
     arrays_ok = all((not private[i]) or (_array_like(operands[i]) and known[i] is not None) for i in range(n))
@@ -147,9 +151,11 @@ def public_shape(real: Any, twin: Any, label: str, kind: str, rule: al.Rule, ope
     elementwise = label in _BROADCAST or (kind == "op" and label in al.ELEMENTWISE_OPERATORS)
     if _array_like(twin):  # the twin's type, which the real result has (or it failed)
         if elementwise and arrays_ok:
-            shapes = [known[i] if private[i] else _shape(operands[i]) for i in range(n)]
+            shapes = [s for s in (known[i] if private[i] else _shape(operands[i]) for i in range(n)) if s]
+            if len(shapes) <= 1:  # one array and scalars: its shape (the common case, without numpy's help)
+                return shapes[0] if shapes else ()
             try:
-                return tuple(np.broadcast_shapes(*[s for s in shapes if s is not None]))
+                return tuple(np.broadcast_shapes(*shapes))
             except ValueError:
                 return None
         if label in _FROM_TARGET and private[0] and known[0] is not None and others_public \

@@ -81,6 +81,9 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
     a private value sits inside a list or map argument (never row-wise)."""
     if nested_private:
         return None
+    if kind == "op" and len(values) == 2 and values[1] is None and values[0] is not None \
+            and isinstance(operands[1], (int, float, bool)) and label in al.ELEMENTWISE_OPERATORS:
+        return values[0].stable  # the common case, ptr + 1: one value and a public number
     private = [v for v in values if v is not None and v.private]
     sources = {v.stable for v in private}
     if not private or None in sources or len(sources) != 1:

@@ -52,7 +52,10 @@ def first_failure(values: list[Any]) -> Failed | None:
 
 
 def _same_dtype(real: Any, twin: Any) -> bool:
-    return str(real.dtype) == str(twin.dtype)
+    try:
+        return bool(real.dtype == twin.dtype)
+    except TypeError:
+        return str(real.dtype) == str(twin.dtype)
 
 
 def conform(real: Any, twin: Any, type_key: Any, label: str) -> Any:
