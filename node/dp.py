@@ -107,8 +107,20 @@ def _check_stable(node: DataNode, value: Value) -> None:
     if isinstance(source, (pd.Series, pd.DataFrame)) and not source.index.is_unique:
         raise InvalidArgument(f"the asset {value.stable!r} has repeated index labels, so its rows cannot be told "
                               "apart: ask the owner to give it a unique index")
-    if value.failed is not None:
-        raise InvalidArgument(value.failed.public_text() + "; a DP query needs a value that exists")
+    if value.failed is not None:  # unreachable for stable values (their ops cannot fail on values alone)
+        raise InvalidArgument("this value could not be computed on the data; a DP query needs a value that exists")
+
+
+def _declared_keys(node: DataNode, value: Value, by: Any) -> list[Any]:
+    """Group keys when the scientist gives none: the categories the owner declared for that
+    column of the asset (its stored dtype), never the categories of the value queried (a cast
+    to "category" would make its values the keys)."""
+    source = node.store.get(f"asset:{value.stable}", "", True).value
+    dtype = source[by].dtype if isinstance(source, pd.DataFrame) and by in source.columns else None
+    if not isinstance(dtype, pd.CategoricalDtype):
+        raise InvalidArgument(f"grouping by {by!r} needs public keys: pass categories=[…] (its values are "
+                              "private; only a column the owner stored as categorical has public categories)")
+    return list(dtype.categories)
 
 
 def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, Any]) -> tuple[Any, int, Any]:
@@ -186,6 +198,8 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
     if query == "quantile" and mechanism != "laplace":
         raise InvalidArgument("a DP quantile uses the exponential mechanism (pure epsilon): give epsilon alone")
     declared = dataset.get("bounds") or {}
+    if query.startswith("group_") and params.get("categories") is None:
+        params = {**params, "categories": _declared_keys(node, value, params.get("by"))}
     data, c, ids = _subject_rows(node, value, value.value, dataset)
     exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
     limit = float(dataset.get("subject_limit") or 0.0)
@@ -252,6 +266,8 @@ def _numeric(data: Any, what: str) -> np.ndarray:
     if isinstance(data, pd.DataFrame):
         raise InvalidArgument(f"DP {what} runs on one column: select it first (births['weight'].dp.{what}(…))")
     arr = data.to_numpy() if isinstance(data, pd.Series) else np.asarray(data)
+    if arr.ndim > 1:  # one row (one person) would add one value per column, not one
+        raise InvalidArgument(f"DP {what} runs on one column (a 1-D value): select one first (x[:, j])")
     if arr.dtype.kind not in "biuf":
         raise InvalidArgument(f"DP {what} needs a numeric column, not {arr.dtype}")
     arr = arr.astype(np.float64, copy=False).ravel()
@@ -293,7 +309,9 @@ def _histogram(data: Any, params: dict[str, Any], c: int) -> tuple[list[Any], li
     if categories is not None:
         if not isinstance(categories, list) or not 0 < len(categories) <= MAX_GROUPS:
             raise InvalidArgument(f"categories are a list of 1 to {MAX_GROUPS} public values")
-        s = pd.Series(np.asarray(data).ravel() if not isinstance(data, pd.Series) else data)
+        if not isinstance(data, pd.Series) and np.asarray(data).ndim != 1:
+            raise InvalidArgument("a DP histogram runs on one column (a 1-D value): select one first")
+        s = pd.Series(np.asarray(data) if not isinstance(data, pd.Series) else data)
         counts = s.astype(object).value_counts().reindex(categories, fill_value=0).to_numpy(dtype=np.float64)
         return [counts], [float(c)], 1, {"index": categories}
     if not isinstance(bins, list) or not 2 <= len(bins) <= MAX_GROUPS + 1 or sorted(bins) != bins:

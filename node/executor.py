@@ -23,7 +23,7 @@ from syft_kernel.errors import InvalidArgument, OpNotAllowed, QuotaExceeded, Rem
 
 from . import allowlist as al
 from .regexops import REGEX_METHODS as _REGEX
-from .shapes import check_private_sizes
+from .shapes import _TO_ARRAY, check_private_sizes, stand_in
 from .shapes import public_shape as _public_shape
 from .stability import stable_source
 from .twin import NO_TWIN, Failed, conform, first_failure, labels_public, public_labels
@@ -45,6 +45,7 @@ class Value:
     twin: Any = NO_TWIN
     stable: str | None = None
     labels_public: bool = True
+    rows_bound: int | None = None  # a public estimate of its rows when its shape is private
 
     @property
     def private(self) -> bool:
@@ -169,6 +170,61 @@ def nbytes(value: Any, depth: int = 0) -> int:
     if isinstance(value, dict) and depth < 4:
         return 16 * len(value) + sum(nbytes(k, depth + 1) + nbytes(v, depth + 1) for k, v in list(value.items())[:100_000])
     return 64
+
+
+def _rows(x: Any) -> int | None:
+    shape = getattr(x, "shape", None)
+    try:
+        return int(shape[0]) if shape is not None and len(shape) >= 1 else None
+    except (TypeError, IndexError):
+        return None
+
+
+def _width(d: Any) -> int:
+    """Bytes per element of a dtype: its item size when fixed, 8 (a reference) for text."""
+    if isinstance(d, pd.CategoricalDtype):
+        n = len(d.categories)
+        return 1 if n < 128 else 2 if n < 32768 else 4
+    if isinstance(d, np.dtype) and d.kind in "biufcmM":
+        return d.itemsize
+    return 8
+
+
+def _width_nbytes(x: Any) -> int:
+    """A frame's or array's bytes counting 8 per element of variable width (text): the part of
+    its size that follows from its dtypes and shape, the same for a value and its twin per row."""
+    if isinstance(x, pd.DataFrame):
+        return (sum(_width(d) for d in x.dtypes[:100_000]) + 8) * len(x)
+    if isinstance(x, (pd.Series, pd.Index)):
+        index = 8 if isinstance(x, pd.Series) else 0  # its labels (a filter's are 8 bytes a row)
+        return (_width(x.dtype) + index) * len(x)
+    if isinstance(x, np.ndarray):
+        return int(x.size) * (x.itemsize if x.dtype.kind in "biufcmM" else 8)
+    return nbytes(x)
+
+
+def charge(v: Value) -> int:
+    """The bytes a value counts against quotas. A public value: its size. A private one: a size
+    that follows from public facts only (its twin, scaled to its public or estimated row count),
+    so a quota's refusal never tells a private size; the real value may not exceed ``cap(v)``."""
+    if not v.private or v.twin is NO_TWIN:
+        return nbytes(v.value)
+    t = _width_nbytes(v.twin)
+    rows_t = _rows(v.twin)
+    rows = v.public_shape[0] if v.public_shape else v.rows_bound
+    if rows_t is None or rows is None:
+        return 2 * t + 64
+    return int(t / max(rows_t, 1) * rows) + t + 64
+
+
+def over_cap(v: Value) -> bool:
+    """Whether a private value really holds more than its charge allows, with room for what its
+    twin cannot foresee (joins and expansions). Row-stable values never pass it: they hold at
+    most their asset's rows."""
+    if v.stable is not None or not v.private or v.twin is NO_TWIN or isinstance(v.value, Failed):
+        return False
+    c = charge(v)
+    return _width_nbytes(v.value) > max(2 * c, c + (1 << 20))
 
 
 def freeze(value: Any, depth: int = 0) -> Any:
@@ -304,7 +360,7 @@ def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] =
             e.data.setdefault("op_index", i)
             raise
         if limits is not None and keep is not None:
-            sizes[i] = nbytes(results[i].value)
+            sizes[i] = charge(results[i])
             live += sizes[i]
             if live > limits.max_bytes:
                 raise QuotaExceeded(
@@ -341,6 +397,7 @@ class _Args:
         self.kwargs: dict[str, Any] = {}
         self.values: list[Value | None] = []
         self.nested: list[bool] = []  # whether an argument holds references inside it
+        self.nested_priv: list[bool] = []  # … private ones
         self.nested_private = False
         if op is None or refs is None:
             return
@@ -359,7 +416,8 @@ class _Args:
         direct = isinstance(node, dict) and node.get("~") in ("ref", "res", "in") and len(got) == 1
         self.values.append(got[0] if direct else None)
         self.nested.append(bool(got) and not direct)
-        if not direct and any(v.private for v in got):
+        self.nested_priv.append(not direct and any(v.private for v in got))
+        if self.nested_priv[-1]:
             self.nested_private = True
         return x
 
@@ -368,6 +426,7 @@ class _Args:
         swapped in place; only an argument with references nested inside is decoded again."""
         out = _Args(None, None, buffers)
         out.values, out.nested, out.nested_private = self.values, self.nested, self.nested_private
+        out.nested_priv = self.nested_priv
         dec = Decoder(buffers, on_tag=refs)
         raw = [*op.get("args", []), *(pair[1] for pair in op.get("kwargs", []))]
         n = len(self.args)
@@ -510,7 +569,7 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     twin = real.twin(op, _Refs(resolve, results, inputs, twin=True), buffers)
     kind, label, rule = _resolve_rule(kind, name, twin.args)
     _check_types(label, kind, name, twin.args, twin.kwargs)
-    check_private_sizes(kind, label, real.values, twin.operands)
+    check_private_sizes(kind, label, real.values, twin.operands, real.nested_priv)
     if limits is not None:
         _check_before(label, seen, limits)
     try:
@@ -546,13 +605,48 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     lineage = frozenset().union(*(v.lineage for v in seen))
     privates = [v is not None and v.private for v in real.values]
     known = [v.public_shape if v is not None else None for v in real.values]
-    shape = _public_shape(None if isinstance(out, Failed) else out, out_t, label, kind, rule, twin.operands, privates,
-                          known, _is_scalar(out_t))
+    failed = isinstance(out, Failed)
+    shape = _public_shape(None if failed else out, out_t, label, kind, rule, twin.operands, privates,
+                          known, _is_scalar(out_t),
+                          (lambda: _stand_in_result(kind, name, label, rule, twin, privates, known)) if failed else None)
     stable = stable_source(kind, label, twin.operands, real.values, real.nested_private)
     labels = all(v.labels_public for v in seen if v.private)
     if labels and isinstance(out_t, (pd.DataFrame, pd.Series, pd.Index)):
         labels = labels_public(out_t, public_labels([v.public_view for v in seen], twin.operands))
-    return Value(out, lineage, shape, out_t, stable, labels)
+    if shape is not None and len(shape) >= 1:
+        rows = shape[0]
+    else:  # an estimate: as many rows as the largest private input has (joins may pass it: capped)
+        bounds = [v.public_shape[0] if v.public_shape else v.rows_bound for v in seen if v.private]
+        rows = max((b for b in bounds if b is not None), default=None)
+    value = Value(out, lineage, shape, out_t, stable, labels, rows)
+    if over_cap(value):  # larger than its public size says: kept, the next quota refusal would tell
+        value.value = Failed(label, "a result larger than its public size estimate", f"{nbytes(out)} bytes")
+    return value
+
+
+def _stand_in_result(kind: str, name: str, label: str, rule: al.Rule, twin: _Args, privates: list[bool],
+                     known: list[tuple[int, ...] | None]) -> Any:
+    """The op on memoryless stand-ins of its private arrays (their public shapes, the twins'
+    dtypes): what a success on the data would have looked like, shape-wise; None if unknown."""
+    if label in _TO_ARRAY:
+        return np.broadcast_to(np.zeros((), dtype=np.int8), known[0]) if known[0] is not None else None
+    ops = twin.operands
+    swapped = []
+    for i, x in enumerate(ops):
+        if privates[i]:
+            if known[i] is None:
+                return None
+            y = stand_in(x, known[i])
+            if y is None:
+                return None
+            swapped.append(y)
+        else:
+            swapped.append(x)
+    n = len(twin.args)
+    try:
+        return _invoke(kind, name, label, rule, swapped[:n], dict(zip(twin.kwargs, swapped[n:])))
+    except Exception:
+        return None
 
 
 def _is_scalar(x: Any) -> bool:
@@ -640,4 +734,5 @@ def _label(x: Any) -> Any:
     return str(x)
 
 
-__all__ = ["Value", "run_plan", "describe", "type_key", "check_result", "InvalidArgument", "NO_TWIN", "Failed"]
+__all__ = ["Value", "run_plan", "describe", "type_key", "check_result", "InvalidArgument", "NO_TWIN", "Failed",
+           "charge"]

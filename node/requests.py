@@ -68,6 +68,8 @@ def public_request(node: DataNode, row: dict[str, Any], user: User) -> dict[str,
     out["approvals"] = [{k: a[k] for k in ("owner", "decision", "comment", "at", "signature")} for a in row["approvals"]]
     if not user.is_owner and row["requester"] != user.name:
         raise NotFound(f"no request {row['id']!r}")
+    if not user.is_owner and row.get("status") != "approved":
+        out["size"] = None  # the bytes of a private value tell its row count: the owner's to see
     return out
 
 
@@ -82,7 +84,7 @@ def _persist(node: DataNode, obj: StoredObject) -> int:
     if v.private and v.twin is not NO_TWIN:  # its public twin, so it is described the same after a restart
         write_value(node.objects_dir / f"{obj.id}.twin.bin", v.twin)
     facts: dict[str, Any] = {"shape": list(v.public_shape) if v.public_shape is not None else None,
-                             "stable": v.stable, "labels": v.labels_public}
+                             "stable": v.stable, "labels": v.labels_public, "rows": v.rows_bound}
     if failed:
         facts["failed"] = {"op": failed.op, "exception": failed.exception, "detail": failed.detail}
     node.db.add_object(obj.id, obj.owner, sorted(v.lineage), facts, path.name, size)

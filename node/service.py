@@ -211,7 +211,8 @@ class DataNode:
                                          series=row["meta"].get("series", False)))
         shape = tuple(getattr(value, "shape", ()))
         key = f"{dataset}/{asset}"
-        return Value(value, frozenset({key}), tuple(int(s) for s in shape), twin=mock, stable=key)
+        return Value(value, frozenset({key}), tuple(int(s) for s in shape), twin=mock, stable=key,
+                     rows_bound=int(shape[0]) if shape else None)
 
     def _read_mock(self, dataset: str, asset: str) -> Any:
         row = self.db.asset(dataset, asset)
@@ -237,7 +238,8 @@ class DataNode:
         shape = facts.get("shape")
         return StoredObject(obj_id, Value(value, frozenset(json.loads(row["lineage"])),
                                           tuple(shape) if shape is not None else None, twin=twin,
-                                          stable=facts.get("stable"), labels_public=bool(facts.get("labels", True))),
+                                          stable=facts.get("stable"), labels_public=bool(facts.get("labels", True)),
+                                          rows_bound=facts.get("rows")),
                             row["owner"])
 
     def _recover_runs(self) -> None:

@@ -81,6 +81,22 @@ _SIZE_OPS = frozenset("ndarray.repeat Tensor.repeat numpy.linspace numpy.histogr
                       "numpy.bincount Tensor.topk torch.topk ndarray.take".split())
 
 
+_TO_ARRAY = frozenset("Series.to_numpy DataFrame.to_numpy Series.values DataFrame.values".split())
+
+
+def stand_in(x: Any, shape: tuple[int, ...]) -> Any:
+    """An array of ``x``'s dtype and the given shape that takes no memory (every element is
+    the same zero), for working out a result's shape without the data."""
+    torch = loaded_torch()
+    if torch is not None and isinstance(x, torch.Tensor):
+        return torch.zeros((), dtype=x.dtype).expand(shape)
+    if isinstance(x, np.ndarray):
+        arr = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=x.dtype), shape=shape, strides=(0,) * len(shape))
+        arr.flags.writeable = False
+        return arr
+    return None
+
+
 def _scalar(x: Any) -> bool:
     if isinstance(x, (bool, int, float, complex, np.generic)):
         return True
@@ -88,7 +104,8 @@ def _scalar(x: Any) -> bool:
     return (isinstance(x, np.ndarray) and x.ndim == 0) or (torch is not None and isinstance(x, torch.Tensor) and x.ndim == 0)
 
 
-def check_private_sizes(kind: str, label: str, values: list[Any], twin_operands: list[Any]) -> None:
+def check_private_sizes(kind: str, label: str, values: list[Any], twin_operands: list[Any],
+                        nested_private: list[bool]) -> None:
     """Refuse an op whose size, count or axis a private number would set (``repeat(k)``,
     ``linspace(0, 1, m[2, 3])``, ``head(n)``, ``sum(axis=n)``): its result's shape, its memory and
     its failure would tell the number. Elementwise uses (``x * n``, ``clip(x, n, m)``) are fine."""
@@ -98,6 +115,10 @@ def check_private_sizes(kind: str, label: str, values: list[Any], twin_operands:
     if kind == "method" and owner in ("Series", "DataFrame") and method in _VALUE_ARGS:
         return
     for i, (v, x) in enumerate(zip(values, twin_operands)):
+        if i and nested_private[i]:
+            raise OpNotAllowed(
+                f"{label}: argument {i} holds a private value inside a list or map, where it could set a "
+                "size, a count or a key; pass public values there", op=label)
         if i == 0 or v is None or not v.private:
             continue
         if label in _SIZE_OPS or _scalar(x):
@@ -133,7 +154,8 @@ def _public_literal(x: Any, depth: int = 0) -> bool:
 
 
 def public_shape(real: Any, twin: Any, label: str, kind: str, rule: al.Rule, operands: list[tuple[Any, Any]],
-                 private: list[bool], known: list[tuple[int, ...] | None], twin_is_scalar: bool) -> tuple[int, ...] | None:
+                 private: list[bool], known: list[tuple[int, ...] | None], twin_is_scalar: bool,
+                 dummy: Any = None) -> tuple[int, ...] | None:
     """The shape of a private result that its public inputs imply, or None.
 
     ``operands`` are the op's (real) positional then keyword argument values with, for each, whether
@@ -144,7 +166,11 @@ def public_shape(real: Any, twin: Any, label: str, kind: str, rule: al.Rule, ope
             and isinstance(operands[1], (int, float, bool, complex)) and label in al.ELEMENTWISE_OPERATORS \
             and isinstance(twin, np.ndarray):
         return known[0]  # the common case, ptr + 1: an array and a public number
-    actual = _shape(real) if real is not None else None  # None: it failed on the data
+    if real is None and dummy is not None:
+        # it failed on the data: the shape a success would have had, from a stand-in of the
+        # inputs' public shapes (so a failure looks like any other result)
+        real = dummy()
+    actual = _shape(real) if real is not None else None
     n = len(operands)
     arrays_ok = all((not private[i]) or (_array_like(operands[i]) and known[i] is not None) for i in range(n))
     others_public = all(not private[i] for i in range(1, n))

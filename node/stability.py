@@ -25,7 +25,7 @@ from . import allowlist as al
 # methods of a Series / DataFrame that map each row to one row (or drop it), given public scalars
 _ROW_METHODS = frozenset(
     "abs round clip isna isnull notna notnull astype fillna add sub mul div truediv floordiv mod pow "
-    "radd rsub rmul rdiv eq ne lt le gt ge isin where mask between dropna copy rename to_frame "
+    "radd rsub rmul rdiv eq ne lt le gt ge isin where mask between dropna copy to_frame "
     "sort_values to_numpy".split()
 )
 _STR_METHODS = frozenset(
@@ -47,7 +47,7 @@ def _public_scalar(x: Any) -> bool:
 def _public_arg(x: Any, depth: int = 0) -> bool:
     """A public argument that cannot broadcast rows: scalars, dtypes, and short literal lists or
     maps of scalars (``isin([...])``, ``rename({...})``, ``astype({...})``)."""
-    if _public_scalar(x) or isinstance(x, (np.dtype, type)):
+    if _public_scalar(x) or isinstance(x, (np.dtype, type, slice)):
         return True
     torch = loaded_torch()
     if torch is not None and isinstance(x, torch.dtype):
@@ -82,8 +82,11 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
     if nested_private:
         return None
     if kind == "op" and len(values) == 2 and values[1] is None and values[0] is not None \
-            and isinstance(operands[1], (int, float, bool)) and label in al.ELEMENTWISE_OPERATORS:
+            and isinstance(operands[1], (int, float, bool)) and label in al.ELEMENTWISE_OPERATORS \
+            and label != "pow" and isinstance(operands[0], np.ndarray) and operands[0].dtype.kind in "biuf":
         return values[0].stable  # the common case, ptr + 1: one value and a public number
+    if _may_fail_on_values(label, operands):
+        return None  # whether it fails would depend on the data, and a DP refusal would say so
     private = [v for v in values if v is not None and v.private]
     sources = {v.stable for v in private}
     if not private or None in sources or len(sources) != 1:
@@ -109,6 +112,8 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
         return None
     if kind in ("method", "getattr") and key in ("Series", "DataFrame") and method in _ROW_METHODS:
         return source if _aligned(values) else None
+    if kind == "method" and method == "rename" and _renames_no_rows(key, operands):
+        return source  # the series' name or the frame's columns: row labels (subjects) stay
     if kind == "getattr" and key == "Series" and method in ("str", "dt"):
         return source
     if key == "StringMethods" and method in _STR_METHODS:
@@ -124,9 +129,59 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
 
 def _aligned(values: list[Any]) -> bool:
     """Several private operands combine row by row only when they share their rows' index (a
-    frame and its own columns): pandas aligns labels, numpy broadcasts positions."""
+    frame and its own columns): pandas aligns labels, numpy broadcasts positions. (Decided on the
+    twins: the real values have their types, or failed.)"""
     private = [v for v in values if v is not None and v.private]
-    return len(private) <= 1 or all(isinstance(v.value, (pd.Series, pd.DataFrame)) for v in private)
+    return len(private) <= 1 or all(isinstance(v.public_view, (pd.Series, pd.DataFrame)) for v in private)
+
+
+def _renames_no_rows(key: str, operands: list[Any]) -> bool:
+    """``s.rename("grams")`` or ``df.rename(columns={...})``: never the row labels, which are how
+    DP tells one subject's rows from another's (``rename({a: b, b: a})`` would move a value)."""
+    if key == "Series":
+        return len(operands) == 2 and isinstance(operands[1], (str, int)) and not isinstance(operands[1], bool)
+    return False  # a frame's rename may name index= or a mapper for both: the positional form is refused
+
+
+_FLOAT_OR_TEXT = ("f", "U", "S")
+
+
+def _dtype_kind(x: Any) -> str | None:
+    try:
+        d = np.dtype(x) if not isinstance(x, str) or x not in ("string", "str", "category") else None
+    except TypeError:
+        d = None
+    if d is not None:
+        return d.kind
+    return {"string": "U", "str": "U", "category": "category"}.get(x) if isinstance(x, str) else None
+
+
+def _integer(d: Any) -> bool:
+    if isinstance(d, np.dtype):
+        return d.kind in "iu"
+    fp = getattr(d, "is_floating_point", None)  # a torch dtype
+    return fp is not None and not fp and not d.is_complex
+
+
+def _may_fail_on_values(label: str, operands: list[Any]) -> bool:
+    """Whether a row-wise op can fail for some values and not others (so a value derived with it
+    may have failed on the data alone): casts to integers or categories, integer powers, and any
+    op on object or categorical columns that can put new values in (fillna, where, replace)."""
+    method = label.split(".", 1)[1] if "." in label else label
+    target = operands[0] if operands else None
+    dtypes = [] if target is None else list(target.dtypes) if isinstance(target, pd.DataFrame) else \
+        [getattr(target, "dtype", None)]
+    if any(isinstance(d, np.dtype) and d.kind == "O" for d in dtypes):
+        return True  # Python objects: any op may meet a value of the wrong type
+    if method in ("astype", "to"):
+        wanted = operands[1] if len(operands) > 1 else None
+        targets = list(wanted.values()) if isinstance(wanted, dict) else [wanted]
+        return not all(_dtype_kind(t) in _FLOAT_OR_TEXT for t in targets)
+    if method in ("pow", "rpow", "power") and any(_integer(d) for d in dtypes if d is not None):
+        return True  # an integer to a negative integer power raises
+    if method in ("fillna", "where", "mask", "replace", "clip") and any(isinstance(d, pd.CategoricalDtype) for d in dtypes):
+        return True  # a value outside the categories raises only where one is needed
+    return False
 
 
 def _boolean_rows(mask: Any, target: Any) -> bool:

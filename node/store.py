@@ -17,7 +17,7 @@ from typing import Any
 
 from syft_kernel.errors import NotFound, QuotaExceeded
 
-from .executor import NO_TWIN, Value, compact, nbytes
+from .executor import Value, charge, compact, nbytes
 
 MAX_OBJECTS_PER_USER = 100_000
 MAX_BYTES_PER_USER = 4 * 1024**3  # node.json: quota_mb
@@ -56,7 +56,7 @@ class ObjectStore:
         compacted = compact(value.value)
         if compacted is not value.value:
             value = dataclasses.replace(value, value=compacted)
-        size = nbytes(value.value) + (nbytes(value.twin) if value.private and value.twin is not NO_TWIN else 0)
+        size = charge(value)  # public: a private value counts by its public size, never its real one
         with self._lock:
             if self._counts.get(owner, 0) >= self.max_objects:
                 raise QuotaExceeded(

@@ -51,11 +51,15 @@ def first_failure(values: list[Any]) -> Failed | None:
     return None
 
 
-def _same_dtype(real: Any, twin: Any) -> bool:
+def _dtype_eq(a: Any, b: Any) -> bool:
     try:
-        return bool(real.dtype == twin.dtype)
+        return bool(a == b)
     except TypeError:
-        return str(real.dtype) == str(twin.dtype)
+        return False
+
+
+def _same_dtype(real: Any, twin: Any) -> bool:
+    return _dtype_eq(real.dtype, twin.dtype)
 
 
 def conform(real: Any, twin: Any, type_key: Any, label: str) -> Any:
@@ -76,7 +80,8 @@ def conform(real: Any, twin: Any, type_key: Any, label: str) -> Any:
         if isinstance(twin, pd.DataFrame):
             if real.shape[1] != twin.shape[1] or not real.columns.equals(twin.columns):
                 return real  # labels from the data: the pointer shows none, nothing to align
-            differ = [i for i, (a, b) in enumerate(zip(real.dtypes, twin.dtypes)) if str(a) != str(b)]
+            # exact dtypes: every categorical prints as "category", whatever its categories
+            differ = [i for i, (a, b) in enumerate(zip(real.dtypes, twin.dtypes)) if not _dtype_eq(a, b)]
             if not differ:
                 return real
             out = real.copy(deep=False)

@@ -55,10 +55,14 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
             owner.datasets.upload(name, assets={"patients": _patients(high)}, description="patients",
                                   subject_column="patient", bounds=BOUNDS)
         owner.datasets.upload("arrays", assets={"x": np.arange(12, dtype=np.float64).reshape(3, 4),
-                                                "k": np.array([3, 1, 4], dtype=np.int64)}, description="arrays")
+                                                "k": np.array([3, 1, 4], dtype=np.int64),
+                                                "wide": np.random.default_rng(0).uniform(0, 1, (400, 50))},
+                              description="arrays")
+        owner.datasets.upload("nosubj", assets={"patients": _patients(False)}, description="no subject column",
+                              bounds=BOUNDS)
         _, pub = write_keypair(generate_keypair("alice"), folder / "users")
         owner.users.add("alice", role="data_scientist", public_key=pub)
-        for name in ("high", "low"):
+        for name in ("high", "low", "arrays", "nosubj"):
             owner.budgets.set("alice", name, epsilon=1000.0, delta=1e-6)
     try:
         yield proc
@@ -146,6 +150,11 @@ ATTACKS: dict[str, Callable[[Any], Any]] = {
     # a shape set by a private count
     "rows after filter": lambda p: p[p["weight"] > 3.0]["age"].to_numpy(),
     "shape of filter": lambda p: p[p["weight"] > 3.0].shape,
+    # a failure on the data alone must not show as a missing shape (heights are NaN in high only)
+    "shape after a real-only failure": lambda p: p["height"].astype("int64").to_numpy(),
+    "shape after a failed input": lambda p: (p["height"].astype("int64").to_numpy() + 1).T,
+    # a cast to category keeps the mock's categories, not the data's
+    "categories of a cast": lambda p: p["ward"].astype("str").astype("category"),
 }
 
 
@@ -203,6 +212,119 @@ def test_private_numbers_cannot_set_sizes(alice: sk.Client) -> None:
     _serving(alice)
 
 
+def _weight_oracle(p: Any, pid: int, t: float) -> Any:
+    """The attacker's frame: fails on the data alone iff patient ``pid`` weighs more than ``t``
+    (the mock's patient ids never match, so the mock never fails)."""
+    low = pid - t - 1e-9
+    f = (p[["patient", "weight"]] - pid).abs()
+    g = f.clip(lower=[0, low], upper=[1, pid - t], axis=1).cumsum(axis=1)
+    return ((g - low) ** -1.0).astype("int64").to_numpy()
+
+
+def test_a_failure_cannot_be_read_from_a_shape(alice: sk.Client) -> None:
+    """Bisecting one patient's weight by whether a crafted op fails on the data: every step
+    gives the same metadata, whatever the weight."""
+    real = _patients(False)
+    pid = int(real["patient"].iloc[5])
+    weight = float(real["weight"].iloc[5])
+    p = alice.datasets["low"]["patients"]
+    below = _seen(lambda q: _weight_oracle(q, pid, weight - 0.01), p)
+    above = _seen(lambda q: _weight_oracle(q, pid, weight + 0.01), p)
+    assert below == above and below[0] == "ok"
+
+
+def test_a_failure_cannot_be_read_from_a_dp_refusal(alice: sk.Client) -> None:
+    """The same oracle through DP: a query on a value that may have failed is refused for what
+    its ops are (a cast that can fail is not row-stable), before anything is charged."""
+    real = _patients(False)
+    pid, weight = int(real["patient"].iloc[5]), float(real["weight"].iloc[5])
+    p = alice.datasets["low"]["patients"]
+    before = alice.budget.spent("low")
+    seen = []
+    for t in (weight - 0.01, weight + 0.01):
+        z = (p["patient"] != pid).astype("float64") + (p["weight"] > t).astype("float64")
+        with pytest.raises(sk.InvalidArgument) as err:
+            (z ** -1.0).astype("int64").dp.count(epsilon=1e-9)
+        seen.append(err.value.message)
+    assert seen[0] == seen[1] and "row-wise" in seen[0]
+    assert alice.budget.spent("low") == before
+
+
+def test_a_request_does_not_show_the_size_of_private_data(alice: sk.Client) -> None:
+    sizes = []
+    for name in ("high", "low"):
+        p = alice.datasets[name]["patients"]
+        target = p[p["weight"] > 1.0]["weight"]
+        body, _ = alice.call("requests.create", {"id": target.id, "reason": "sizes"})
+        sizes.append(body.get("size"))
+    assert sizes == [None, None]
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, sk.Client]]:
+    """A node whose owner set a 1 MiB quota: the attacker fills it with public values of known
+    size and watches where a private value tips it over."""
+    import json
+
+    from syft_kernel.node.nodedir import init_node
+
+    folder = tmp_path_factory.mktemp("tight")
+    init_node(folder / "hospital", "hospital", host="127.0.0.1", port=0)
+    cfg = json.loads((folder / "hospital" / "node.json").read_text())
+    cfg["limits"] = {"quota_mb": 1}
+    (folder / "hospital" / "node.json").write_text(json.dumps(cfg))
+    proc = start_node(folder / "hospital", name="hospital")
+    with proc.login() as owner:
+        for name, high in (("high", True), ("low", False)):
+            owner.datasets.upload(name, assets={"patients": _patients(high)}, subject_column="patient", bounds=BOUNDS)
+        _, pub = write_keypair(generate_keypair("alice"), folder / "users")
+        owner.users.add("alice", role="data_scientist", public_key=pub)
+    client = login(proc.connection_file, key=folder / "users" / "alice.key")
+    try:
+        yield proc, client
+    finally:
+        client.close()
+        proc.stop()
+
+
+def _room_left(client: sk.Client) -> int:
+    """The largest public float64 array (in elements) the scientist can still store: bisected."""
+    lo, hi = 0, 1 << 17
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            body, _ = client.call("run", {"ops": [{"kind": "function", "name": "numpy.linspace",
+                                                   "args": [0.0, 1.0, mid], "kwargs": []}], "keep": [0]})
+            client.call("del", {"ids": [body["results"][0]["id"]]})
+            lo = mid
+        except sk.QuotaExceeded:
+            hi = mid
+    return lo
+
+
+def test_a_quota_refusal_does_not_tell_a_private_size(tight: tuple[NodeProcess, sk.Client]) -> None:
+    """The attacker holds a filtered frame (its real size is its private row count), then finds
+    how much room is left: the same for both datasets, since private values count by their
+    public size."""
+    _, alice = tight
+    rooms = []
+    for name in ("high", "low"):
+        p = alice.datasets[name]["patients"]
+        held = p[p["weight"] > 3.0]["weight"]
+        held.meta  # noqa: B018
+        rooms.append(_room_left(alice))
+        del held
+    assert rooms[0] == rooms[1] and rooms[0] > 0
+
+
+def test_private_numbers_nested_in_lists_cannot_set_sizes(alice: sk.Client) -> None:
+    x, k = alice.datasets["arrays"]["x"], alice.datasets["arrays"]["k"]
+    n = k[0]
+    for attack in (lambda: x.repeat([n, n, n], axis=0), lambda: x.reshape([n, -1])):
+        with pytest.raises(sk.OpNotAllowed, match="private value inside a list"):
+            attack().meta  # noqa: B018
+
+
 # ---- 2. errors carry no private data -------------------------------------------------------
 
 ERRORS: dict[str, Callable[[Any], Any]] = {
@@ -250,9 +372,14 @@ def test_a_failure_on_the_real_data_alone_stays_private(alice: sk.Client, owner:
     assert "IntCastingNaNError" in err.value.message or "NaN" in err.value.message  # the owner reads why
     entry = owner.audit_log(user="alice", action="op.failed")[0]
     assert "NaN" in entry["detail"]["error"] or "non-finite" in entry["detail"]["error"]
-    # a DP query on it cannot run: said plainly, without the reason
-    with pytest.raises(sk.InvalidArgument, match="could not be computed"):
-        bad.dp.mean(epsilon=1.0)
+    # a DP query cannot tell them apart either: a cast that can fail on some values is not
+    # row-stable, so both are refused for what the op is, not for what the data did
+    refusals = []
+    for ptr in (bad, good):
+        with pytest.raises(sk.InvalidArgument) as err:
+            ptr.dp.mean(epsilon=1.0)
+        refusals.append(err.value.message)
+    assert refusals[0] == refusals[1] and "row-wise" in refusals[0]
 
 
 def test_types_and_callables_are_refused_as_arguments(alice: sk.Client) -> None:
@@ -291,6 +418,42 @@ def test_dp_refuses_values_that_are_not_row_wise(alice: sk.Client, attack: str) 
     with pytest.raises(sk.InvalidArgument, match="row-wise|row by row"):
         UNSTABLE[attack](p).dp.mean(epsilon=1.0, bounds=(0.5, 6.0))
     assert alice.budget.spent("high") == before  # refused before anything was charged
+
+
+def test_dp_cannot_move_a_value_between_subjects(alice: sk.Client) -> None:
+    """Row labels tell DP's subjects apart: renaming them (``rename({a: b, b: a})``) would copy
+    one patient's weight into 60 other patients' rows, or (without a subject column) duplicate
+    labels would align one row against all 400. Both are refused as not row-wise."""
+    real = _patients(False)
+    pid = int(real["patient"].iloc[5])
+    p = alice.datasets["low"]["patients"]
+    one = p["weight"].where(p["patient"] == pid, 0.0)
+    moved = one.rename({5: 6, 6: 5}) + one.rename({5: 7, 7: 5})
+    q = alice.datasets["nosubj"]["patients"]
+    dup = q["weight"] + (q["weight"] * 0.0).rename({i: 5 for i in range(ROWS)})
+    for ptr in (moved.rename("weight"), dup.rename("weight")):
+        with pytest.raises(sk.InvalidArgument, match="row-wise"):
+            ptr.dp.sum(epsilon=1.0, bounds=(0.5, 6.0))
+    assert 0.5 <= p["weight"].rename("kg").dp.mean(epsilon=10.0, bounds=(0.5, 6.0)) <= 6.0  # a name is fine
+
+
+def test_dp_keys_never_come_from_the_value_queried(alice: sk.Client) -> None:
+    """A cast to category would make every name a public group key."""
+    for name in ("high", "low"):
+        p = alice.datasets[name]["patients"]
+        with pytest.raises(sk.InvalidArgument):
+            p.astype({"name": "category"}).dp.groupby("name").count(epsilon=1.0)
+        keys = p[["ward"]].astype("str").astype("category")
+        with pytest.raises(sk.InvalidArgument):
+            keys.dp.groupby("ward").count(epsilon=1.0)
+
+
+def test_dp_on_a_wide_array_counts_each_row_once(alice: sk.Client) -> None:
+    """A (400, 50) array: one row adds 50 values to a flattened sum, not one."""
+    with pytest.raises(sk.InvalidArgument, match="one column"):
+        alice.datasets["arrays"]["wide"].dp.sum(epsilon=1.0, bounds=(0.0, 1.0))
+    col = alice.datasets["arrays"]["wide"][:, 3]
+    assert abs(col.dp.sum(epsilon=10.0, bounds=(0.0, 1.0)) - 200) < 40
 
 
 def test_dp_runs_on_row_wise_transformations(alice: sk.Client) -> None:
