@@ -9,6 +9,7 @@ bound are dropped before aggregating, so the bound holds.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from syft_kernel.errors import InvalidArgument
 from .executor import Value
 from .ledger import rho_for
 from .service import DataNode, User, _body_dict, field, handler
+from .stability import source_of
 
 QUERIES = ("count", "sum", "mean", "var", "quantile", "histogram", "group_count", "group_sum", "group_mean")
 MAX_GROUPS = 1000
@@ -103,9 +105,9 @@ def _check_stable(node: DataNode, value: Value) -> None:
             "this value comes from an aggregate, a positional lookup, repeated or reordered rows, a join "
             "or a reshaping, so one person could count more than once. Build it from the asset's columns "
             "row by row, and let the DP query aggregate")
-    source = node.store.get(f"asset:{value.stable}", "", True).value
+    source = node.store.get(f"asset:{source_of(value.stable)}", "", True).value
     if isinstance(source, (pd.Series, pd.DataFrame)) and not source.index.is_unique:
-        raise InvalidArgument(f"the asset {value.stable!r} has repeated index labels, so its rows cannot be told "
+        raise InvalidArgument(f"the asset {source_of(value.stable)!r} has repeated index labels, so its rows cannot be told "
                               "apart: ask the owner to give it a unique index")
     if value.failed is not None:  # unreachable for stable values (their ops cannot fail on values alone)
         raise InvalidArgument("this value could not be computed on the data; a DP query needs a value that exists")
@@ -115,7 +117,7 @@ def _declared_keys(node: DataNode, value: Value, by: Any) -> list[Any]:
     """Group keys when the scientist gives none: the categories the owner declared for that
     column of the asset (its stored dtype), never the categories of the value queried (a cast
     to "category" would make its values the keys)."""
-    source = node.store.get(f"asset:{value.stable}", "", True).value
+    source = node.store.get(f"asset:{source_of(value.stable)}", "", True).value
     dtype = source[by].dtype if isinstance(source, pd.DataFrame) and by in source.columns else None
     if not isinstance(dtype, pd.CategoricalDtype):
         raise InvalidArgument(f"grouping by {by!r} needs public keys: pass categories=[…] (its values are "
@@ -200,8 +202,13 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
     declared = dataset.get("bounds") or {}
     if query.startswith("group_") and params.get("categories") is None:
         params = {**params, "categories": _declared_keys(node, value, params.get("by"))}
+    _aggregate(query, value.twin, params, declared, 1)  # every refusal decided on the twin: public
     data, c, ids = _subject_rows(node, value, value.value, dataset)
-    exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
+    _COERCE.on = True
+    try:
+        exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
+    finally:
+        _COERCE.on = False
     limit = float(dataset.get("subject_limit") or 0.0)
     losses = None
     if ids is not None and limit > 0:
@@ -212,7 +219,11 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
         keep = pd.Index(ids).isin(allowed)  # hashed: np.isin on strings is quadratic
         if not keep.all():
             data, ids = data[keep], ids[keep]
-            exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
+            _COERCE.on = True
+            try:
+                exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
+            finally:
+                _COERCE.on = False
         losses = losses.reindex(allowed)
     # charge first, release after: a crash in between loses no charge
     status = node.ledger.charge(user.name, dataset["name"], query, mechanism, epsilon, rho,
@@ -262,6 +273,15 @@ def _individual_losses(query: str, data: Any, params: dict[str, Any], declared: 
     return total
 
 
+class _Coerce(threading.local):
+    on = False
+
+
+# set while the real data is aggregated: every refusal was decided on the twin before (public),
+# so the real data never raises one; a value the twin's checks did not foresee counts as missing
+_COERCE = _Coerce()
+
+
 def _numeric(data: Any, what: str) -> np.ndarray:
     if isinstance(data, pd.DataFrame):
         raise InvalidArgument(f"DP {what} runs on one column: select it first (births['weight'].dp.{what}(…))")
@@ -269,7 +289,10 @@ def _numeric(data: Any, what: str) -> np.ndarray:
     if arr.ndim > 1:  # one row (one person) would add one value per column, not one
         raise InvalidArgument(f"DP {what} runs on one column (a 1-D value): select one first (x[:, j])")
     if arr.dtype.kind not in "biuf":
-        raise InvalidArgument(f"DP {what} needs a numeric column, not {arr.dtype}")
+        if _COERCE.on:  # checked on the twin already: a value that is not a number is missing
+            arr = pd.to_numeric(pd.Series(arr.ravel()), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            raise InvalidArgument(f"DP {what} needs a numeric column, not {arr.dtype}")
     arr = arr.astype(np.float64, copy=False).ravel()
     missing = np.isnan(arr)
     return arr[~missing] if missing.any() else arr  # no copy when nothing is missing
@@ -344,13 +367,17 @@ def _grouped(query: str, data: Any, params: dict[str, Any], declared: dict[str, 
     if column not in data.columns:
         raise InvalidArgument(f"no column {column!r} to aggregate")
     lo, hi = _bounds(params, declared, column)
-    if data[column].dtype.kind not in "biuf":
+    if data[column].dtype.kind not in "biuf" and not _COERCE.on:
         raise InvalidArgument(f"DP {query} needs a numeric column, not {data[column].dtype}")
-    x = pd.Series(np.clip(data[column].to_numpy(dtype=np.float64), lo, hi), index=data.index)
-    sums = x.groupby(g).sum().reindex(keys, fill_value=0.0).to_numpy(dtype=np.float64)
+    values = pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    present = ~np.isnan(values)  # a missing value adds nothing, and a mean does not count it
+    x = pd.Series(np.clip(values[present], lo, hi), index=data.index[present])
+    sums = x.groupby(g[present]).sum().reindex(keys, fill_value=0.0).to_numpy(dtype=np.float64)
     m = max(abs(lo), abs(hi))
     if query == "group_sum":
         return [sums], [c * m], 1, {"index": keys, "by": by}
+    if not present.all():
+        counts = g[present].value_counts().reindex(keys, fill_value=0).to_numpy(dtype=np.float64)
     return [sums, counts], [c * m, float(c)], 2, {"index": keys, "by": by, "bounds": (lo, hi)}
 
 

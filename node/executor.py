@@ -601,7 +601,11 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
             out = Failed(label, "MemoryError", "the node ran out of memory")
         except Exception as e:  # only on the real data: private, like a result
             out = Failed(label, type(e).__name__, f"{type(e).__name__}: {e}"[:2000])
-    out = freeze(conform(out, out_t, type_key, label))
+    stable = stable_source(kind, label, twin.operands, real.values, real.nested_private, twin.kwargs)
+    conformed = conform(out, out_t, type_key, label)
+    if isinstance(conformed, Failed) and not isinstance(out, Failed) and stable is not None:
+        conformed = out  # row-stable: keep its own dtype (int with gaps is float) rather than fail as a whole
+    out = freeze(conformed)
     lineage = frozenset().union(*(v.lineage for v in seen))
     privates = [v is not None and v.private for v in real.values]
     known = [v.public_shape if v is not None else None for v in real.values]
@@ -609,7 +613,6 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     shape = _public_shape(None if failed else out, out_t, label, kind, rule, twin.operands, privates,
                           known, _is_scalar(out_t),
                           (lambda: _stand_in_result(kind, name, label, rule, twin, privates, known)) if failed else None)
-    stable = stable_source(kind, label, twin.operands, real.values, real.nested_private)
     labels = all(v.labels_public for v in seen if v.private)
     if labels and isinstance(out_t, (pd.DataFrame, pd.Series, pd.Index)):
         labels = labels_public(out_t, public_labels([v.public_view for v in seen], twin.operands))

@@ -52,7 +52,7 @@ _FROM_TARGET = frozenset(
     "torch.prod torch.reshape torch.flatten torch.transpose torch.permute torch.squeeze "
     "torch.unsqueeze torch.t torch.softmax torch.log_softmax torch.cumsum torch.cumprod torch.argsort "
     "torch.count_nonzero torch.all torch.any torch.norm torch.nn.functional.softmax "
-    "torch.nn.functional.log_softmax torch.nn.functional.normalize torch.nn.functional.one_hot".split()
+    "torch.nn.functional.log_softmax torch.nn.functional.normalize".split()
 )
 
 # ops on several arrays whose result shape follows from all their shapes (matrix products,

@@ -13,6 +13,7 @@ the stability maps of OpenDP's row-by-row transformations (``make_row_by_row``, 
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import numpy as np
@@ -73,12 +74,25 @@ def _row_slice(key: Any) -> bool:
             and all(isinstance(k, (int, slice)) and not isinstance(k, bool) for k in key[1:]))
 
 
-def stable_source(kind: str, label: str, operands: list[Any], values: list[Any], nested_private: bool) -> str | None:
-    """The asset a private result's rows map into one for one, or None.
+def source_of(stable: str) -> str:
+    """The asset key of a stability mark (``"dataset/asset"`` or ``"dataset/asset#rows"``)."""
+    return stable.split("#", 1)[0]
 
-    ``operands`` are the op's argument values (the target first, then keyword values); ``values``
-    holds, for each, the stored ``Value`` it is (None for a plan literal); ``nested_private`` says
-    a private value sits inside a list or map argument (never row-wise)."""
+
+def _filtered(stable: str) -> str:
+    """A new mark for a subset of the rows: two values combine row by row only when they hold
+    the same rows (pandas would align two different subsets, or refuse to)."""
+    return f"{source_of(stable)}#{secrets.token_hex(6)}"
+
+
+def stable_source(kind: str, label: str, operands: list[Any], values: list[Any], nested_private: bool,
+                  kwargs: dict[str, Any] | None = None) -> str | None:
+    """The stability mark of a private result: the asset its rows map into one for one, with
+    which of its rows it holds (``"dataset/asset#token"`` after a filter); None if not stable.
+
+    ``operands`` are the op's argument values, the target first, then keyword values (the twins';
+    their types are the real ones'); ``values`` holds, for each, the stored ``Value`` it is (None
+    for a plan literal); ``nested_private`` says a private value sits inside a list or map."""
     if nested_private:
         return None
     if kind == "op" and len(values) == 2 and values[1] is None and values[0] is not None \
@@ -98,6 +112,8 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
             return None  # a public array or frame could broadcast one row over many
     method = label.split(".", 1)[1] if "." in label else label
     key = label.split(".", 1)[0] if "." in label else ""
+    if method == "isin" and any(v is not None and v.private for v in values[1:]):
+        return None  # membership in a private set: one person's value could select every row
     if kind == "op":
         if label in al.ELEMENTWISE_OPERATORS:
             return source if _aligned(values) else None
@@ -106,10 +122,13 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
             if kv is None and (_column_key(k, operands[0]) or _row_slice(k)):
                 return source
             if kv is not None and kv.private and kv.stable == source and _boolean_rows(k, operands[0]):
-                return source  # a filter by a row-wise mask of the same asset
+                return _filtered(source)  # a filter by a row-wise mask of the same rows
         return None
     if target is None or target.stable != source:
         return None
+    if method == "dropna":  # rows only (axis=1 would drop the columns the data has gaps in)
+        axis = (kwargs or {}).get("axis", 0)
+        return _filtered(source) if len(values) == 1 + len(kwargs or {}) and axis in (0, "index", "rows") else None
     if kind in ("method", "getattr") and key in ("Series", "DataFrame") and method in _ROW_METHODS:
         return source if _aligned(values) else None
     if kind == "method" and method == "rename" and _renames_no_rows(key, operands):
@@ -176,7 +195,11 @@ def _may_fail_on_values(label: str, operands: list[Any]) -> bool:
     if method in ("astype", "to"):
         wanted = operands[1] if len(operands) > 1 else None
         targets = list(wanted.values()) if isinstance(wanted, dict) else [wanted]
-        return not all(_dtype_kind(t) in _FLOAT_OR_TEXT for t in targets)
+        if not all(_dtype_kind(t) in _FLOAT_OR_TEXT for t in targets):
+            return True
+        # text to a number fails on the first value that is not one
+        numeric = [t for t in targets if _dtype_kind(t) == "f"]
+        return bool(numeric) and any(not (isinstance(d, np.dtype) and d.kind in "biufcmM") for d in dtypes if d is not None)
     if method in ("pow", "rpow", "power") and any(_integer(d) for d in dtypes if d is not None):
         return True  # an integer to a negative integer power raises
     if method in ("fillna", "where", "mask", "replace", "clip") and any(isinstance(d, pd.CategoricalDtype) for d in dtypes):
@@ -190,4 +213,4 @@ def _boolean_rows(mask: Any, target: Any) -> bool:
     return False
 
 
-__all__ = ["stable_source"]
+__all__ = ["stable_source", "source_of"]

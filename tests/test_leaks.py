@@ -250,6 +250,44 @@ def test_a_failure_cannot_be_read_from_a_dp_refusal(alice: sk.Client) -> None:
     assert alice.budget.spent("low") == before
 
 
+def test_a_row_stable_value_never_fails_as_a_whole(alice: sk.Client) -> None:
+    """A second review's oracles: ``where`` puts a NaN into an int column (which cannot take the
+    twin's int64) and ``//`` by zero an inf, in one patient's row only when their weight passes
+    ``t``. A row-stable value keeps its own dtype rather than fail, so DP releases both ways."""
+    real = _patients(False)
+    pid, weight = int(real["patient"].iloc[5]), float(real["weight"].iloc[5])
+    p = alice.datasets["low"]["patients"]
+    for make in (lambda t: p["age"].where(~((p["patient"] == pid) & (p["weight"] > t))),
+                 lambda t: p["age"] // ((p["patient"] != pid) | (p["weight"] <= t))):
+        for t in (weight - 0.01, weight + 0.01):
+            assert make(t).dp.count(epsilon=10.0) == pytest.approx(ROWS, abs=10)
+
+
+ROWWISE_REFUSED: dict[str, Callable[[Any], Any]] = {
+    # membership in a private set selects every row by one person's value
+    "isin a private set": lambda p: p[(p["age"] * 0).isin(p[p["patient"] == 1005]["age"] * 0)]["weight"],
+    # text to a number fails on the first value that is not one
+    "text to float": lambda p: p["name"].astype("float64"),
+    # columns the data has gaps in
+    "dropna of columns": lambda p: p[["age", "weight"]].dropna(axis=1)["weight"],
+    # a mask over other rows: pandas refuses to align it, on the data alone
+    "a mask of other rows": lambda p: p["weight"][p[p["weight"] > 3.0]["patient"] > -1],
+    "two different subsets": lambda p: p[p["weight"] > 3.0]["weight"] + p[p["age"] > 30]["weight"],
+}
+
+
+@pytest.mark.parametrize("attack", list(ROWWISE_REFUSED))
+def test_dp_refuses_what_could_fail_or_mix_rows(alice: sk.Client, attack: str) -> None:
+    """Refused the same way for both datasets: by DP (not row-wise), or by the mock already."""
+    seen = []
+    for name in ("high", "low"):
+        with pytest.raises((sk.InvalidArgument, sk.RemoteError)) as err:
+            ROWWISE_REFUSED[attack](alice.datasets[name]["patients"]).dp.count(epsilon=1.0)
+        seen.append((type(err.value).__name__, err.value.message))
+        assert "row-wise" in err.value.message or "fails on the mock data" in err.value.message
+    assert seen[0] == seen[1]
+
+
 def test_a_request_does_not_show_the_size_of_private_data(alice: sk.Client) -> None:
     sizes = []
     for name in ("high", "low"):
@@ -315,6 +353,52 @@ def test_a_quota_refusal_does_not_tell_a_private_size(tight: tuple[NodeProcess, 
         rooms.append(_room_left(alice))
         del held
     assert rooms[0] == rooms[1] and rooms[0] > 0
+
+
+def test_allowlisted_shapes_do_not_depend_on_values() -> None:
+    """Every op whose result shape the node publishes gives the same shape for different values
+    of the same input shape (``one_hot`` without ``num_classes`` did not: its width was the max)."""
+    import torch
+
+    from syft_kernel.node import shapes
+    from syft_kernel.node.executor import _module_function
+
+    def call(label: str, x: Any) -> Any:
+        owner, _, name = label.partition(".")
+        if owner in ("numpy", "torch"):
+            fn = _module_function(label)
+            if name == "where":  # the elementwise form (the one-argument form is nonzero: not listed)
+                return fn(x > 0, x, x)
+            if label in shapes._FROM_SHAPES:
+                return fn([x, x]) if label.endswith(("concatenate", "stack", "cat", "hstack", "vstack")) else fn(x, x)
+            try:
+                return fn(x)
+            except TypeError:  # a binary function
+                return fn(x, x)
+        if owner in ("ndarray", "Tensor"):
+            attr = getattr(x, name)
+            return attr() if callable(attr) else attr
+        return None
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for label in sorted(shapes._FROM_TARGET | shapes._BROADCAST | shapes._FROM_SHAPES):
+        owner = label.split(".")[0]
+        for make in (lambda: rng.integers(0, 10, (4, 4)), lambda: rng.normal(size=(4, 4))):
+            a, b = make(), make()
+            if owner in ("Tensor", "torch"):
+                a, b = torch.from_numpy(a), torch.from_numpy(b)
+            try:
+                ra, rb = call(label, a), call(label, b)
+            except Exception:
+                continue
+            if ra is None:
+                continue
+            sa = tuple(getattr(ra, "shape", ()) or ()) if not isinstance(ra, tuple) else tuple(getattr(r, "shape", ()) for r in ra)
+            sb = tuple(getattr(rb, "shape", ()) or ()) if not isinstance(rb, tuple) else tuple(getattr(r, "shape", ()) for r in rb)
+            assert sa == sb, f"{label}: {sa} vs {sb}"
+            checked += 1
+    assert checked > 100
 
 
 def test_private_numbers_nested_in_lists_cannot_set_sizes(alice: sk.Client) -> None:
