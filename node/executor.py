@@ -602,10 +602,13 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
         except Exception as e:  # only on the real data: private, like a result
             out = Failed(label, type(e).__name__, f"{type(e).__name__}: {e}"[:2000])
     stable = stable_source(kind, label, twin.operands, real.values, real.nested_private, twin.kwargs)
-    conformed = conform(out, out_t, type_key, label)
-    if isinstance(conformed, Failed) and not isinstance(out, Failed) and stable is not None:
-        conformed = out  # row-stable: keep its own dtype (int with gaps is float) rather than fail as a whole
-    out = freeze(conformed)
+    if _MAY_LEAVE_GAPS.get(label.split(".", 1)[-1]) and isinstance(out_t, (pd.Series, pd.DataFrame)):
+        # where() and // may leave gaps (NaN, inf) in an int or bool column, depending on the values:
+        # both the twin and the data are widened to float64, by the op alone, so neither fails nor differs
+        out_t = freeze(_widen(out_t))
+        if not isinstance(out, Failed):
+            out = _widen(out)
+    out = freeze(conform(out, out_t, type_key, label))
     lineage = frozenset().union(*(v.lineage for v in seen))
     privates = [v is not None and v.private for v in real.values]
     known = [v.public_shape if v is not None else None for v in real.values]
@@ -625,6 +628,31 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     if over_cap(value):  # larger than its public size says: kept, the next quota refusal would tell
         value.value = Failed(label, "a result larger than its public size estimate", f"{nbytes(out)} bytes")
     return value
+
+
+# ops whose result may hold missing or infinite values in an int / bool column, by the values
+_MAY_LEAVE_GAPS = {name: True for name in "where mask floordiv rfloordiv mod rmod".split()}
+
+
+def _widen(x: Any) -> Any:
+    """int and bool columns as float64 (a frame's, a series'); others as they are."""
+    def wide(d: Any) -> bool:
+        return isinstance(d, np.dtype) and d.kind in "biu" or str(d) in ("Int8", "Int16", "Int32", "Int64", "UInt8",
+                                                                           "UInt16", "UInt32", "UInt64", "boolean")
+    try:
+        if isinstance(x, pd.Series):
+            return x.astype(np.float64) if wide(x.dtype) or x.dtype == object and _all_boolish(x) else x
+        if isinstance(x, pd.DataFrame):
+            cols = {c: np.float64 for c, d in zip(x.columns, x.dtypes) if wide(d)}
+            return x.astype(cols) if cols and x.columns.is_unique else x
+    except (TypeError, ValueError):
+        return x
+    return x
+
+
+def _all_boolish(x: pd.Series) -> bool:
+    """An object column of booleans and gaps (bool.where(...) gives one)."""
+    return len(x) <= 10_000_000 and bool(x.map(lambda v: v is None or isinstance(v, (bool, np.bool_, float))).all())
 
 
 def _stand_in_result(kind: str, name: str, label: str, rule: al.Rule, twin: _Args, privates: list[bool],

@@ -51,7 +51,29 @@ def _series(strings: Any) -> pd.Series:
 
 
 def _map(s: pd.Series, fn: Any, missing: Any) -> list[Any]:
-    return [fn(v) if isinstance(v, str) else missing for v in s.to_numpy(dtype=object)]
+    """``fn`` on every string, ``missing`` elsewhere, and where ``fn`` fails on one string
+    (text RE2 cannot take): whether an op fails as a whole must never depend on one value."""
+    def one(v: Any) -> Any:
+        if not isinstance(v, str):
+            return missing
+        try:
+            return fn(v)
+        except Exception:
+            return missing
+    return [one(v) for v in s.to_numpy(dtype=object)]
+
+
+_GROUP_REF = re.compile(r"\\(\d+)|\\g<([^>]*)>")
+
+
+def _check_template(op: str, rx: Any, repl: str) -> None:
+    """Refuse a replacement naming a group the pattern lacks, before anything runs (RE2 would
+    raise only on strings that match, which would tell whether any does)."""
+    for number, name in _GROUP_REF.findall(repl):
+        ref = number or name
+        ok = int(ref) <= rx.groups if ref.isdigit() else ref in rx.groupindex
+        if not ok:
+            raise InvalidArgument(f"{op}: the replacement refers to group {ref!r}, which the pattern does not have")
 
 
 def contains(strings: Any, pat: Any, case: Any = True, flags: Any = 0, na: Any = False,
@@ -85,6 +107,7 @@ def replace(strings: Any, pat: Any, repl: Any, n: Any = -1, case: Any = None, fl
     if not isinstance(n, int) or isinstance(n, bool):
         raise InvalidArgument("StringMethods.replace: n is an int")
     rx = _compile("StringMethods.replace", pat, flags, True if case is None else case)
+    _check_template("StringMethods.replace", rx, repl)
     out = _map(s, lambda v: rx.sub(repl, v, count=0 if n < 0 else n), None)
     return pd.Series(out, index=s.index, name=s.name, dtype=object)
 

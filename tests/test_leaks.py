@@ -263,7 +263,40 @@ def test_a_row_stable_value_never_fails_as_a_whole(alice: sk.Client) -> None:
             assert make(t).dp.count(epsilon=10.0) == pytest.approx(ROWS, abs=10)
 
 
+def test_a_gap_never_changes_a_columns_type(alice: sk.Client) -> None:
+    """A third review's oracles: ``where`` on an int column left it float only where it made a
+    gap, so ``& 1`` then failed (a DP refusal) and ``astype("string").str.len()`` counted "18.0"
+    against "18" (a DP sum 2x apart). ``where`` and ``//`` now give float64 by the op alone, on the
+    twin and on the data, whatever the values."""
+    real = _patients(False)
+    pid, weight = int(real["patient"].iloc[5]), float(real["weight"].iloc[5])
+    p = alice.datasets["low"]["patients"]
+
+    def base(t: float) -> Any:
+        return p["age"].where(~((p["patient"] == pid) & (p["weight"] > t)))
+
+    assert base(0.0).dtype == "float64"
+    lengths = []
+    for t in (weight - 0.01, weight + 0.01):
+        with pytest.raises(sk.RemoteError, match="fails on the mock data"):
+            (base(t) & 1).meta  # noqa: B018  # on floats: refused by the mock, for both
+        lengths.append(base(t).astype("string").str.len().rename("L").dp.sum(epsilon=5.0, bounds=(0, 10)))
+    assert abs(lengths[0] - lengths[1]) < 30  # the noise's scale is 2; one row could move it by 10
+
+
+def test_a_regex_replacement_fails_before_it_runs_or_never(alice: sk.Client) -> None:
+    """RE2 raised on a missing group only for strings that matched: whether any name starts
+    with "Alice" came out of a DP refusal. Now refused from the template, for both datasets."""
+    for name in ("high", "low"):
+        p = alice.datasets[name]["patients"]
+        with pytest.raises(sk.InvalidArgument, match="group '3'"):
+            p["name"].str.replace("^Alice", r"\3", regex=True).meta  # noqa: B018
+        assert p["name"].str.replace("^(Alice)", r"\1!", regex=True).dp.count(epsilon=5.0) > 300
+
+
 ROWWISE_REFUSED: dict[str, Callable[[Any], Any]] = {
+    # a cast by another name
+    "to_numpy with a dtype": lambda p: p["name"].str.slice(0, 1).to_numpy(dtype="float64"),
     # membership in a private set selects every row by one person's value
     "isin a private set": lambda p: p[(p["age"] * 0).isin(p[p["patient"] == 1005]["age"] * 0)]["weight"],
     # text to a number fails on the first value that is not one
