@@ -10,6 +10,7 @@ carries the union of its inputs' lineage, so anything derived from a private ass
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from .twin import NO_TWIN, Failed, conform, first_failure, labels_public, public
 REGEX_METHODS = {f"StringMethods.{name}": fn for name, fn in _REGEX.items()}
 
 MAX_OPS = 10_000
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -608,7 +610,18 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
         out_t = freeze(_widen(out_t))
         if not isinstance(out, Failed):
             out = _widen(out)
-    out = freeze(conform(out, out_t, type_key, label))
+    conformed = conform(out, out_t, type_key, label)
+    if stable is not None and isinstance(conformed, Failed) and first_failure([v.value for v in seen]) is None:
+        # row-stable: a failure is made row-local (each failing row takes a default value), so one
+        # person's values can change their own row only, never whether the whole value exists
+        try:
+            isolated = _isolate_rows(kind, name, label, rule, real, out_t)
+        except Exception:  # never a different error than a success would give
+            log.exception("isolating the failing rows of %s failed", label)
+            isolated = None
+        if isolated is not None:
+            conformed = isolated
+    out = freeze(conformed)
     lineage = frozenset().union(*(v.lineage for v in seen))
     privates = [v is not None and v.private for v in real.values]
     known = [v.public_shape if v is not None else None for v in real.values]
@@ -628,6 +641,105 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     if over_cap(value):  # larger than its public size says: kept, the next quota refusal would tell
         value.value = Failed(label, "a result larger than its public size estimate", f"{nbytes(out)} bytes")
     return value
+
+
+_ISOLATE_CALLS = 4096  # bisection steps before the rest is tried row by row
+
+
+def _row_count(x: Any) -> int | None:
+    if isinstance(x, (pd.Series, pd.DataFrame, np.ndarray)) or (loaded_torch() is not None and
+                                                                 isinstance(x, loaded_torch().Tensor)):
+        return _rows(x)
+    return None
+
+
+def _take(x: Any, a: int, b: int) -> Any:
+    return x.iloc[a:b] if isinstance(x, (pd.Series, pd.DataFrame)) else x[a:b]
+
+
+def _default_row(twin: Any, label: Any) -> Any:
+    """One row of the twin's type holding each dtype's default (0, False, missing): what a row
+    the op fails on becomes."""
+    def default(d: Any) -> Any:
+        if isinstance(d, np.dtype) and d.kind in "iufc":
+            return 0
+        if isinstance(d, np.dtype) and d.kind == "b":
+            return False
+        if isinstance(d, np.dtype) and d.kind in "mM":
+            return pd.NaT
+        return None
+    if isinstance(twin, pd.Series):
+        return pd.Series([default(twin.dtype)], index=[label], name=twin.name, dtype=twin.dtype)
+    if isinstance(twin, pd.DataFrame):
+        return pd.DataFrame({c: pd.Series([default(d)], index=[label], dtype=d) for c, d in twin.dtypes.items()},
+                            columns=twin.columns)
+    torch = loaded_torch()
+    if torch is not None and isinstance(twin, torch.Tensor):
+        return torch.zeros((1, *twin.shape[1:]), dtype=twin.dtype)
+    return np.zeros((1, *twin.shape[1:]), dtype=twin.dtype)
+
+
+def _concat(pieces: list[Any], twin: Any) -> Any:
+    if isinstance(twin, (pd.Series, pd.DataFrame)):
+        return pd.concat(pieces) if pieces else twin.iloc[:0]
+    torch = loaded_torch()
+    if torch is not None and isinstance(twin, torch.Tensor):
+        return torch.cat(pieces) if pieces else twin[:0]
+    return np.concatenate(pieces) if pieces else twin[:0]
+
+
+def _isolate_rows(kind: str, name: str, label: str, rule: al.Rule, real: _Args, twin_out: Any) -> Any:
+    """A row-stable op that failed on the data, done again on parts of its rows (halving the
+    parts that fail, then row by row): rows that fail alone take ``_default_row``. None when the
+    op is not made of rows (the twin's result has none)."""
+    if _row_count(twin_out) is None:
+        return None
+    ops = real.operands
+    rows = [(i, _row_count(x)) for i, x in enumerate(ops) if real.values[i] is not None and real.values[i].private]
+    counts = {n for _, n in rows}
+    if not rows or len(counts) != 1 or None in counts:
+        return None
+    n = counts.pop()
+    target = ops[rows[0][0]]
+    private_at = {i for i, _ in rows}
+    n_args = len(real.args)
+    names = list(real.kwargs)
+    calls = 0
+
+    def attempt(a: int, b: int) -> Any:
+        part = [_take(x, a, b) if i in private_at else x for i, x in enumerate(ops)]
+        out = _invoke(kind, name, label, rule, part[:n_args], dict(zip(names, part[n_args:])))
+        if _MAY_LEAVE_GAPS.get(label.split(".", 1)[-1]):
+            out = _widen(out)
+        out = conform(out, twin_out, type_key, label)
+        if isinstance(out, Failed):
+            raise ValueError("does not conform")
+        return out
+
+    pieces: list[Any] = []
+    work = [(0, n)]
+    while work:
+        a, b = work.pop()
+        if a >= b:
+            continue
+        calls += 1
+        try:
+            pieces.append(attempt(a, b))
+            continue
+        except Exception:
+            pass
+        if b - a == 1:
+            where = target.index[a] if isinstance(target, (pd.Series, pd.DataFrame)) else a
+            pieces.append(_default_row(twin_out, where))
+        elif calls > _ISOLATE_CALLS:
+            work.extend((i, i + 1) for i in range(b - 1, a - 1, -1))
+        else:
+            mid = (a + b) // 2
+            work.extend(((mid, b), (a, mid)))  # the first half is popped first: rows stay in order
+    try:
+        return _concat(pieces, twin_out)
+    except Exception:
+        return None
 
 
 # ops whose result may hold missing or infinite values in an int / bool column, by the values

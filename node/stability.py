@@ -114,6 +114,8 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
     key = label.split(".", 1)[0] if "." in label else ""
     if method == "isin" and any(v is not None and v.private for v in values[1:]):
         return None  # membership in a private set: one person's value could select every row
+    if kwargs and _ROW_COUPLING & set(kwargs):
+        return None  # limit=, ignore_index=, method=: one row's value reaches others, or labels renumber
     if kind == "op":
         if label in al.ELEMENTWISE_OPERATORS:
             return source if _aligned(values) else None
@@ -129,6 +131,8 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
     if method == "dropna":  # rows only (axis=1 would drop the columns the data has gaps in)
         axis = (kwargs or {}).get("axis", 0)
         return _filtered(source) if len(values) == 1 + len(kwargs or {}) and axis in (0, "index", "rows") else None
+    if method == "sort_values":  # the same rows in another order: positions no longer line up
+        return _filtered(source)
     if kind in ("method", "getattr") and key in ("Series", "DataFrame") and method in _ROW_METHODS:
         return source if _aligned(values) else None
     if kind == "method" and method == "rename" and _renames_no_rows(key, operands):
@@ -151,7 +155,15 @@ def _aligned(values: list[Any]) -> bool:
     frame and its own columns): pandas aligns labels, numpy broadcasts positions. (Decided on the
     twins: the real values have their types, or failed.)"""
     private = [v for v in values if v is not None and v.private]
-    return len(private) <= 1 or all(isinstance(v.public_view, (pd.Series, pd.DataFrame)) for v in private)
+    if len(private) <= 1:
+        return True
+    kinds = {type(v.public_view) for v in private}
+    # a frame and a series align the series' row labels with the frame's columns: refused
+    return kinds <= {pd.Series} or kinds <= {pd.DataFrame}
+
+
+# keyword arguments that make one row's value reach other rows, or renumber the rows
+_ROW_COUPLING = frozenset({"limit", "ignore_index", "method", "level", "limit_direction", "limit_area"})
 
 
 def _renames_no_rows(key: str, operands: list[Any]) -> bool:

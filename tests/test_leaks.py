@@ -294,6 +294,43 @@ def test_a_regex_replacement_fails_before_it_runs_or_never(alice: sk.Client) -> 
         assert p["name"].str.replace("^(Alice)", r"\1!", regex=True).dp.count(epsilon=5.0) > 300
 
 
+ROW_LOCAL: dict[str, Callable[[Any, Any], Any]] = {
+    # each fails on the data only in the one row where the predicate holds (a fourth review)
+    "fillna with text": lambda p, pred: p["weight"].where(~pred).fillna("x"),
+    "where with text": lambda p, pred: p["weight"].where(~pred, "x"),
+    "a reflected power": lambda p, pred: 2 ** (pred * -1),
+    "text to bytes": lambda p, pred: pred.astype("string").str.replace("True", "é").astype("S"),
+    "a timedelta overflow": lambda p, pred: (pred * 1e10) * pd.Timedelta(days=1),
+}
+
+
+@pytest.mark.parametrize("attack", list(ROW_LOCAL))
+def test_a_failure_on_one_row_stays_in_that_row(alice: sk.Client, attack: str) -> None:
+    """A row-stable op that fails on the data is done again on parts of its rows: the rows that
+    fail alone take a default value, so one person's values change their own row only, and a DP
+    query releases whether or not anything failed."""
+    real = _patients(False)
+    pid, weight = int(real["patient"].iloc[5]), float(real["weight"].iloc[5])
+    p = alice.datasets["low"]["patients"]
+    counts = []
+    for t in (weight - 0.01, weight + 0.01):
+        pred = (p["patient"] == pid) & (p["weight"] > t)
+        counts.append(ROW_LOCAL[attack](p, pred).dp.count(epsilon=5.0))
+    assert all(abs(c - ROWS) < 10 for c in counts)
+
+
+def test_dp_keeps_rows_in_their_place(alice: sk.Client) -> None:
+    """``sort_values(ignore_index=True)`` renumbered the rows under the old mark, and a frame plus
+    a series lines the series' row labels up with the frame's columns: both let one person move
+    every row. Neither is row-stable now."""
+    p = alice.datasets["low"]["patients"]
+    ranked = p["patient"].sort_values(ignore_index=True)
+    spread = (p["weight"] * 0.0).to_frame(3) + p["weight"]
+    for ptr in (p["weight"][ranked != p["patient"]], spread > 1.0):
+        with pytest.raises(sk.InvalidArgument, match="row-wise"):
+            ptr.dp.count(epsilon=1.0)
+
+
 ROWWISE_REFUSED: dict[str, Callable[[Any], Any]] = {
     # a cast by another name
     "to_numpy with a dtype": lambda p: p["name"].str.slice(0, 1).to_numpy(dtype="float64"),
