@@ -619,6 +619,11 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
         except Exception:  # never a different error than a success would give
             log.exception("isolating the failing rows of %s failed", label)
             isolated = None
+        if isolated is None:
+            try:
+                isolated = _all_defaults(real, out_t)
+            except Exception:
+                log.exception("no default rows for %s", label)
         if isolated is not None:
             conformed = isolated
     out = freeze(conformed)
@@ -646,7 +651,16 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
 _ISOLATE_CALLS = 4096  # bisection steps before the rest is tried row by row
 
 
+_ACCESSORS = {"StringMethods": "str", "DatetimeProperties": "dt"}
+
+
+def _rowed(x: Any) -> Any:
+    """The value whose rows an operand has: itself, or the series under a ``.str`` / ``.dt``."""
+    return x._parent if type_key(x) in _ACCESSORS else x
+
+
 def _row_count(x: Any) -> int | None:
+    x = _rowed(x)
     if isinstance(x, (pd.Series, pd.DataFrame, np.ndarray)) or (loaded_torch() is not None and
                                                                  isinstance(x, loaded_torch().Tensor)):
         return _rows(x)
@@ -654,12 +668,15 @@ def _row_count(x: Any) -> int | None:
 
 
 def _take(x: Any, a: int, b: int) -> Any:
+    accessor = _ACCESSORS.get(type_key(x))
+    if accessor is not None:
+        return getattr(x._parent.iloc[a:b], accessor)
     return x.iloc[a:b] if isinstance(x, (pd.Series, pd.DataFrame)) else x[a:b]
 
 
-def _default_row(twin: Any, label: Any) -> Any:
-    """One row of the twin's type holding each dtype's default (0, False, missing): what a row
-    the op fails on becomes."""
+def _defaults(twin: Any, index: Any) -> Any:
+    """Rows of the twin's type, one per label of ``index`` (or ``index`` rows of an array),
+    holding each dtype's default (0, False, missing): what rows the op fails on become."""
     def default(d: Any) -> Any:
         if isinstance(d, np.dtype) and d.kind in "iufc":
             return 0
@@ -669,14 +686,28 @@ def _default_row(twin: Any, label: Any) -> Any:
             return pd.NaT
         return None
     if isinstance(twin, pd.Series):
-        return pd.Series([default(twin.dtype)], index=[label], name=twin.name, dtype=twin.dtype)
+        return pd.Series([default(twin.dtype)] * len(index), index=index, name=twin.name, dtype=twin.dtype)
     if isinstance(twin, pd.DataFrame):
-        return pd.DataFrame({c: pd.Series([default(d)], index=[label], dtype=d) for c, d in twin.dtypes.items()},
-                            columns=twin.columns)
+        return pd.DataFrame({c: pd.Series([default(d)] * len(index), index=index, dtype=d)
+                             for c, d in twin.dtypes.items()}, columns=twin.columns)
+    n = index if isinstance(index, int) else len(index)
     torch = loaded_torch()
     if torch is not None and isinstance(twin, torch.Tensor):
-        return torch.zeros((1, *twin.shape[1:]), dtype=twin.dtype)
-    return np.zeros((1, *twin.shape[1:]), dtype=twin.dtype)
+        return torch.zeros((n, *twin.shape[1:]), dtype=twin.dtype)
+    return np.zeros((n, *twin.shape[1:]), dtype=twin.dtype)
+
+
+def _all_defaults(real: _Args, twin_out: Any) -> Any:
+    """Every row at its default: a row-stable op whose failure could not be narrowed to rows
+    still gives a value, so whether it failed never shows (in DP or anywhere)."""
+    for v, x in zip(real.values, real.operands):
+        if v is not None and v.private:
+            rows = _rowed(x)
+            index = rows.index if isinstance(rows, (pd.Series, pd.DataFrame)) else _rows(rows)
+            if index is not None and isinstance(twin_out, (pd.Series, pd.DataFrame)) and isinstance(index, int):
+                index = pd.RangeIndex(index)
+            return _defaults(twin_out, index) if index is not None else None
+    return None
 
 
 def _concat(pieces: list[Any], twin: Any) -> Any:
@@ -690,7 +721,7 @@ def _concat(pieces: list[Any], twin: Any) -> Any:
 
 def _isolate_rows(kind: str, name: str, label: str, rule: al.Rule, real: _Args, twin_out: Any) -> Any:
     """A row-stable op that failed on the data, done again on parts of its rows (halving the
-    parts that fail, then row by row): rows that fail alone take ``_default_row``. None when the
+    parts that fail, then row by row): rows that fail alone take ``_defaults``. None when the
     op is not made of rows (the twin's result has none)."""
     if _row_count(twin_out) is None:
         return None
@@ -729,8 +760,9 @@ def _isolate_rows(kind: str, name: str, label: str, rule: al.Rule, real: _Args, 
         except Exception:
             pass
         if b - a == 1:
-            where = target.index[a] if isinstance(target, (pd.Series, pd.DataFrame)) else a
-            pieces.append(_default_row(twin_out, where))
+            rowed = _rowed(target)
+            where = rowed.index[a:a + 1] if isinstance(rowed, (pd.Series, pd.DataFrame)) else 1
+            pieces.append(_defaults(twin_out, where))
         elif calls > _ISOLATE_CALLS:
             work.extend((i, i + 1) for i in range(b - 1, a - 1, -1))
         else:

@@ -319,6 +319,83 @@ def test_a_failure_on_one_row_stays_in_that_row(alice: sk.Client, attack: str) -
     assert all(abs(c - ROWS) < 10 for c in counts)
 
 
+def test_row_stable_ops_work_row_by_row() -> None:
+    """What row-local isolation and DP's sensitivity both assume of every row-stable op: done on
+    parts of the rows, it gives the parts of the whole result (no row reaches another)."""
+    from syft_kernel.node import stability
+
+    rng = np.random.default_rng(0)
+    n = 60
+    columns = {
+        "int": pd.Series(rng.integers(-5, 5, n)),
+        "float": pd.Series(np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n))),
+        "bool": pd.Series(rng.random(n) < 0.5),
+        "text": pd.Series(rng.choice(["ab", "Ba", " c ", "12", None], n), dtype="string"),
+        "category": pd.Series(pd.Categorical(rng.choice(["a", "b"], n), categories=["a", "b", "c"])),
+        "time": pd.Series(pd.to_datetime("2026-02-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s")),
+    }
+    calls = {"abs": (), "round": (1,), "clip": (0, 1), "isna": (), "notna": (), "fillna": (0,), "astype": ("float64",),
+             "add": (1,), "eq": (1,), "lt": (1,), "isin": ([1, "ab", "a"],), "between": (0, 1), "copy": (),
+             "mul": (2,), "where": (None,), "mask": (None,)}
+    str_calls = {"lower": (), "upper": (), "strip": (), "len": (), "contains": ("a",), "startswith": ("a",),
+                 "slice": (0, 2), "get": (0,), "zfill": (3,), "pad": (3,), "center": (3,), "isdigit": (),
+                 "count": ("a",), "find": ("a",), "title": (), "replace": ("a", "x")}
+    dt_calls = {"year": None, "month": None, "day": None, "hour": None, "dayofweek": None, "strftime": ("%Y-%m",),
+                "month_name": ()}
+    checked = 0
+
+    def same(f: Callable[[pd.Series], Any], s: pd.Series) -> None:
+        nonlocal checked
+        try:
+            whole = f(s)
+        except Exception:
+            return  # not defined for this dtype: the mock refuses it the same way
+        parts = pd.concat([f(s.iloc[:17]), f(s.iloc[17:40]), f(s.iloc[40:])])
+        pd.testing.assert_series_equal(whole, parts, check_dtype=False)
+        checked += 1
+
+    for name, s in columns.items():
+        for method, args in calls.items():
+            assert method in stability._ROW_METHODS
+            if method in ("where", "mask"):
+                same(lambda x, m=method: getattr(x, m)(x.notna()), s)
+            else:
+                same(lambda x, m=method, a=args: getattr(x, m)(*a), s)
+        if name == "text":
+            for method, args in str_calls.items():
+                assert method in stability._STR_METHODS
+                same(lambda x, m=method, a=args: getattr(x.str, m)(*a), s)
+        if name == "time":
+            for attr, args in dt_calls.items():
+                assert attr in stability._DT
+                same(lambda x, m=attr, a=args: getattr(x.dt, m) if a is None else getattr(x.dt, m)(*a), s)
+    assert checked > 80
+
+
+def test_isolation_keeps_every_row_but_the_failing_ones() -> None:
+    """In-process: a cast that fails on one value gives the other rows their values and that
+    row its dtype's default; through a ``.str`` accessor too; and when no rows can be told
+    apart, every row takes the default rather than the value failing."""
+    from syft_kernel.node import allowlist as al
+    from syft_kernel.node import executor as ex
+
+    def args(*operands: Any) -> Any:
+        a = ex._Args(None, None, ())
+        a.args = list(operands)
+        a.values = [ex.Value(operands[0], frozenset({"d/a"}), None, operands[0], "d/a")] + [None] * (len(operands) - 1)
+        return a
+
+    real = pd.Series(["1", "2", "x", "4"], index=[10, 11, 12, 13], dtype="string")
+    twin = pd.Series([1.0, 2.0], name=None)
+    out = ex._isolate_rows("method", "astype", "Series.astype", al.lookup("Series", "astype"), args(real, "float64"), twin)
+    assert out.tolist() == [1.0, 2.0, 0.0, 4.0] and out.index.tolist() == [10, 11, 12, 13]
+    upper = ex._isolate_rows("method", "upper", "StringMethods.upper", al.lookup("StringMethods", "upper"),
+                             args(real.str), pd.Series(["A"], dtype="string"))
+    assert upper.tolist() == ["1", "2", "X", "4"]
+    blank = ex._all_defaults(args(real.str), pd.Series([1], dtype="int64"))
+    assert blank.tolist() == [0, 0, 0, 0] and blank.index.tolist() == [10, 11, 12, 13]
+
+
 def test_dp_keeps_rows_in_their_place(alice: sk.Client) -> None:
     """``sort_values(ignore_index=True)`` renumbered the rows under the old mark, and a frame plus
     a series lines the series' row labels up with the frame's columns: both let one person move
@@ -331,7 +408,17 @@ def test_dp_keeps_rows_in_their_place(alice: sk.Client) -> None:
             ptr.dp.count(epsilon=1.0)
 
 
+def _one_patient(p: Any) -> Any:
+    return ((p["patient"] == 1005) & (p["weight"] > 3.0)).astype("float64")
+
+
 ROWWISE_REFUSED: dict[str, Callable[[Any], Any]] = {
+    # a fifth review: midnight that does not exist (a DST gap) fails on one row's day only
+    "normalize across a DST gap": lambda p: (_one_patient(p) * pd.Timedelta(days=1)
+                                             + pd.Timestamp("2018-11-03 12:00", tz="America/Sao_Paulo")).dt.normalize(),
+    # one row with a time of day changes how every row's date prints
+    "datetimes as text": lambda p: (_one_patient(p) * pd.Timedelta(hours=1) + pd.Timestamp("2020-01-01")).astype(str),
+    "durations as text": lambda p: (_one_patient(p) * pd.Timedelta(hours=1) + pd.Timedelta(days=1)).astype(str),
     # a cast by another name
     "to_numpy with a dtype": lambda p: p["name"].str.slice(0, 1).to_numpy(dtype="float64"),
     # membership in a private set selects every row by one person's value
