@@ -147,7 +147,11 @@ def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, An
     except Exception:
         raise InvalidArgument("the rows of this value cannot be traced back to their subjects (keep the "
                               "frame's index: no reset_index before a DP query)") from None
-    keep = (ids.groupby(ids, dropna=False).cumcount() < c).to_numpy()
+    # a row whose subject id is missing is a subject of its own (never one shared "nan" subject)
+    missing = ids.isna()
+    if missing.any():
+        ids = ids.astype(object).where(~missing, pd.Series([f"row {i!r}" for i in ids.index], index=ids.index))
+    keep = (ids.groupby(ids).cumcount() < c).to_numpy()
     return data[keep], c, ids[keep].astype(str).to_numpy()
 
 

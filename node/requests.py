@@ -8,6 +8,7 @@ with the owner's Ed25519 key over the request's content hash, checked here, and 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ from syft_kernel.errors import (
 from syft_kernel.keys import verify_signature
 
 from . import governance
-from .executor import NO_TWIN
+from .executor import NO_TWIN, Failed
 from .grants import content_versions, plan_lineage, referenced_ids
 from .jobs import JobOutcome, check_limits
 from .objfile import write_value
@@ -80,7 +81,16 @@ def _persist(node: DataNode, obj: StoredObject) -> int:
     path = node.objects_dir / f"{obj.id}.bin"
     v = obj.value
     failed = v.failed
-    size = write_value(path, None if failed else v.value)
+    try:
+        size = write_value(path, None if failed else v.value)
+    except Exception as e:
+        # the real value cannot be written (a column of mixed types the twin does not have): the
+        # codec's text would quote it, so the request is filed on a value that failed, and only
+        # the owner's audit log says why
+        failed = Failed("storing the value", type(e).__name__, f"{type(e).__name__}: {e}"[:2000])
+        node.db.audit(obj.owner, "object.unstorable", obj.id, error=failed.detail)
+        obj.value = v = dataclasses.replace(v, value=failed)
+        size = write_value(path, None)
     if v.private and v.twin is not NO_TWIN:  # its public twin, so it is described the same after a restart
         write_value(node.objects_dir / f"{obj.id}.twin.bin", v.twin)
     facts: dict[str, Any] = {"shape": list(v.public_shape) if v.public_shape is not None else None,
@@ -134,7 +144,9 @@ def _create(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
         raise InvalidArgument("say why you need the value: request(reason='…'), up to 5000 characters")
     node.store.get(obj_id, user.name, is_owner=False)  # yours, or NotFound
     obj = node.store.entry(obj_id)
-    assert obj is not None
+    if obj is None:  # an asset itself: its pointer is not a stored object
+        raise InvalidArgument("a whole asset is not released through a request: compute what you need from it "
+                              "(a pointer operation, a plan or a code request) and request that")
     if not obj.value.private:
         raise InvalidArgument("this value has no private lineage: get() it directly")
     existing = node.db.open_request_for(obj_id, user.name)

@@ -102,10 +102,14 @@ class ObjectStore:
         """The stored object, loading it from disk if it was persisted before a restart."""
         obj = self._objects.get(obj_id)
         if obj is None and obj_id.startswith("o"):
-            obj = self._load_persisted(obj_id)
-            if obj is not None:
+            loaded = self._load_persisted(obj_id)
+            if loaded is not None:
                 with self._lock:
-                    obj = self._objects.setdefault(obj_id, obj)
+                    obj = self._objects.setdefault(obj_id, loaded)
+                    if obj is loaded:  # counted against its owner again, as when it was made
+                        obj.size = charge(obj.value)
+                        self._counts[obj.owner] = self._counts.get(obj.owner, 0) + 1
+                        self._bytes[obj.owner] = self._bytes.get(obj.owner, 0) + obj.size
         return obj
 
     def provenance(self, obj_id: str) -> dict[str, Any] | None:

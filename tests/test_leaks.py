@@ -466,7 +466,7 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProces
     folder = tmp_path_factory.mktemp("tight")
     init_node(folder / "hospital", "hospital", host="127.0.0.1", port=0)
     cfg = json.loads((folder / "hospital" / "node.json").read_text())
-    cfg["limits"] = {"quota_mb": 1}
+    cfg["limits"] = {"quota_mb": 1, "plan_timeout_s": 0.1}
     (folder / "hospital" / "node.json").write_text(json.dumps(cfg))
     proc = start_node(folder / "hospital", name="hospital")
     with proc.login() as owner:
@@ -556,6 +556,39 @@ def test_allowlisted_shapes_do_not_depend_on_values() -> None:
             assert sa == sb, f"{label}: {sa} vs {sb}"
             checked += 1
     assert checked > 100
+
+
+def test_a_time_limit_does_not_tell_how_long_the_data_took(tight: tuple[NodeProcess, sk.Client]) -> None:
+    """A sixth review: 300 ops whose real work is slow only when one patient's weight passes t
+    (their failures are isolated row by row) ran past a 0.1 s limit for one answer only. The
+    limit now counts public work (the twins), so the plan runs, or not, the same both ways."""
+    _, alice = tight
+    real = _patients(False)
+    pid, weight = int(real["patient"].iloc[5]), float(real["weight"].iloc[5])
+    p = alice.datasets["low"]["patients"]
+    outcomes = []
+    for t in (weight - 0.01, weight + 0.01):
+        q = ((p["patient"] == pid) & (p["weight"] > t)) * -1
+        ops = [{"kind": "op", "name": "pow", "args": [2, {"~": "ref", "id": q.id}], "kwargs": []}] * 300
+        try:
+            alice.call("run", {"ops": ops, "keep": [299]})
+            outcomes.append("ran")
+        except sk.QuotaExceeded as e:
+            outcomes.append(f"stopped at {e.data.get('op_index')}")
+    assert outcomes == ["ran", "ran"]
+
+
+def test_a_request_never_quotes_a_value_it_cannot_store(alice: sk.Client, owner: sk.Client) -> None:
+    """A sixth review: a column that mixes text and numbers only on the data could not be
+    written when a request was filed, and the codec's error quoted the value (a name, a weight).
+    Now the request is filed on a value that failed; only the owner's audit log says why."""
+    real = _patients(False)
+    pid = int(real["patient"].iloc[5])
+    p = alice.datasets["low"]["patients"]
+    mixed = p["name"].where(p["patient"] == pid, 0)
+    req = mixed.request(reason="a mixed column")
+    assert req.status == "pending" and "Bob" not in str(req)
+    assert owner.audit_log(user="alice", action="object.unstorable")
 
 
 def test_private_numbers_nested_in_lists_cannot_set_sizes(alice: sk.Client) -> None:
