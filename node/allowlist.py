@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syft_kernel.errors import OpNotAllowed
+from syft_kernel.errors import InvalidArgument, OpNotAllowed
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,14 @@ def _check_to(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             raise OpNotAllowed(f"Tensor.to({a!r}) is not allowed: only dtypes and 'cpu'", op=f"Tensor.to({a!r})")
 
 
+def _seeded(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """``sample`` with a public seed: an approved plan run again must release the rows that were
+    reviewed, not a fresh draw each time (150 runs of one approved ``sample(5)`` gave 351 rows)."""
+    seed = kwargs.get("random_state", args[5] if len(args) > 5 else None)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InvalidArgument(f"{name}: give random_state=<an int>, so every run draws the same rows", op=name)
+
+
 def _no_regex(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Frame-level regexes run on pandas' backtracking ``re``: refused (``.str`` methods use RE2)."""
     positional = args[2] if name.endswith(".filter") and len(args) > 2 else None  # filter(items, like, regex)
@@ -90,12 +98,13 @@ _FRAME_COMMON = {
              shape="same"),
     **_names("sum mean median std var min max prod sem skew kurt nunique count idxmax idxmin all any "
              "describe quantile value_counts mode nlargest nsmallest dropna drop_duplicates duplicated "
-             "head tail sample reset_index set_index rename groupby merge corr cov drop filter "
+             "head tail reset_index set_index rename groupby merge corr cov drop filter "
              "select_dtypes melt explode equals between unique tolist to_list to_frame item map "
              "transpose assign rolling expanding ewm first_valid_index last_valid_index"),
     **_names("agg aggregate transform", check=_check_agg_names),
     **_names("replace", shape="same", check=_no_regex),
     **_names("filter", check=_no_regex),
+    **_names("sample", check=_seeded),
     **_names("shape dtypes dtype columns index T values size ndim empty name iloc loc iat at str dt",
              kind="attr"),
 }

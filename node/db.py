@@ -183,11 +183,24 @@ class Database:
                 c.execute("INSERT INTO assets(dataset, name, kind, path, mock_path, meta) VALUES (?, ?, ?, ?, ?, ?)",
                           (name, a["name"], a["kind"], a["path"], a["mock_path"], json.dumps(a["meta"])))
 
-    def remove_dataset(self, name: str) -> list[dict[str, Any]]:
+    def remove_dataset(self, name: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """Delete a dataset, every persisted object derived from it, and close the requests still
+        open on it (a dataset uploaded again under the name must not answer for the old data);
+        returns its assets and the files of the objects removed, in one transaction."""
         with self.tx() as c:
             assets = [dict(r) for r in c.execute("SELECT * FROM assets WHERE dataset=?", (name,))]
+            if not assets:
+                return [], []
             c.execute("DELETE FROM datasets WHERE name=?", (name,))
-        return assets
+            gone = [(r["id"], r["path"]) for r in c.execute("SELECT id, path, lineage FROM objects")
+                    if any(str(e).split("/", 1)[0] == name for e in json.loads(r["lineage"]))]
+            for obj_id, _ in gone:
+                c.execute("DELETE FROM objects WHERE id=?", (obj_id,))
+            for r in c.execute("SELECT id, datasets FROM requests WHERE status='pending'").fetchall():
+                if any(str(e).split("/", 1)[0] == name for e in json.loads(r["datasets"])):
+                    c.execute("UPDATE requests SET status='denied', comment=?, decided_at=? WHERE id=?",
+                              (f"the dataset {name} was deleted", time.time(), r["id"]))
+        return assets, [path for _, path in gone]
 
     def dataset(self, name: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM datasets WHERE name=?", (name,)).fetchone()

@@ -285,7 +285,10 @@ def _decide(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
     info = public_request(node, fresh, user)
     event = {"event": "request.decided" if status != "pending" else "request.updated", "request": request_id,
              "status": status}
-    node.notify(row["requester"], {**event, "info": info})  # the requester wakes with the whole request
+    requester = next((User(u["name"], u["role"], u["public_key"]) for u in node.db.users()
+                      if u["name"] == row["requester"]), None)
+    if requester is not None:  # the requester wakes with the whole request, as they may see it
+        node.notify(row["requester"], {**event, "info": public_request(node, fresh, requester)})
     node.notify_owners(event)
     return info, []
 
@@ -317,6 +320,16 @@ def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any])
         return f"asset({oid[6:]!r})" if oid.startswith("asset:") else f"in{i}"
 
     lines = render_plan(ops, outputs, input_name)
+    # how each input was made, so the reviewer sees what the plan runs on (a mean of one
+    # patient's row reads like a cohort's mean otherwise)
+    from .provenance import render
+
+    made: list[str] = []
+    for i, oid in enumerate(input_ids):
+        if not oid.startswith("asset:"):
+            made.append(f"in{i} is made by:")
+            made.extend(f"    {line}" for line in render(oid, node.store.provenance))
+    lines = made + lines
     return _file(node, user, "plan", digest, sorted(lineage), reason,
                  _content_hash("plan", digest, input_ids, versions, sorted(lineage)),
                  "plan.request", {"plan": digest, "inputs": input_ids}, plan=json.dumps(lines),

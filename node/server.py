@@ -419,8 +419,9 @@ class NodeServer:
             reply_bufs, status = [], "error"
         if header.get("noreply") and status == "ok":
             return None
-        reply_header = {"id": header.get("id", None), "type": "reply", "status": status,
-                        "ms": round((time.perf_counter() - started) * 1000, 3)}
+        reply_header = {"id": header.get("id", None), "type": "reply", "status": status}
+        if user is not None and user.is_owner:  # how long private work took is the owner's to know
+            reply_header["ms"] = round((time.perf_counter() - started) * 1000, 3)
         try:
             out = codec.pack_message(reply_header, reply_body, reply_bufs)
         except Exception as e:

@@ -440,13 +440,16 @@ def _check_mock_schema(name: str, value: Any, mock: Any) -> None:
 def _datasets_delete(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     b = _body_dict(body, "name")
     name = check_name(b["name"], "dataset")
-    assets = node.db.remove_dataset(name)
+    assets, object_files = node.db.remove_dataset(name)
     if not assets:
         raise NotFound(f"no dataset {name!r}")
-    node.store.forget_asset(name)
+    node.store.forget_asset(name)  # and every value derived from it: they would answer for new data
     for a in assets:
         for p in (a["path"], a["mock_path"]):
             (node.assets_dir / p).unlink(missing_ok=True)
+    for f in object_files:
+        (node.objects_dir / f).unlink(missing_ok=True)
+        (node.objects_dir / (f.removesuffix(".bin") + ".twin.bin")).unlink(missing_ok=True)
     node.db.audit(user.name, "datasets.delete", name)
     log.info("%s deleted dataset %s", user.name, name)
     return {"deleted": name}, []

@@ -136,9 +136,15 @@ class ObjectStore:
         return removed
 
     def forget_asset(self, dataset: str) -> None:
+        """Drop a deleted dataset's assets and every stored value derived from them."""
         with self._lock:
             for key in [k for k in self._assets if k.startswith(dataset + "/")]:
                 del self._assets[key]
+            for obj_id, obj in list(self._objects.items()):
+                if any(e.split("/", 1)[0] == dataset for e in obj.value.lineage):
+                    del self._objects[obj_id]
+                    self._counts[obj.owner] = max(0, self._counts.get(obj.owner, 0) - 1)
+                    self._bytes[obj.owner] = max(0, self._bytes.get(obj.owner, 0) - obj.size)
 
     def __len__(self) -> int:
         return len(self._objects)

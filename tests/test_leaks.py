@@ -591,6 +591,75 @@ def test_a_request_never_quotes_a_value_it_cannot_store(alice: sk.Client, owner:
     assert owner.audit_log(user="alice", action="object.unstorable")
 
 
+def test_what_an_owners_decision_tells_the_requester(alice: sk.Client, owner: sk.Client) -> None:
+    """A seventh review: the decision event carried the owner's view of the request, with the
+    byte size of a denied filter (its private row count). Now the requester's own view; and a
+    reply's handling time is the owner's to see only."""
+    p = alice.datasets["low"]["patients"]
+    target = p[p["weight"] > 1.0][["weight"]]
+    req = target.request(reason="sizes, through the event")
+    owner.requests[req.id].deny(reason="no")
+    event = alice.wait_event(lambda e: e.get("request") == req.id and e.get("event") == "request.decided", 30)
+    assert event is not None and event["info"]["size"] is None
+    header_ms = []  # the reply header, as it arrives
+    for client in (alice, owner):
+        msg_id = next(client._ids)
+        client._sock.send_multipart(sk.codec.pack_message({"id": msg_id, "type": "hello"}, {}))
+        while True:
+            frames = client._sock.recv_multipart()
+            header = sk.codec.unpack_header(frames[0], require_id=False)
+            if header.get("id") == msg_id:
+                header_ms.append("ms" in header)
+                break
+    assert header_ms == [False, True]
+
+
+def test_an_approved_plan_draws_the_same_rows_every_run(alice: sk.Client) -> None:
+    """``sample(5)`` without a seed released a fresh draw each run of one approved plan."""
+    p = alice.datasets["low"]["patients"]
+    with pytest.raises(sk.InvalidArgument, match="random_state"):
+        p["weight"].sample(5).meta  # noqa: B018
+    assert p["weight"].sample(5, random_state=1).dtype == "float64"
+
+
+def test_a_plan_review_shows_how_its_inputs_were_made(alice: sk.Client, owner: sk.Client) -> None:
+    """The mean of one patient's weight read like a cohort's mean: its input was shown as in0."""
+    p = alice.datasets["low"]["patients"]
+    one = p[p["patient"] == 1005]["weight"]
+
+    @sk.plan
+    def mean(x: Any) -> Any:
+        return x.mean()
+
+    req = mean.request(one, reason="mean weight of the cohort")
+    plan = owner.requests[req.id].plan
+    assert any("in0 is made by" in line for line in plan) and any("1005" in line for line in plan)
+
+
+def test_deleting_a_dataset_deletes_what_was_derived_from_it(tmp_path: Any) -> None:
+    """Values derived from a deleted dataset answered DP queries (and requests) for a new
+    dataset uploaded under its name, charged to the new budget."""
+    proc = start_node(tmp_path / "h", name="h")
+    try:
+        with proc.login() as owner:
+            owner.datasets.upload("d", assets={"t": _patients(False)}, subject_column="patient", bounds=BOUNDS)
+            _, pub = write_keypair(generate_keypair("alice"), tmp_path / "users")
+            owner.users.add("alice", role="data_scientist", public_key=pub)
+            owner.budgets.set("alice", "d", epsilon=100.0)
+            with login(proc.connection_file, key=tmp_path / "users" / "alice.key") as alice:
+                old = alice.datasets["d"]["t"]["weight"] * 1.0
+                old.meta  # noqa: B018
+                pending = (old + 1).request(reason="before the deletion")
+                owner.datasets.delete("d")
+                owner.datasets.upload("d", assets={"t": _patients(True)}, subject_column="patient", bounds=BOUNDS)
+                owner.budgets.set("alice", "d", epsilon=100.0)
+                with pytest.raises(sk.NotFound):
+                    old.dp.sum(epsilon=1.0)
+                assert alice.requests[pending.id].status == "denied"
+    finally:
+        proc.stop()
+
+
 def test_private_numbers_nested_in_lists_cannot_set_sizes(alice: sk.Client) -> None:
     x, k = alice.datasets["arrays"]["x"], alice.datasets["arrays"]["k"]
     n = k[0]
