@@ -5,6 +5,9 @@ arguments are codec trees that may reference stored objects (``ref``) or earlier
 (``res``). Kinds: ``getattr`` (attribute of args[0]), ``method`` (method of args[0]), ``op`` (a
 Python operator), ``function`` (an allowlisted numpy / torch / pandas function). Every result
 carries the union of its inputs' lineage, so anything derived from a private asset stays private.
+An op on private data runs on its public twin too (``twin.py``): what the scientist is told comes
+from the twin and from public shapes (``shapes.py``), stability for DP from ``stability.py``,
+quota sizes from ``sizes.py``, row-local failures from ``isolation.py``.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from syft_kernel.codec import Decoder, ProtocolError, import_torch, loaded_torch
 from syft_kernel.errors import InvalidArgument, OpNotAllowed, QuotaExceeded, RemoteError, SyftError
 
 from . import allowlist as al
+from .isolation import MAY_LEAVE_GAPS, all_defaults, isolate_rows, widen
 from .regexops import REGEX_METHODS as _REGEX
 from .shapes import _TO_ARRAY, check_private_sizes, stand_in
 from .shapes import public_shape as _public_shape
+from .sizes import charge, nbytes, over_cap
 from .stability import stable_source
 from .twin import NO_TWIN, Failed, conform, first_failure, labels_public, public_labels
 
@@ -148,85 +153,6 @@ def _readonly_array(x: Any) -> Any:
         arr.flags.writeable = False
         return arr
     return x
-
-
-def nbytes(value: Any, depth: int = 0) -> int:
-    """The memory a value holds (shallow for object columns), for quotas and caps."""
-    if isinstance(value, np.ndarray):
-        return int(value.nbytes)
-    if isinstance(value, pd.Index):
-        return int(value.memory_usage(deep=False))
-    if isinstance(value, (pd.DataFrame, pd.Series)):
-        usage = value.memory_usage(index=True, deep=False)
-        return int(usage.sum() if hasattr(usage, "sum") else usage)
-    held = getattr(value, "obj", None)  # a GroupBy or a window holds its whole frame
-    if isinstance(held, (pd.DataFrame, pd.Series)) and depth < 4:
-        return nbytes(held, depth + 1)
-    torch = loaded_torch()
-    if torch is not None and isinstance(value, torch.Tensor):
-        return int(value.numel() * value.element_size())
-    if isinstance(value, (str, bytes)):
-        return len(value)
-    if isinstance(value, (tuple, list)) and depth < 4:
-        return 8 * len(value) + sum(nbytes(v, depth + 1) for v in value[:100_000])
-    if isinstance(value, dict) and depth < 4:
-        return 16 * len(value) + sum(nbytes(k, depth + 1) + nbytes(v, depth + 1) for k, v in list(value.items())[:100_000])
-    return 64
-
-
-def _rows(x: Any) -> int | None:
-    shape = getattr(x, "shape", None)
-    try:
-        return int(shape[0]) if shape is not None and len(shape) >= 1 else None
-    except (TypeError, IndexError):
-        return None
-
-
-def _width(d: Any) -> int:
-    """Bytes per element of a dtype: its item size when fixed, 8 (a reference) for text."""
-    if isinstance(d, pd.CategoricalDtype):
-        n = len(d.categories)
-        return 1 if n < 128 else 2 if n < 32768 else 4
-    if isinstance(d, np.dtype) and d.kind in "biufcmM":
-        return d.itemsize
-    return 8
-
-
-def _width_nbytes(x: Any) -> int:
-    """A frame's or array's bytes counting 8 per element of variable width (text): the part of
-    its size that follows from its dtypes and shape, the same for a value and its twin per row."""
-    if isinstance(x, pd.DataFrame):
-        return (sum(_width(d) for d in x.dtypes[:100_000]) + 8) * len(x)
-    if isinstance(x, (pd.Series, pd.Index)):
-        index = 8 if isinstance(x, pd.Series) else 0  # its labels (a filter's are 8 bytes a row)
-        return (_width(x.dtype) + index) * len(x)
-    if isinstance(x, np.ndarray):
-        return int(x.size) * (x.itemsize if x.dtype.kind in "biufcmM" else 8)
-    return nbytes(x)
-
-
-def charge(v: Value) -> int:
-    """The bytes a value counts against quotas. A public value: its size. A private one: a size
-    that follows from public facts only (its twin, scaled to its public or estimated row count),
-    so a quota's refusal never tells a private size; the real value may not exceed ``cap(v)``."""
-    if not v.private or v.twin is NO_TWIN:
-        return nbytes(v.value)
-    t = _width_nbytes(v.twin)
-    rows_t = _rows(v.twin)
-    rows = v.public_shape[0] if v.public_shape else v.rows_bound
-    if rows_t is None or rows is None:
-        return 2 * t + 64
-    return int(t / max(rows_t, 1) * rows) + t + 64
-
-
-def over_cap(v: Value) -> bool:
-    """Whether a private value really holds more than its charge allows, with room for what its
-    twin cannot foresee (joins and expansions). Row-stable values never pass it: they hold at
-    most their asset's rows."""
-    if v.stable is not None or not v.private or v.twin is NO_TWIN or isinstance(v.value, Failed):
-        return False
-    c = charge(v)
-    return _width_nbytes(v.value) > max(2 * c, c + (1 << 20))
 
 
 def freeze(value: Any, depth: int = 0) -> Any:
@@ -620,24 +546,24 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
         except Exception as e:  # only on the real data: private, like a result
             out = Failed(label, type(e).__name__, f"{type(e).__name__}: {e}"[:2000])
     stable = stable_source(kind, label, twin.operands, real.values, real.nested_private, twin.kwargs)
-    if _MAY_LEAVE_GAPS.get(label.split(".", 1)[-1]) and isinstance(out_t, (pd.Series, pd.DataFrame)):
+    if MAY_LEAVE_GAPS.get(label.split(".", 1)[-1]) and isinstance(out_t, (pd.Series, pd.DataFrame)):
         # where() and // may leave gaps (NaN, inf) in an int or bool column, depending on the values:
         # both the twin and the data are widened to float64, by the op alone, so neither fails nor differs
-        out_t = freeze(_widen(out_t))
+        out_t = freeze(widen(out_t))
         if not isinstance(out, Failed):
-            out = _widen(out)
+            out = widen(out)
     conformed = conform(out, out_t, type_key, label)
     if stable is not None and isinstance(conformed, Failed) and first_failure([v.value for v in seen]) is None:
         # row-stable: a failure is made row-local (each failing row takes a default value), so one
         # person's values can change their own row only, never whether the whole value exists
         try:
-            isolated = _isolate_rows(kind, name, label, rule, real, out_t)
+            isolated = isolate_rows(kind, name, label, rule, real, out_t, _invoke, type_key)
         except Exception:  # never a different error than a success would give
             log.exception("isolating the failing rows of %s failed", label)
             isolated = None
         if isolated is None:
             try:
-                isolated = _all_defaults(real, out_t)
+                isolated = all_defaults(real, out_t)
             except Exception:
                 log.exception("no default rows for %s", label)
         if isolated is not None:
@@ -662,157 +588,6 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     if over_cap(value):  # larger than its public size says: kept, the next quota refusal would tell
         value.value = Failed(label, "a result larger than its public size estimate", f"{nbytes(out)} bytes")
     return value
-
-
-_ISOLATE_CALLS = 4096  # bisection steps before the rest is tried row by row
-
-
-_ACCESSORS = {"StringMethods": "str", "DatetimeProperties": "dt"}
-
-
-def _rowed(x: Any) -> Any:
-    """The value whose rows an operand has: itself, or the series under a ``.str`` / ``.dt``."""
-    return x._parent if type_key(x) in _ACCESSORS else x
-
-
-def _row_count(x: Any) -> int | None:
-    x = _rowed(x)
-    if isinstance(x, (pd.Series, pd.DataFrame, np.ndarray)) or (loaded_torch() is not None and
-                                                                 isinstance(x, loaded_torch().Tensor)):
-        return _rows(x)
-    return None
-
-
-def _take(x: Any, a: int, b: int) -> Any:
-    accessor = _ACCESSORS.get(type_key(x))
-    if accessor is not None:
-        return getattr(x._parent.iloc[a:b], accessor)
-    return x.iloc[a:b] if isinstance(x, (pd.Series, pd.DataFrame)) else x[a:b]
-
-
-def _defaults(twin: Any, index: Any) -> Any:
-    """Rows of the twin's type, one per label of ``index`` (or ``index`` rows of an array),
-    holding each dtype's default (0, False, missing): what rows the op fails on become."""
-    def default(d: Any) -> Any:
-        if isinstance(d, np.dtype) and d.kind in "iufc":
-            return 0
-        if isinstance(d, np.dtype) and d.kind == "b":
-            return False
-        if isinstance(d, np.dtype) and d.kind in "mM":
-            return pd.NaT
-        return None
-    if isinstance(twin, pd.Series):
-        return pd.Series([default(twin.dtype)] * len(index), index=index, name=twin.name, dtype=twin.dtype)
-    if isinstance(twin, pd.DataFrame):
-        return pd.DataFrame({c: pd.Series([default(d)] * len(index), index=index, dtype=d)
-                             for c, d in twin.dtypes.items()}, columns=twin.columns)
-    n = index if isinstance(index, int) else len(index)
-    torch = loaded_torch()
-    if torch is not None and isinstance(twin, torch.Tensor):
-        return torch.zeros((n, *twin.shape[1:]), dtype=twin.dtype)
-    return np.zeros((n, *twin.shape[1:]), dtype=twin.dtype)
-
-
-def _all_defaults(real: _Args, twin_out: Any) -> Any:
-    """Every row at its default: a row-stable op whose failure could not be narrowed to rows
-    still gives a value, so whether it failed never shows (in DP or anywhere)."""
-    for v, x in zip(real.values, real.operands):
-        if v is not None and v.private:
-            rows = _rowed(x)
-            index = rows.index if isinstance(rows, (pd.Series, pd.DataFrame)) else _rows(rows)
-            if index is not None and isinstance(twin_out, (pd.Series, pd.DataFrame)) and isinstance(index, int):
-                index = pd.RangeIndex(index)
-            return _defaults(twin_out, index) if index is not None else None
-    return None
-
-
-def _concat(pieces: list[Any], twin: Any) -> Any:
-    if isinstance(twin, (pd.Series, pd.DataFrame)):
-        return pd.concat(pieces) if pieces else twin.iloc[:0]
-    torch = loaded_torch()
-    if torch is not None and isinstance(twin, torch.Tensor):
-        return torch.cat(pieces) if pieces else twin[:0]
-    return np.concatenate(pieces) if pieces else twin[:0]
-
-
-def _isolate_rows(kind: str, name: str, label: str, rule: al.Rule, real: _Args, twin_out: Any) -> Any:
-    """A row-stable op that failed on the data, done again on parts of its rows (halving the
-    parts that fail, then row by row): rows that fail alone take ``_defaults``. None when the
-    op is not made of rows (the twin's result has none)."""
-    if _row_count(twin_out) is None:
-        return None
-    ops = real.operands
-    rows = [(i, _row_count(x)) for i, x in enumerate(ops) if real.values[i] is not None and real.values[i].private]
-    counts = {n for _, n in rows}
-    if not rows or len(counts) != 1 or None in counts:
-        return None
-    n = counts.pop()
-    target = ops[rows[0][0]]
-    private_at = {i for i, _ in rows}
-    n_args = len(real.args)
-    names = list(real.kwargs)
-    calls = 0
-
-    def attempt(a: int, b: int) -> Any:
-        part = [_take(x, a, b) if i in private_at else x for i, x in enumerate(ops)]
-        out = _invoke(kind, name, label, rule, part[:n_args], dict(zip(names, part[n_args:])))
-        if _MAY_LEAVE_GAPS.get(label.split(".", 1)[-1]):
-            out = _widen(out)
-        out = conform(out, twin_out, type_key, label)
-        if isinstance(out, Failed):
-            raise ValueError("does not conform")
-        return out
-
-    pieces: list[Any] = []
-    work = [(0, n)]
-    while work:
-        a, b = work.pop()
-        if a >= b:
-            continue
-        calls += 1
-        try:
-            pieces.append(attempt(a, b))
-            continue
-        except Exception:
-            pass
-        if b - a == 1:
-            rowed = _rowed(target)
-            where = rowed.index[a:a + 1] if isinstance(rowed, (pd.Series, pd.DataFrame)) else 1
-            pieces.append(_defaults(twin_out, where))
-        elif calls > _ISOLATE_CALLS:
-            work.extend((i, i + 1) for i in range(b - 1, a - 1, -1))
-        else:
-            mid = (a + b) // 2
-            work.extend(((mid, b), (a, mid)))  # the first half is popped first: rows stay in order
-    try:
-        return _concat(pieces, twin_out)
-    except Exception:
-        return None
-
-
-# ops whose result may hold missing or infinite values in an int / bool column, by the values
-_MAY_LEAVE_GAPS = {name: True for name in "where mask floordiv rfloordiv mod rmod".split()}
-
-
-def _widen(x: Any) -> Any:
-    """int and bool columns as float64 (a frame's, a series'); others as they are."""
-    def wide(d: Any) -> bool:
-        return isinstance(d, np.dtype) and d.kind in "biu" or str(d) in ("Int8", "Int16", "Int32", "Int64", "UInt8",
-                                                                           "UInt16", "UInt32", "UInt64", "boolean")
-    try:
-        if isinstance(x, pd.Series):
-            return x.astype(np.float64) if wide(x.dtype) or x.dtype == object and _all_boolish(x) else x
-        if isinstance(x, pd.DataFrame):
-            cols = {c: np.float64 for c, d in zip(x.columns, x.dtypes) if wide(d)}
-            return x.astype(cols) if cols and x.columns.is_unique else x
-    except (TypeError, ValueError):
-        return x
-    return x
-
-
-def _all_boolish(x: pd.Series) -> bool:
-    """An object column of booleans and gaps (bool.where(...) gives one)."""
-    return len(x) <= 10_000_000 and bool(x.map(lambda v: v is None or isinstance(v, (bool, np.bool_, float))).all())
 
 
 def _array_and_number(kind: str, name: str, real: _Args, seen: list[Value], clock: list[float] | None) -> Value | None:

@@ -378,6 +378,7 @@ def test_isolation_keeps_every_row_but_the_failing_ones() -> None:
     apart, every row takes the default rather than the value failing."""
     from syft_kernel.node import allowlist as al
     from syft_kernel.node import executor as ex
+    from syft_kernel.node import isolation
 
     def args(*operands: Any) -> Any:
         a = ex._Args(None, None, ())
@@ -387,12 +388,13 @@ def test_isolation_keeps_every_row_but_the_failing_ones() -> None:
 
     real = pd.Series(["1", "2", "x", "4"], index=[10, 11, 12, 13], dtype="string")
     twin = pd.Series([1.0, 2.0], name=None)
-    out = ex._isolate_rows("method", "astype", "Series.astype", al.lookup("Series", "astype"), args(real, "float64"), twin)
+    out = isolation.isolate_rows("method", "astype", "Series.astype", al.lookup("Series", "astype"),
+                                 args(real, "float64"), twin, ex._invoke, ex.type_key)
     assert out.tolist() == [1.0, 2.0, 0.0, 4.0] and out.index.tolist() == [10, 11, 12, 13]
-    upper = ex._isolate_rows("method", "upper", "StringMethods.upper", al.lookup("StringMethods", "upper"),
-                             args(real.str), pd.Series(["A"], dtype="string"))
+    upper = isolation.isolate_rows("method", "upper", "StringMethods.upper", al.lookup("StringMethods", "upper"),
+                                   args(real.str), pd.Series(["A"], dtype="string"), ex._invoke, ex.type_key)
     assert upper.tolist() == ["1", "2", "X", "4"]
-    blank = ex._all_defaults(args(real.str), pd.Series([1], dtype="int64"))
+    blank = isolation.all_defaults(args(real.str), pd.Series([1], dtype="int64"))
     assert blank.tolist() == [0, 0, 0, 0] and blank.index.tolist() == [10, 11, 12, 13]
 
 
