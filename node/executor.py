@@ -461,6 +461,35 @@ def _columns_over(out: Any, limits: RunLimits | None) -> bool:
     return limits is not None and isinstance(out, pd.DataFrame) and out.shape[1] > limits.max_columns
 
 
+def _public_call(kind: str, label: str, name: str, rule: al.Rule, args: _Args, limits: RunLimits | None,
+                 clock: list[float] | None, on_mock: bool) -> Any:
+    """Run an op whose every input is public (plain public values, or the twins of private ones):
+    its errors, its memory and its columns are public, its time counts toward the plan's limit."""
+    t0 = time.monotonic()
+    try:
+        out = _invoke(kind, name, label, rule, args.args, args.kwargs)
+    except SyftError:
+        raise
+    except MemoryError:
+        raise QuotaExceeded(f"{label} needs more memory than the node allows on the mock data" if on_mock else
+                            f"{label} needs more memory than the node allows; work on a smaller part of the data",
+                            limit="memory", op=label) from None
+    except Exception as e:  # about public data (or mocks): the library's text says nothing private
+        text = (f"{label} fails on the mock data, so it does not run on the private data: "
+                f"{type(e).__name__}: {e} (try it on ptr.mock)") if on_mock else \
+            f"{label} failed on the node: {type(e).__name__}: {e}"
+        raise RemoteError(text, op=label, exception=type(e).__name__) from None
+    finally:
+        if clock is not None:
+            clock[0] += time.monotonic() - t0
+    check_result(out, label)
+    if _columns_over(out, limits):
+        assert limits is not None
+        raise QuotaExceeded(f"{label} would make a frame of more than {limits.max_columns:,} columns, "
+                            "more than the node allows", limit="columns", op=label)
+    return freeze(out)
+
+
 def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any],
             inputs: Sequence[Value] = (), limits: RunLimits | None = None, clock: list[float] | None = None) -> Value:
     kind, name = op["kind"], op["name"]
@@ -472,26 +501,7 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
     _check_types(label, kind, name, real.args, real.kwargs)
     if limits is not None:
         _check_before(label, refs.seen, limits)
-    t0 = time.monotonic()
-    try:
-        out = _invoke(kind, name, label, rule, real.args, real.kwargs)
-    except SyftError:
-        raise
-    except MemoryError:
-        raise QuotaExceeded(f"{label} needs more memory than the node allows; work on a smaller part "
-                            "of the data", limit="memory", op=label) from None
-    except Exception as e:  # the library's own error about public data, reported as data
-        raise RemoteError(f"{label} failed on the node: {type(e).__name__}: {e}", op=label,
-                          exception=type(e).__name__) from None
-    finally:
-        if clock is not None:
-            clock[0] += time.monotonic() - t0
-    check_result(out, label)
-    if _columns_over(out, limits):
-        assert limits is not None
-        raise QuotaExceeded(f"{label} would make a frame of more than {limits.max_columns:,} columns, "
-                            "more than the node allows", limit="columns", op=label)
-    out = freeze(out)
+    out = _public_call(kind, label, name, rule, real, limits, clock, on_mock=False)
     return Value(out, frozenset(), _shape(out))
 
 
@@ -512,27 +522,7 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     check_private_sizes(kind, label, real.values, twin.operands, real.nested_priv)
     if limits is not None:
         _check_before(label, seen, limits)
-    t0 = time.monotonic()
-    try:
-        out_t = _invoke(kind, name, label, rule, twin.args, twin.kwargs)
-    except SyftError:
-        raise
-    except MemoryError:
-        raise QuotaExceeded(f"{label} needs more memory than the node allows on the mock data",
-                            limit="memory", op=label) from None
-    except Exception as e:  # computed on mocks: the library's text is public
-        raise RemoteError(f"{label} fails on the mock data, so it does not run on the private data: "
-                          f"{type(e).__name__}: {e} (try it on ptr.mock)", op=label,
-                          exception=type(e).__name__) from None
-    finally:
-        if clock is not None:
-            clock[0] += time.monotonic() - t0
-    check_result(out_t, label)
-    if _columns_over(out_t, limits):
-        assert limits is not None
-        raise QuotaExceeded(f"{label} would make a frame of more than {limits.max_columns:,} columns, "
-                            "more than the node allows", limit="columns", op=label)
-    out_t = freeze(out_t)
+    out_t = _public_call(kind, label, name, rule, twin, limits, clock, on_mock=True)
     out = first_failure([v.value for v in seen])  # a failed input: the result failed as well
     if out is None:
         try:
