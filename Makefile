@@ -18,7 +18,8 @@ demo: install
 	$(PYTHON) -m syft_kernel.cli demo
 
 lint:
-	$(PYTHON) -m ruff check syft_kernel node widgets extension tests bench
+	$(PYTHON) -m ruff check syft_kernel core node widgets extension tests bench
+	$(PYTHON) tests/test_rooms.py
 
 test: install browser lint
 	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval-sanitize.cfg

@@ -49,7 +49,7 @@ from common import (
 )
 
 import syft_kernel as sk
-from syft_kernel.keys import generate_keypair, write_keypair
+from syft_kernel.core.keys import generate_keypair, write_keypair
 
 SEED = 20240601
 ROWS = 1_000_000

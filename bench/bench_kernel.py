@@ -60,8 +60,8 @@ from common import (
 from jupyter_client.manager import KernelManager
 
 import syft_kernel as sk
-from syft_kernel import codec
-from syft_kernel.keys import generate_keypair, write_keypair
+from syft_kernel.core import codec
+from syft_kernel.core.keys import generate_keypair, write_keypair
 from syft_kernel.sample_data import birth_records
 
 USER = "alice"

@@ -17,7 +17,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from syft_kernel.client import Client
-from syft_kernel.errors import (
+from syft_kernel.core.errors import (
     AuthenticationError,
     InvalidArgument,
     NodeUnavailable,

@@ -12,7 +12,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from syft_kernel.errors import SyftError
+from syft_kernel.core.errors import SyftError
 from syft_kernel.widgets.budget import bar_style
 from syft_kernel.widgets.common import COLORS, esc, highlight, size_text, when
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from syft_kernel.client import Client
-from syft_kernel.errors import InvalidArgument, NodeUnavailable, NotFound, SyftError
-from syft_kernel.keys import read_connection_file, read_keypair
-from syft_kernel.launcher import NodeProcess, pid_alive, start_node
-from syft_kernel.node.service import check_name
+from syft_kernel.core.errors import InvalidArgument, NodeUnavailable, NotFound, SyftError
+from syft_kernel.core.keys import read_connection_file, read_keypair
+from syft_kernel.core.names import check_name
+from syft_kernel.core.procs import pid_alive
+from syft_kernel.launcher import NodeProcess, start_node
 
 CALL_TIMEOUT = 5.0
 

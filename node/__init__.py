@@ -1,5 +1,6 @@
-"""The data node: server loop, auth, storage, object store, allowlist and plan executor.
+"""The data node: server loop, auth, dispatch, handlers, storage, object store, requests and
+governance, the DP ledger and the OS-level sandbox for code we did not write.
 
-Submodules are imported where needed (``syft_kernel.node.server``, ``.nodedir``, …) so that the
-client can use the shared allowlist without loading the server.
+Submodules are imported where needed (``syft_kernel.node.server``, ``.nodedir``, …). The node
+imports ``syft_kernel.core`` and never the client.
 """

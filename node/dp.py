@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.codec import short_repr
-from syft_kernel.errors import InvalidArgument
+from syft_kernel.core.codec import short_repr
+from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.executor import Value
+from syft_kernel.core.stability import source_of
 
-from .executor import Value
 from .ledger import rho_for
 from .service import DataNode, User, _body_dict, field, handler
-from .stability import source_of
 
 QUERIES = ("count", "sum", "mean", "var", "quantile", "histogram", "group_count", "group_sum", "group_mean")
 MAX_GROUPS = 1000
@@ -244,7 +244,7 @@ def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tup
     cost = {"epsilon": epsilon} if mechanism == "laplace" else {"rho": rho}
     node.db.audit(user.name, "dp.release", dataset["name"], query=query, mechanism=mechanism, **cost,
                   params={k: v for k, v in params.items() if k in ("bounds", "q", "column", "by")})
-    from syft_kernel import codec
+    from syft_kernel.core import codec
 
     tree, bufs = codec.encode_value(result)
     return {"value": tree, "budget": status, "mechanism": mechanism, **cost}, bufs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from syft_kernel.errors import InvalidArgument
+from syft_kernel.core.errors import InvalidArgument
 
 KINDS = ("single", "consensus", "threshold")
 

@@ -12,29 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from syft_kernel.errors import ProtocolError
-
-MAX_REFS = 10_000
-
-
-def referenced_ids(ops: Any) -> list[str]:
-    """Every stored object a plan names with a ``ref`` (in any argument, at any depth)."""
-    found: dict[str, None] = {}
-    stack = [ops]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, dict):
-            if x.get("~") == "ref":
-                if not isinstance(x.get("id"), str):
-                    raise ProtocolError("a ref names an object id (a string)")
-                found[x["id"]] = None
-                if len(found) > MAX_REFS:
-                    raise ProtocolError(f"a plan references at most {MAX_REFS} objects")
-            else:
-                stack.extend(x.values())
-        elif isinstance(x, list):
-            stack.extend(x)
-    return sorted(found)
+from syft_kernel.core.errors import ProtocolError
+from syft_kernel.core.plan import plan_hash, referenced_ids
 
 
 def content_versions(node: Any, ids: Iterable[str]) -> dict[str, str]:
@@ -63,8 +42,6 @@ def plan_grant(node: Any, user: Any, claimed: Any, ops: Any, keep: list[int], in
     buffers; same inputs; same versions of every asset it touches), if any."""
     if claimed is None or user.is_owner:
         return None
-    from syft_kernel.plans import plan_hash
-
     actual = plan_hash(ops, keep, buffers)
     if claimed != actual:
         raise ProtocolError("the plan's hash does not match its ops, literals and buffers")

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syft_kernel.errors import InvalidArgument
+from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.executor import Value, check_result, type_key
 
 from . import sandbox
-from .executor import Value, check_result, type_key
 
 log = logging.getLogger("syft_kernel.node.jobs")
 

@@ -14,7 +14,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from syft_kernel.errors import InvalidArgument
+from syft_kernel.core.errors import InvalidArgument
 
 from .db import Database
 
@@ -144,8 +144,8 @@ class Ledger:
     def charge(self, user: str, dataset: str, query: str, mechanism: str, epsilon: float, rho: float,
                params: dict[str, Any], subject_losses: Any = None) -> dict[str, Any]:
         """Record a charge if it fits the budget (atomic); return the budget after it.
-        Raises ``BudgetExceeded`` (from syft_kernel.errors) if it does not fit."""
-        from syft_kernel.errors import BudgetExceeded
+        Raises ``BudgetExceeded`` (from syft_kernel.core.errors) if it does not fit."""
+        from syft_kernel.core.errors import BudgetExceeded
 
         with self.db.tx() as c:
             row = c.execute("SELECT * FROM budgets WHERE user=? AND dataset=?", (user, dataset)).fetchone()

@@ -13,7 +13,7 @@ import resource
 from dataclasses import dataclass
 from typing import Any
 
-from syft_kernel.errors import InvalidArgument
+from syft_kernel.core.errors import InvalidArgument
 
 
 def _ram_mb() -> int:

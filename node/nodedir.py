@@ -8,12 +8,17 @@ import stat
 import time
 from pathlib import Path
 
-from syft_kernel import codec
-from syft_kernel.errors import InvalidArgument
-from syft_kernel.keys import atomic_write, generate_keypair, write_connection_file, write_keypair
+from syft_kernel.core import codec
+from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.keys import (
+    atomic_write,
+    generate_keypair,
+    write_connection_file,
+    write_keypair,
+)
+from syft_kernel.core.names import check_name
 
 from .db import Database
-from .service import check_name
 
 
 def init_node(folder: str | Path, name: str, host: str = "127.0.0.1", port: int = 5555,

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
-from syft_kernel import codec
+from syft_kernel.core import codec
 
 MAGIC = b"SYFTOBJ1"
 

@@ -17,10 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import msgpack
-
-from syft_kernel import codec
-from syft_kernel.errors import (
+from syft_kernel.core import codec
+from syft_kernel.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -28,25 +26,20 @@ from syft_kernel.errors import (
     QuotaExceeded,
     Unauthorized,
 )
-from syft_kernel.keys import verify_signature
+from syft_kernel.core.executor import NO_TWIN, Failed
+from syft_kernel.core.keys import decision_message, verify_signature
+from syft_kernel.core.render import render
 
 from . import governance
-from .executor import NO_TWIN, Failed
 from .grants import content_versions, plan_lineage, referenced_ids
 from .jobs import JobOutcome, check_limits
 from .objfile import write_value
-from .provenance import render
 from .service import DataNode, User, _body_dict, field, handler
 from .store import StoredObject
 
 log = logging.getLogger("syft_kernel.node")
 
 MAX_SOURCE = 100_000
-
-
-def decision_message(node_name: str, request_id: str, content_hash: str, decision: str, nonce: str) -> bytes:
-    """The exact bytes an owner signs to approve or deny a request (shared with the client)."""
-    return msgpack.packb(["syft-kernel decision v1", node_name, request_id, content_hash, decision, nonce])
 
 
 def _datasets_of(node: DataNode, lineage: Sequence[str]) -> list[dict[str, Any]]:
@@ -296,10 +289,9 @@ def _decide(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tu
 @handler("plans.request")
 def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
     """Ask for a plan to be approved on given inputs: its later runs' results are released."""
-    from syft_kernel.plans import plan_hash
-
-    from .executor import _validate
-    from .provenance import render_plan
+    from syft_kernel.core.executor import _validate
+    from syft_kernel.core.plan import plan_hash
+    from syft_kernel.core.render import render_plan
 
     b = _body_dict(body, "ops", "outputs", "inputs", "reason")
     ops, outputs, input_ids, reason = b["ops"], b["outputs"], b["inputs"], b["reason"]
@@ -322,7 +314,7 @@ def _plan_request(node: DataNode, user: User, body: Any, buffers: Sequence[Any])
     lines = render_plan(ops, outputs, input_name)
     # how each input was made, so the reviewer sees what the plan runs on (a mean of one
     # patient's row reads like a cohort's mean otherwise)
-    from .provenance import render
+    from syft_kernel.core.render import render
 
     made: list[str] = []
     for i, oid in enumerate(input_ids):

@@ -85,7 +85,7 @@ def recv_value(f: BinaryIO, max_bytes: int | None = None) -> Any:
     """Read one value written by ``send_value``; refuse one over ``max_bytes`` before reading it."""
     import msgpack
 
-    from syft_kernel import codec
+    from syft_kernel.core import codec
 
     from .objfile import MAGIC
 
@@ -199,7 +199,7 @@ def main(argv: list[str]) -> None:
     import pandas  # noqa: F401
     import pyarrow  # noqa: F401
 
-    from syft_kernel import codec
+    from syft_kernel.core import codec
 
     if torch_first:
         import torch  # noqa: F401

@@ -20,10 +20,10 @@ from typing import Any
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from syft_kernel import codec
-from syft_kernel.errors import ProtocolError, QuotaExceeded, SyftError, Unauthorized
-from syft_kernel.keys import read_keypair, write_connection_file
-from syft_kernel.launcher import pid_alive
+from syft_kernel.core import codec
+from syft_kernel.core.errors import ProtocolError, QuotaExceeded, SyftError, Unauthorized
+from syft_kernel.core.keys import read_keypair, write_connection_file
+from syft_kernel.core.procs import pid_alive
 
 from . import dp as _dp  # noqa: F401  (registers the DP handlers)
 from . import requests as _requests  # noqa: F401  (registers the request handlers)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import re
 import threading
 import time
 from collections import Counter
@@ -21,8 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from syft_kernel import codec
-from syft_kernel.errors import (
+from syft_kernel.core import codec
+from syft_kernel.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -31,30 +30,30 @@ from syft_kernel.errors import (
     SyftError,
     Unauthorized,
 )
-from syft_kernel.keys import check_public_key
-from syft_kernel.mock import make_mock
+from syft_kernel.core.executor import (
+    NO_TWIN,
+    Failed,
+    RunLimits,
+    Value,
+    describe,
+    freeze,
+    run_plan,
+    type_key,
+)
+from syft_kernel.core.keys import check_public_key
+from syft_kernel.core.mock import make_mock
+from syft_kernel.core.names import check_name
+from syft_kernel.core.plan import bind_inputs
 
 from . import storage
 from .db import Database
-from .executor import NO_TWIN, Failed, RunLimits, Value, describe, freeze, run_plan, type_key
 from .grants import plan_grant, within_approval
 from .limits import Limits
 from .store import ObjectStore, StoredObject
 
 log = logging.getLogger("syft_kernel.node")
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ROLES = ("owner", "data_scientist")
-
-
-def check_name(name: Any, what: str) -> str:
-    """Names of users, datasets and assets: letters, digits, ``_ . -``; never a path."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
-        raise InvalidArgument(
-            f"{what} name {codec.short_repr(name)} is not allowed: use letters, digits, '_', '.', '-' "
-            "(up to 128 characters, starting with a letter or digit, no '..')"
-        )
-    return name
 
 
 @dataclass(frozen=True)
@@ -526,7 +525,7 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
     inputs = [resolve(i) for i in input_ids]
     granted = plan_grant(node, user, b.get("plan"), ops, keep, input_ids, buffers)
     results = run_plan(ops, resolve, buffers, inputs, node.run_limits, keep)
-    provenance_ops = _bind_inputs(ops, input_ids)  # one copy, shared by every kept result
+    provenance_ops = bind_inputs(ops, input_ids)  # one copy, shared by every kept result
     out = []
     for i in keep:
         obj = node.store.put(results[i], user.name, provenance={"ops": provenance_ops, "index": i})
@@ -549,23 +548,6 @@ def _run(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple
         out.append({"id": obj.id, "meta": describe(results[i], reveal=reveal)})
     log.debug("%s ran a plan of %d op(s)", user.name, len(ops))
     return {"results": out}, []
-
-
-def _bind_inputs(ops: list[Any], input_ids: list[str]) -> list[Any]:
-    """The plan with its abstract inputs replaced by the objects it ran on (for provenance)."""
-    if not input_ids:
-        return ops
-
-    def walk(x: Any) -> Any:
-        if isinstance(x, dict):
-            if x.get("~") == "in" and isinstance(x.get("i"), int) and 0 <= x["i"] < len(input_ids):
-                return {"~": "ref", "id": input_ids[x["i"]]}
-            return {k: walk(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [walk(v) for v in x]
-        return x
-
-    return walk(ops)
 
 
 @handler("get")

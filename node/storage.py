@@ -17,9 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from syft_kernel.errors import InvalidArgument
-
-from .executor import type_key
+from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.executor import type_key
 
 KINDS = {"DataFrame": "frame", "Series": "frame", "ndarray": "array", "Tensor": "tensor"}
 SUFFIX = {"frame": ".parquet", "array": ".npy", "tensor": ".safetensors"}

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from syft_kernel.errors import NotFound, QuotaExceeded
-
-from .executor import Value, charge, compact, nbytes
+from syft_kernel.core.errors import NotFound, QuotaExceeded
+from syft_kernel.core.executor import Value, charge, compact, nbytes
 
 MAX_OBJECTS_PER_USER = 100_000
 MAX_BYTES_PER_USER = 4 * 1024**3  # node.json: quota_mb

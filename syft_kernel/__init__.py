@@ -1,30 +1,74 @@
-"""syft-kernel: Jupyter-native remote data science on private data."""
+"""syft-kernel: Jupyter-native remote data science on private data.
 
-from .client import Client, login
-from .code import Job
-from .datasets import Dataset
-from .errors import (
-    AuthenticationError,
-    BudgetExceeded,
-    InvalidArgument,
-    NodeUnavailable,
-    NotFound,
-    OpNotAllowed,
-    PermissionDenied,
-    ProtocolError,
-    QuotaExceeded,
-    RemoteError,
-    SyftError,
-    Unauthorized,
-)
-from .governance import Consensus, Single, Threshold
-from .keys import KeyPair, generate_keypair, read_keypair, write_keypair
-from .launcher import NodeProcess, start_node
-from .plans import Plan, plan
-from .pointer import Pointer
-from .requests import Request
+Every public name is imported on first use (PEP 562), so ``import syft_kernel`` is cheap and a
+node process, which imports ``syft_kernel.node``, never loads the client, pointers or widgets.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_ERRORS = ("AuthenticationError BudgetExceeded CompositeError InvalidArgument NodeUnavailable NotFound "
+           "OpNotAllowed PermissionDenied ProtocolError QuotaExceeded RemoteError SyftError Unauthorized").split()
+
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    **{name: ".core.errors" for name in _ERRORS},
+    "KeyPair": ".core.keys", "generate_keypair": ".core.keys", "read_keypair": ".core.keys",
+    "write_keypair": ".core.keys",
+    "AsyncClient": ".aio", "Client": ".client", "login": ".client",
+    "Job": ".code", "Dataset": ".datasets", "Budget": ".dp",
+    "Consensus": ".governance", "Single": ".governance", "Threshold": ".governance",
+    "NodeProcess": ".launcher", "start_node": ".launcher",
+    "Plan": ".plans", "plan": ".plans", "Pointer": ".pointer", "Request": ".requests",
+}
+
+if TYPE_CHECKING:
+    from .aio import AsyncClient
+    from .client import Client, login
+    from .code import Job
+    from .core.errors import (
+        AuthenticationError,
+        BudgetExceeded,
+        CompositeError,
+        InvalidArgument,
+        NodeUnavailable,
+        NotFound,
+        OpNotAllowed,
+        PermissionDenied,
+        ProtocolError,
+        QuotaExceeded,
+        RemoteError,
+        SyftError,
+        Unauthorized,
+    )
+    from .core.keys import KeyPair, generate_keypair, read_keypair, write_keypair
+    from .datasets import Dataset
+    from .dp import Budget
+    from .governance import Consensus, Single, Threshold
+    from .launcher import NodeProcess, start_node
+    from .plans import Plan, plan
+    from .pointer import Pointer
+    from .requests import Request
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (``sk.widgets`` too: ipywidgets is optional)."""
+    if name == "widgets":
+        return importlib.import_module(".widgets", __name__)
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, "widgets"])
 
 
 def load_ipython_extension(ip: object) -> None:
@@ -34,24 +78,20 @@ def load_ipython_extension(ip: object) -> None:
     load(ip)
 
 
-def __getattr__(name: str) -> object:
-    """``sk.widgets`` is imported on first use: ipywidgets is not needed to use a node."""
-    if name == "widgets":
-        import importlib
-
-        return importlib.import_module(".widgets", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def unload_ipython_extension(ip: object) -> None:
+    """``%unload_ext syft_kernel``: the magics go and cells run eagerly again."""
     from .magics import unload_ipython_extension as unload
 
     unload(ip)
 
+
 __all__ = [
+    "AsyncClient",
     "AuthenticationError",
+    "Budget",
     "BudgetExceeded",
     "Client",
+    "CompositeError",
     "Consensus",
     "Dataset",
     "InvalidArgument",
@@ -59,13 +99,13 @@ __all__ = [
     "KeyPair",
     "NodeProcess",
     "NodeUnavailable",
-    "QuotaExceeded",
     "NotFound",
     "OpNotAllowed",
     "PermissionDenied",
     "Plan",
     "Pointer",
     "ProtocolError",
+    "QuotaExceeded",
     "RemoteError",
     "Request",
     "Single",

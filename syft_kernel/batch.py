@@ -16,8 +16,8 @@ import weakref
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import codec
-from .errors import SyftError
+from .core import codec
+from .core.errors import SyftError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -89,7 +89,7 @@ class Batch:
 
 def discard_all(reason: str) -> None:
     """Drop every open batch unsent (its cell failed before its end); its pointers say why."""
-    from .errors import SyftError
+    from .core.errors import SyftError
 
     for b in list(_open):
         if getattr(b, "tracing", False) or not b.ops:

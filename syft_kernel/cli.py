@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import SyftError
+from .core.errors import SyftError
 
 
 def _node_init(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def _node_serve(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from .keys import generate_keypair, write_keypair
+    from .core.keys import generate_keypair, write_keypair
 
     key, pub = write_keypair(generate_keypair(args.name), args.out)
     print(f"secret key: {key} (keep it; log in with it)")

@@ -18,9 +18,9 @@ from typing import Any
 
 import zmq
 
-from . import codec
-from .errors import AuthenticationError, NodeUnavailable, ProtocolError, from_wire
-from .keys import KeyPair, read_connection_file, read_keypair
+from .core import codec
+from .core.errors import AuthenticationError, NodeUnavailable, ProtocolError, from_wire
+from .core.keys import KeyPair, read_connection_file, read_keypair
 
 DEFAULT_TIMEOUT = 60.0
 

@@ -8,7 +8,7 @@ import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidArgument, RemoteError
+from .core.errors import InvalidArgument, RemoteError
 from .requests import Request
 
 if TYPE_CHECKING:

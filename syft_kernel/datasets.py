@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import codec
-from .errors import NotFound
+from .core import codec
+from .core.errors import NotFound
 
 if TYPE_CHECKING:
     from .client import Client
@@ -104,7 +104,7 @@ class DatasetsAPI(Mapping[str, Dataset]):
         mock = mock or {}
         unknown = set(mock) - set(assets)
         if unknown:
-            from .errors import InvalidArgument
+            from .core.errors import InvalidArgument
 
             raise InvalidArgument(f"mocks given for assets that do not exist: {', '.join(sorted(unknown))}")
         items = [

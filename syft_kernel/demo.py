@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .keys import generate_keypair, write_keypair
+from .core.keys import generate_keypair, write_keypair
 from .launcher import NodeProcess, start_node
 from .sample_data import MONTHS, birth_records
 

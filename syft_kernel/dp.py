@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from .core import codec
 
 if TYPE_CHECKING:
     from .client import Client
@@ -98,7 +98,7 @@ class Budget:
     def __getitem__(self, dataset: str) -> dict[str, Any]:
         rows = self._fetch(dataset)["budgets"]
         if not rows:
-            from .errors import NotFound
+            from .core.errors import NotFound
 
             raise NotFound(f"no budget on {dataset!r}")
         return rows[0]

@@ -50,7 +50,7 @@ def enable_server_extension(prefix: str | None = None, user: bool = False) -> Pa
     target = folder / "jupyter_server_config.d" / "syft_kernel.json"
     config = {"ServerApp": {"jpserver_extensions": {"syft_kernel.extension": True}}}
     if not target.exists() or json.loads(target.read_text() or "{}") != config:
-        from .keys import atomic_write
+        from .core.keys import atomic_write
 
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, (json.dumps(config, indent=2) + "\n").encode())

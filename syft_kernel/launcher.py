@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import NodeUnavailable
-from .keys import read_connection_file
+from .core.errors import NodeUnavailable
+from .core.keys import read_connection_file
 
 
 class NodeProcess:
@@ -122,15 +122,3 @@ def _serving(connection_file: Path, pid: int) -> bool:
         return False
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (a dead child not yet waited for)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:  # no /proc here: existing is the best we know
-        return True

@@ -124,7 +124,7 @@ class SyftMagics(Magics):
             print(f"[{name}]\n{c.budget!r}")
 
     def _cmd_plan(self, rest: list[str]) -> None:
-        from syft_kernel.node.provenance import render_plan
+        from syft_kernel.core.render import render_plan
 
         for name, c in self._clients(rest).items():
             print(f"[{name}] last plan: {len(c.last_plan)} op(s), one round trip")

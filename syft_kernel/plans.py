@@ -9,28 +9,17 @@ who approves ``(plan, inputs)`` once releases every later run's results without 
 from __future__ import annotations
 
 import functools
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
-from . import codec
 from .batch import Batch, _open
-from .errors import InvalidArgument
+from .core.errors import InvalidArgument
+from .core.plan import plan_hash
 from .pointer import Pointer
 
 if TYPE_CHECKING:
     from .client import Client
     from .requests import Request
-
-
-def plan_hash(ops: list[dict[str, Any]], outputs: list[int], buffers: Sequence[Any] = ()) -> str:
-    """A stable content hash of a plan: its ops (with abstract inputs), every literal including
-    the raw buffers of arrays and frames (by their SHA-256), and which results it returns."""
-    digests = [hashlib.sha256(memoryview(b)).hexdigest() for b in buffers]
-    return hashlib.sha256(msgpack.packb({"ops": ops, "outputs": outputs, "buffers": digests},
-                                        use_bin_type=True)).hexdigest()
 
 
 class Trace(Batch):
@@ -104,7 +93,7 @@ class Plan:
 
     def run_on_mock(self, *inputs: Pointer) -> Any:
         """The same ops, run here on the inputs' mocks: free debugging, nothing leaves the node."""
-        from syft_kernel.node.executor import Value, run_plan
+        from syft_kernel.core.executor import Value, run_plan
 
         if self.ops is None:
             self.trace(*inputs)
@@ -126,7 +115,7 @@ class Plan:
 
     def lines(self) -> list[str]:
         """The plan as code-like lines (inputs are in0, in1, …)."""
-        from syft_kernel.node.provenance import render_plan
+        from syft_kernel.core.render import render_plan
 
         return render_plan(self.ops, self.outputs) if self.ops is not None else ["<not traced yet>"]
 
@@ -149,7 +138,7 @@ def _result_pointer(client: Client, result: dict[str, Any], plan: Plan, inputs: 
 
 
 def _mock_output(plan: Plan, inputs: tuple[Pointer, ...], i: int) -> Any:
-    from syft_kernel.node.executor import Value, run_plan
+    from syft_kernel.core.executor import Value, run_plan
 
     assert plan.ops is not None
     values = run_plan(plan.ops, _no_refs, plan.buffers, inputs=[Value(p.mock) for p in inputs])
@@ -161,4 +150,4 @@ def plan(fn: Callable[..., Any]) -> Plan:
     return Plan(fn)
 
 
-__all__ = ["Plan", "plan", "plan_hash", "codec"]
+__all__ = ["Plan", "plan"]

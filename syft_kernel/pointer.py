@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import codec
-from .errors import InvalidArgument, OpNotAllowed, PermissionDenied
+from .core import codec
+from .core.errors import InvalidArgument, OpNotAllowed, PermissionDenied
 
 if TYPE_CHECKING:
     from .client import Client
 
 # the allowlist is shared with the node: the client uses it to tell methods from attributes
-from syft_kernel.node import allowlist as _al  # noqa: E402
+from syft_kernel.core import allowlist as _al  # noqa: E402
 
 LOCAL_META = frozenset({"shape", "columns", "dtypes", "dtype", "ndim", "name"})
 
@@ -78,7 +78,7 @@ class Pointer:
     def type(self) -> str:
         if self._meta is not None:
             return str(self._meta.get("type"))
-        from syft_kernel.node.executor import type_key
+        from syft_kernel.core.executor import type_key
 
         return type_key(self.mock)  # the mock has the same type: no round trip while recording
 
@@ -299,7 +299,7 @@ class Recipe:
             return self.client.datasets.mock(dataset, asset)  # cached by the client
         if self.op is None:
             raise InvalidArgument("this value came from a code run: it has no computation to replay on mock data")
-        from syft_kernel.node.executor import Value, run_plan
+        from syft_kernel.core.executor import Value, run_plan
 
         values = {key: Value(v) for key, v in parents.items()}
         return run_plan([self.op], values.__getitem__, self.buffers)[0].value

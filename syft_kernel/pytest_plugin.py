@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .keys import generate_keypair, write_keypair
+from .core.keys import generate_keypair, write_keypair
 from .launcher import NodeProcess, start_node
 
 

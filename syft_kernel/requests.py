@@ -8,7 +8,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import NodeUnavailable, PermissionDenied
+from .core.errors import NodeUnavailable, PermissionDenied
 
 if TYPE_CHECKING:
     from .client import Client
@@ -72,7 +72,7 @@ class Request:
 
     # ---- owner actions
     def _decide(self, decision: str, comment: str, **extra: Any) -> Request:
-        from syft_kernel.node.requests import decision_message
+        from syft_kernel.core.keys import decision_message
 
         nonce = secrets.token_hex(16)
         message = decision_message(self._client.node_name, self.id, self.info["content_hash"], decision, nonce)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .keys import KeyPair, public_keys_of
+from .core.keys import KeyPair, public_keys_of
 
 if TYPE_CHECKING:
     from .client import Client
@@ -26,7 +26,7 @@ class UsersAPI:
         KeyPair, or pass ``signing_key`` (hex) with a Z85 ``public_key``.
         """
         if public_key is None:
-            from .errors import InvalidArgument
+            from .core.errors import InvalidArgument
 
             raise InvalidArgument("users.add needs the user's public_key (the public_key in their NAME.pub)")
         curve, signing = public_keys_of(public_key)

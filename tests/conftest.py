@@ -62,7 +62,7 @@ class RawSocket:
     def __init__(self, connection: dict, key) -> None:  # type: ignore[no-untyped-def, type-arg]
         import zmq
 
-        from syft_kernel.keys import read_keypair
+        from syft_kernel.core.keys import read_keypair
 
         pair = read_keypair(key)
         self.ctx = zmq.Context()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import syft_kernel as sk
-from syft_kernel import codec
+from syft_kernel.core import codec
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import syft_kernel as sk
-from syft_kernel.keys import generate_keypair, write_keypair
+from syft_kernel.core.keys import generate_keypair, write_keypair
 
 
 def test_an_unknown_key_cannot_connect(syft_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from syft_kernel import codec
-from syft_kernel.errors import InvalidArgument, OpNotAllowed, ProtocolError
+from syft_kernel.core import codec
+from syft_kernel.core.errors import InvalidArgument, OpNotAllowed, ProtocolError
 
 
 def roundtrip(value):  # type: ignore[no-untyped-def]

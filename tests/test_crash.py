@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import syft_kernel as sk
-from syft_kernel import codec
+from syft_kernel.core import codec
+from syft_kernel.core.keys import decision_message
 from syft_kernel.launcher import start_node
-from syft_kernel.node.requests import decision_message
 
 
 def spin(births):  # type: ignore[no-untyped-def]

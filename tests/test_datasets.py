@@ -34,7 +34,7 @@ def test_owner_gets_back_exactly_what_was_uploaded(published: sk.Client, births_
 def test_generated_mock_has_the_schema_and_no_real_value(scientist: sk.Client, births_df: pd.DataFrame) -> None:
     """A generated mock follows from the schema alone: other data of the same schema gives the
     same mock, value for value (so neither its values nor the ones it lacks say anything)."""
-    from syft_kernel.mock import make_mock
+    from syft_kernel.core.mock import make_mock
 
     mock = scientist.datasets["birth-records-feb"].mock("births")
     assert list(mock.columns) == list(births_df.columns)

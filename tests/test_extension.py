@@ -67,7 +67,7 @@ def test_nodes_datasets_and_budgets(fetch, syft_node: NodeProcess, published: Cl
 
 
 def _fresh_public_key() -> str:
-    from syft_kernel.keys import generate_keypair
+    from syft_kernel.core.keys import generate_keypair
 
     return generate_keypair("bob").public
 

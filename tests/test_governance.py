@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import syft_kernel as sk
-from syft_kernel.keys import read_keypair, verify_signature
+from syft_kernel.core.keys import read_keypair, verify_signature
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_threshold_two_of_three(syft_node, owners, make_user, births_df, tmp_pat
     assert req.wait(timeout=10).status == "approved"
     assert ptr.get() == pytest.approx(births_df["weight"].mean())
     # every decision is signed with its owner's key, and the signature checks out
-    from syft_kernel.node.requests import decision_message
+    from syft_kernel.core.keys import decision_message
 
     req.refresh()
     assert {(a["owner"], a["decision"]) for a in req.approvals} == {

@@ -20,7 +20,8 @@ import pytest
 
 import syft_kernel as sk
 from syft_kernel import login
-from syft_kernel.keys import generate_keypair, write_keypair
+from syft_kernel.core import codec
+from syft_kernel.core.keys import generate_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess, start_node
 
 ROWS = 400
@@ -322,7 +323,7 @@ def test_a_failure_on_one_row_stays_in_that_row(alice: sk.Client, attack: str) -
 def test_row_stable_ops_work_row_by_row() -> None:
     """What row-local isolation and DP's sensitivity both assume of every row-stable op: done on
     parts of the rows, it gives the parts of the whole result (no row reaches another)."""
-    from syft_kernel.node import stability
+    from syft_kernel.core import stability
 
     rng = np.random.default_rng(0)
     n = 60
@@ -376,9 +377,9 @@ def test_isolation_keeps_every_row_but_the_failing_ones() -> None:
     """In-process: a cast that fails on one value gives the other rows their values and that
     row its dtype's default; through a ``.str`` accessor too; and when no rows can be told
     apart, every row takes the default rather than the value failing."""
-    from syft_kernel.node import allowlist as al
-    from syft_kernel.node import executor as ex
-    from syft_kernel.node import isolation
+    from syft_kernel.core import allowlist as al
+    from syft_kernel.core import executor as ex
+    from syft_kernel.core import isolation
 
     def args(*operands: Any) -> Any:
         a = ex._Args(None, None, ())
@@ -519,8 +520,8 @@ def test_allowlisted_shapes_do_not_depend_on_values() -> None:
     of the same input shape (``one_hot`` without ``num_classes`` did not: its width was the max)."""
     import torch
 
-    from syft_kernel.node import shapes
-    from syft_kernel.node.executor import _module_function
+    from syft_kernel.core import shapes
+    from syft_kernel.core.executor import _module_function
 
     def call(label: str, x: Any) -> Any:
         owner, _, name = label.partition(".")
@@ -606,10 +607,10 @@ def test_what_an_owners_decision_tells_the_requester(alice: sk.Client, owner: sk
     header_ms = []  # the reply header, as it arrives
     for client in (alice, owner):
         msg_id = next(client._ids)
-        client._sock.send_multipart(sk.codec.pack_message({"id": msg_id, "type": "hello"}, {}))
+        client._sock.send_multipart(codec.pack_message({"id": msg_id, "type": "hello"}, {}))
         while True:
             frames = client._sock.recv_multipart()
-            header = sk.codec.unpack_header(frames[0], require_id=False)
+            header = codec.unpack_header(frames[0], require_id=False)
             if header.get("id") == msg_id:
                 header_ms.append("ms" in header)
                 break

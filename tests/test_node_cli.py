@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from syft_kernel import start_node
-from syft_kernel.keys import read_connection_file, read_keypair
+from syft_kernel.core.keys import read_connection_file, read_keypair
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

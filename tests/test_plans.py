@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import syft_kernel as sk
-from syft_kernel import codec
+from syft_kernel.core import codec
 
 
 @sk.plan

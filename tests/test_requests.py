@@ -131,7 +131,7 @@ def test_a_replayed_signature_is_refused(scientist: sk.Client, published: sk.Cli
     births = scientist.datasets["birth-records-feb"]["births"]
     first = births["weight"].sum().request(reason="a")
     nonce = "r" * 32
-    from syft_kernel.node.requests import decision_message
+    from syft_kernel.core.keys import decision_message
 
     sig = published.key.sign(decision_message("hospital", first.id, first.info["content_hash"], "approve", nonce))
     published.call("requests.decide", {"id": first.id, "decision": "approve", "nonce": nonce, "signature": sig})

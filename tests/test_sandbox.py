@@ -26,8 +26,9 @@ import torch
 
 import syft_kernel as sk
 from syft_kernel import login
-from syft_kernel.keys import generate_keypair, write_keypair
-from syft_kernel.launcher import NodeProcess, pid_alive, start_node
+from syft_kernel.core.keys import generate_keypair, write_keypair
+from syft_kernel.core.procs import pid_alive
+from syft_kernel.launcher import NodeProcess, start_node
 from syft_kernel.sample_data import birth_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,7 +185,7 @@ def attack(births):
     assert not isinstance(out, Exception), out
     assert out["seen"] == {}
     assert out["home"] == [".pyenv"] or out["home"] == []  # only the way to the Python installation
-    assert out["parent"] == [REPO.name] and out["main"] == ["node", "syft_kernel"]  # our sources, not the repository
+    assert out["parent"] == [REPO.name] and out["main"] == ["core", "node", "syft_kernel"]  # our sources, not the repository
     # an empty /tmp, but for the way to our sources when the repository itself lives under /tmp
     assert out["tmp"] == ([REPO.parts[2]] if REPO.parts[1] == "tmp" else [])
     assert out["etc"] == ["ld.so.cache"] and out["cwd"] == "/tmp"

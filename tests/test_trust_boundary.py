@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import syft_kernel as sk
-from syft_kernel import codec, login
-from syft_kernel.keys import generate_keypair, write_keypair
+from syft_kernel.core import codec, login
+from syft_kernel.core.keys import generate_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess, start_node
 from syft_kernel.sample_data import birth_records
 
@@ -299,7 +299,7 @@ class _Raw:
     def __init__(self, node: NodeProcess, key: Path) -> None:
         import zmq
 
-        from syft_kernel.keys import read_keypair
+        from syft_kernel.core.keys import read_keypair
 
         pair = read_keypair(key)
         self.ctx = zmq.Context()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import syft_kernel as sk
-from syft_kernel import codec
+from syft_kernel.core import codec
 
 OK_HEADER = msgpack.packb({"v": 1, "id": 1, "type": "hello"})
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from syft_kernel.core.errors import NodeUnavailable, SyftError
 from syft_kernel.dp import budget_table
-from syft_kernel.errors import NodeUnavailable, SyftError
 
 from .common import LiveView, TextFallback, call, esc, notice, when
 from .live import NodeWatcher

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from syft_kernel.errors import SyftError
+from syft_kernel.core.errors import SyftError
 
 if TYPE_CHECKING:
     from syft_kernel.client import Client

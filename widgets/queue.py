@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from syft_kernel.errors import NodeUnavailable, SyftError
+from syft_kernel.core.errors import NodeUnavailable, SyftError
 from syft_kernel.requests import Request, make_request, requests_table
 
 from .common import (

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from syft_kernel.core.errors import SyftError
 from syft_kernel.datasets import Dataset, datasets_table
-from syft_kernel.errors import SyftError
 
 from .common import CALL_TIMEOUT, TextFallback, call, esc, notice
 

@@ -100,6 +100,20 @@ class QuotaExceeded(SyftError):
         return str(self.data.get("limit", ""))
 
 
+class CompositeError(SyftError):
+    """Work sent to several nodes at once failed on more than one of them. ``errors`` maps each
+    node's name to its own error (the way ipyparallel's ``CompositeError`` reports engines)."""
+
+    def __init__(self, errors: dict[str, SyftError]) -> None:
+        self.errors = dict(errors)
+        lines = [f"{len(self.errors)} nodes failed:"]
+        lines += [f"  {node}: {type(e).__name__}: {e.message}" for node, e in self.errors.items()]
+        super().__init__("\n".join(lines), nodes=sorted(self.errors))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errors,))
+
+
 _ALL = {
     cls.__name__: cls
     for cls in (

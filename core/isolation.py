@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.codec import loaded_torch
-
 from . import allowlist as al
+from .codec import loaded_torch
 from .sizes import rows as _rows
 from .twin import Failed, conform
 

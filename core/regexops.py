@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.errors import InvalidArgument, OpNotAllowed
+from .errors import InvalidArgument, OpNotAllowed
 
 MAX_PATTERN = 10_000
 _FLAG_PREFIX = {re.IGNORECASE: "i", re.MULTILINE: "m", re.DOTALL: "s"}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.codec import loaded_torch
+from .codec import loaded_torch
 
 
 class _NoTwin:

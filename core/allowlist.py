@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from syft_kernel.errors import InvalidArgument, OpNotAllowed
+from .errors import InvalidArgument, OpNotAllowed
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.codec import loaded_torch
-
 from . import allowlist as al
+from .codec import loaded_torch
 
 # methods of a Series / DataFrame that map each row to one row (or drop it), given public scalars
 _ROW_METHODS = frozenset(

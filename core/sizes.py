@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.codec import loaded_torch
-
+from .codec import loaded_torch
 from .twin import NO_TWIN, Failed
 
 if TYPE_CHECKING:

@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.codec import loaded_torch
-from syft_kernel.errors import OpNotAllowed
-
 from . import allowlist as al
+from .codec import loaded_torch
+from .errors import OpNotAllowed
 
 # numpy / torch ops whose result shape follows from the shapes of array operands that broadcast
 # against each other (every operand may be private: values never change the shape)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import zmq
 from zmq.utils import z85
 
@@ -154,3 +155,8 @@ def read_connection_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError, InvalidArgument) as e:
         raise InvalidArgument(f"{path} is not a syft-kernel connection file ({e})") from None
     return info
+
+
+def decision_message(node_name: str, request_id: str, content_hash: str, decision: str, nonce: str) -> bytes:
+    """The exact bytes an owner signs to approve or deny a request (shared with the client)."""
+    return msgpack.packb(["syft-kernel decision v1", node_name, request_id, content_hash, decision, nonce])

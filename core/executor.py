@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syft_kernel.codec import Decoder, ProtocolError, import_torch, loaded_torch
-from syft_kernel.errors import InvalidArgument, OpNotAllowed, QuotaExceeded, RemoteError, SyftError
-
 from . import allowlist as al
+from .codec import Decoder, ProtocolError, import_torch, loaded_torch
+from .errors import InvalidArgument, OpNotAllowed, QuotaExceeded, RemoteError, SyftError
 from .isolation import MAY_LEAVE_GAPS, all_defaults, isolate_rows, widen
 from .regexops import REGEX_METHODS as _REGEX
 from .shapes import _TO_ARRAY, check_private_sizes, stand_in
