@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from syft_kernel.core.executor import Value
 from syft_kernel.core.stability import source_of
 
 from .ledger import rho_for
-from .service import DataNode, User, _body_dict, field, handler
+from .state import DataNode
 
 QUERIES = ("count", "sum", "mean", "var", "quantile", "histogram", "group_count", "group_sum", "group_mean")
 MAX_GROUPS = 1000
@@ -181,73 +180,6 @@ def _check_params(params: dict[str, Any]) -> None:
     if bins is not None and (not isinstance(bins, list) or not all(
             type(x) in (int, float) and math.isfinite(x) for x in bins)):
         raise InvalidArgument("bins are a list of finite numbers (the edges)")
-
-
-@handler("dp.query")
-def _query(node: DataNode, user: User, body: Any, buffers: Sequence[Any]) -> tuple[Any, list[Any]]:
-    b = _body_dict(body, "target", "query", "params")
-    query, params = b["query"], b["params"]
-    if query not in QUERIES:
-        raise InvalidArgument(f"unknown DP query {short_repr(query)}: one of {', '.join(QUERIES)}")
-    if not isinstance(params, dict):
-        raise InvalidArgument("params are a map")
-    _check_params(params)
-    value = node.store.get(field(b, "target", str, max_len=1000, what="an object id (a string)"), user.name,
-                           user.is_owner)
-    datasets = sorted({entry.split("/", 1)[0] for entry in value.lineage})
-    if len(datasets) != 1:
-        raise InvalidArgument("a DP query runs on data of exactly one dataset (its budget pays for it)")
-    _check_stable(node, value)
-    dataset = node.db.dataset(datasets[0])
-    assert dataset is not None
-    mechanism, epsilon, rho = mechanism_of(params)
-    if query == "quantile" and mechanism != "laplace":
-        raise InvalidArgument("a DP quantile uses the exponential mechanism (pure epsilon): give epsilon alone")
-    declared = dataset.get("bounds") or {}
-    if query.startswith("group_") and params.get("categories") is None:
-        params = {**params, "categories": _declared_keys(node, value, params.get("by"))}
-    _aggregate(query, value.twin, params, declared, 1)  # every refusal decided on the twin: public
-    data, c, ids = _subject_rows(node, value, value.value, dataset)
-    _COERCE.on = True
-    try:
-        exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
-    finally:
-        _COERCE.on = False
-    limit = float(dataset.get("subject_limit") or 0.0)
-    losses = None
-    if ids is not None and limit > 0:
-        # individual privacy filter: a subject whose own loss would pass the limit stops contributing
-        losses = _individual_losses(query, data, params, declared, sens, parts, mechanism, epsilon, rho, ids)
-        spent = node.ledger.subject_losses(user.name, dataset["name"], mechanism, losses.index.tolist())
-        allowed = losses.index[(spent.reindex(losses.index, fill_value=0.0) + losses) <= limit + 1e-12]
-        keep = pd.Index(ids).isin(allowed)  # hashed: np.isin on strings is quadratic
-        if not keep.all():
-            data, ids = data[keep], ids[keep]
-            _COERCE.on = True
-            try:
-                exact, sens, parts, extra = _aggregate(query, data, params, declared, c)
-            finally:
-                _COERCE.on = False
-        losses = losses.reindex(allowed)
-    # charge first, release after: a crash in between loses no charge
-    status = node.ledger.charge(user.name, dataset["name"], query, mechanism, epsilon, rho,
-                                {k: v for k, v in params.items() if k != "categories"},
-                                subject_losses=losses)
-    changed = {"event": "budget.changed", "dataset": dataset["name"], "user": user.name}
-    node.notify(user.name, changed)  # charged: open budget views update even if the release fails
-    node.notify_owners(changed)
-    if query == "quantile":
-        result = _quantile(exact[0], extra, c, epsilon)
-    else:
-        noisy = [release(np.asarray(x), s, mechanism, epsilon / parts, rho / parts) for x, s in zip(exact, sens)]
-        result = _finish(query, noisy, extra, params)
-    cost = {"epsilon": epsilon} if mechanism == "laplace" else {"rho": rho}
-    node.db.audit(user.name, "dp.release", dataset["name"], query=query, mechanism=mechanism, **cost,
-                  params={k: v for k, v in params.items() if k in ("bounds", "q", "column", "by")})
-    from syft_kernel.core import codec
-
-    tree, bufs = codec.encode_value(result)
-    return {"value": tree, "budget": status, "mechanism": mechanism, **cost}, bufs
 
 
 def _individual_losses(query: str, data: Any, params: dict[str, Any], declared: dict[str, Any], sens: list[float],

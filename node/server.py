@@ -25,10 +25,9 @@ from syft_kernel.core.errors import ProtocolError, QuotaExceeded, SyftError, Una
 from syft_kernel.core.keys import read_keypair, write_connection_file
 from syft_kernel.core.procs import pid_alive
 
-from . import dp as _dp  # noqa: F401  (registers the DP handlers)
-from . import requests as _requests  # noqa: F401  (registers the request handlers)
+from . import dispatch
 from .limits import limit_address_space
-from .service import DataNode
+from .state import DataNode
 from .workqueue import WorkQueue
 
 log = logging.getLogger("syft_kernel.node")
@@ -402,7 +401,7 @@ class NodeServer:
                                     "free objects you no longer need (del ptr) and try again", limit="memory")
             body = codec.unpack_body(frames[2])
             self._free_first(user, header.get("free"))
-            reply_body, reply_bufs = self.node.handle(user, header["type"], body, frames[3:])
+            reply_body, reply_bufs = dispatch.handle(self.node, user, header["type"], body, frames[3:])
             status = "ok"
         except SyftError as e:
             reply_body, reply_bufs, status = e.to_wire(), [], "error"

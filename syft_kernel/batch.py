@@ -16,7 +16,7 @@ import weakref
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .core import codec
+from .core import codec, schema
 from .core.errors import SyftError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class Batch:
         live = [(i, p) for i, r in enumerate(refs) if (p := r()) is not None]
         keep = [i for i, _ in live]
         try:
-            body, _ = self.client.call("run", {"ops": ops, "keep": keep}, buffers)
+            body, _ = self.client.call(schema.Run(ops=ops, keep=keep), buffers=buffers)
         except SyftError as e:
             where = lines[e.data["op_index"]] if isinstance(e.data.get("op_index"), int) else None
             err = _at_line(e, where)

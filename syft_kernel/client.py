@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from .core import codec
+from .core import codec, schema
 from .core.errors import AuthenticationError, NodeUnavailable, ProtocolError, from_wire
 from .core.keys import KeyPair, read_connection_file, read_keypair
 
@@ -148,9 +148,14 @@ class Client:
                 raise from_wire(body if isinstance(body, dict) else {})
             return body, frames[2:]
 
-    def call(self, msg_type: str, body: Any = None, buffers: list[Any] | tuple[Any, ...] = (),
+    def call(self, msg: str | schema.Body, body: Any = None, buffers: list[Any] | tuple[Any, ...] = (),
              timeout: float | None = None) -> tuple[Any, list[Any]]:
-        """One request and its reply (thread-safe). Raises the node's error as a ``SyftError``."""
+        """One request and its reply (thread-safe). ``msg`` is a typed body (``core.schema``) or a
+        message type with its ``body`` map. Raises the node's error as a ``SyftError``."""
+        if isinstance(msg, schema.Body):
+            msg_type, body = msg.TYPE, msg.to_wire()
+        else:
+            msg_type = msg
         with self._lock:
             if self._sock.closed:
                 raise NodeUnavailable(f"this connection to {self.node_label} is closed: log in again (sk.login(…))")
@@ -219,7 +224,7 @@ class Client:
 
     def stats(self) -> dict[str, Any]:
         """The node's counters for this user (and for the whole node, for owners)."""
-        return self.call("node.stats")[0]
+        return self.call(schema.NodeStats())[0]
 
     @property
     def audit(self) -> list[dict[str, Any]]:
@@ -230,9 +235,8 @@ class Client:
                   since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """The audit log filtered by user, action (get, release, approve, deny, code.run, …),
         target and time (owners only)."""
-        body = {k: v for k, v in {"user": user, "action": action, "target": target, "since": since}.items()
-                if v is not None}
-        return self.call("audit.list", {**body, "limit": limit})[0]["entries"]
+        body = schema.AuditList(user=user, action=action, target=target, since=since, limit=limit)
+        return self.call(body)[0]["entries"]
 
     @property
     def closed(self) -> bool:

@@ -8,6 +8,7 @@ import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .core import schema
 from .core.errors import InvalidArgument, RemoteError
 from .requests import Request
 
@@ -56,7 +57,7 @@ class Job(Request):
         from .pointer import Pointer
 
         self.wait_done(timeout)
-        body, _ = self._client.call("objects.describe", {"id": self.info["result_id"]})
+        body, _ = self._client.call(schema.ObjectsDescribe(id=self.info["result_id"]))
         return Pointer(self._client, body["id"], body["meta"], label=f"{self.info['fn_name']}()")
 
 
@@ -77,9 +78,8 @@ class CodeAPI:
             if getattr(ptr, "client", None) is not self._client:
                 raise InvalidArgument(f"input {name!r} is not a pointer on {self._client.node_label}")
             ids[name] = ptr.id
-        body = {"source": source, "fn_name": fn.__name__, "inputs": ids, "reason": reason}
-        info = self._client.call("code.submit", body)[0]
+        info = self._client.call(schema.CodeSubmit(source=source, fn_name=fn.__name__, inputs=ids, reason=reason))[0]
         return Job(self._client, info, fn, dict(inputs))
 
     def __getitem__(self, request_id: str) -> Job:
-        return Job(self._client, self._client.call("requests.get", {"id": request_id})[0])
+        return Job(self._client, self._client.call(schema.RequestsGet(id=request_id))[0])

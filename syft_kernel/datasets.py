@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .core import codec
+from .core import codec, schema
 from .core.errors import NotFound
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class Dataset:
 
         if asset not in self.assets:
             raise NotFound(f"dataset {self.name!r} has no asset {asset!r}; it has {', '.join(self.assets)}")
-        body, _ = self._client.call("asset.pointer", {"dataset": self.name, "asset": asset})
+        body, _ = self._client.call(schema.AssetPointer(dataset=self.name, asset=asset))
         return Pointer(self._client, body["id"], body["meta"], label=f"{self.name}/{asset}")
 
     def mock(self, asset: str) -> Any:
@@ -63,14 +63,14 @@ class DatasetsAPI(Mapping[str, Dataset]):
     def search(self, query: str = "", tags: list[str] | None = None) -> list[Dataset]:
         """Datasets whose name, description, tags or asset names hold every word of ``query``,
         and that carry all ``tags``."""
-        body, _ = self._client.call("datasets.list", {"query": query, "tags": tags or []})
+        body, _ = self._client.call(schema.DatasetsList(query=query, tags=list(tags or [])))
         return [Dataset(self._client, d) for d in body["datasets"]]
 
     def list(self) -> list[Dataset]:
         return self.search()
 
     def __getitem__(self, name: str) -> Dataset:
-        body, _ = self._client.call("datasets.get", {"name": name})
+        body, _ = self._client.call(schema.DatasetsGet(name=name))
         return Dataset(self._client, body)
 
     def __iter__(self) -> Iterator[str]:
@@ -83,7 +83,7 @@ class DatasetsAPI(Mapping[str, Dataset]):
         """An asset's mock (fetched once, then cached); ``timeout`` bounds the wait for the node."""
         key = (dataset, asset)
         if key not in self._mocks:
-            body, buffers = self._client.call("datasets.mock", {"dataset": dataset, "asset": asset},
+            body, buffers = self._client.call(schema.DatasetsMock(dataset=dataset, asset=asset),
                                               timeout=timeout)
             self._mocks[key] = codec.decode_value(body["value"], buffers)
         return self._mocks[key]
@@ -107,21 +107,19 @@ class DatasetsAPI(Mapping[str, Dataset]):
             from .core.errors import InvalidArgument
 
             raise InvalidArgument(f"mocks given for assets that do not exist: {', '.join(sorted(unknown))}")
-        items = [
-            {"name": k, "value": enc.encode(v), "mock": enc.encode(mock[k]) if k in mock else None}
-            for k, v in assets.items()
-        ]
-        body = {"name": name, "assets": items, "description": description, "tags": list(tags or []),
-                "subject_column": subject_column, "owners": owners,
-                "policy": policy.to_wire() if policy is not None else None,
-                "bounds": {k: list(v) for k, v in (bounds or {}).items()},
-                "max_rows_per_subject": max_rows_per_subject, "subject_limit": subject_limit}
-        info, _ = self._client.call("datasets.upload", body, enc.buffers)
+        items = [schema.AssetUpload(name=k, value=enc.encode(v), mock=enc.encode(mock[k]) if k in mock else None)
+                 for k, v in assets.items()]
+        body = schema.DatasetsUpload(
+            name=name, assets=items, description=description, tags=list(tags or []),
+            subject_column=subject_column, owners=owners, policy=policy.to_wire() if policy is not None else None,
+            bounds={k: list(v) for k, v in (bounds or {}).items()},
+            max_rows_per_subject=max_rows_per_subject, subject_limit=subject_limit)
+        info, _ = self._client.call(body, buffers=enc.buffers)
         return Dataset(self._client, info)
 
     def delete(self, name: str) -> None:
         """Remove a dataset and its files (owners)."""
-        self._client.call("datasets.delete", {"name": name})
+        self._client.call(schema.DatasetsDelete(name=name))
         self._mocks = {k: v for k, v in self._mocks.items() if k[0] != name}
 
     def _ipython_display_(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import TYPE_CHECKING, Any
 
-from .core import codec
+from .core import codec, schema
 
 if TYPE_CHECKING:
     from .client import Client
@@ -34,7 +34,7 @@ class DPQueries:
 
     def _run(self, query: str, params: dict[str, Any]) -> Any:
         client = self._ptr.client
-        body, buffers = client.call("dp.query", {"target": self._ptr.id, "query": query, "params": params})
+        body, buffers = client.call(schema.DPQuery(target=self._ptr.id, query=query, params=params))
         client.last_release = body
         return codec.decode_value(body["value"], buffers)
 
@@ -93,7 +93,7 @@ class Budget:
         self._client = client
 
     def _fetch(self, dataset: str | None = None) -> dict[str, Any]:
-        return self._client.call("budgets.get", {"dataset": dataset} if dataset else {})[0]
+        return self._client.call(schema.BudgetsGet(dataset=dataset or None))[0]
 
     def __getitem__(self, dataset: str) -> dict[str, Any]:
         rows = self._fetch(dataset)["budgets"]
@@ -117,7 +117,7 @@ class Budget:
         """Ask the dataset's owners for ``epsilon`` more; approval raises your budget."""
         from .requests import make_request
 
-        info = self._client.call("budgets.request", {"dataset": dataset, "epsilon": epsilon, "reason": reason})[0]
+        info = self._client.call(schema.BudgetsRequest(dataset=dataset, epsilon=epsilon, reason=reason))[0]
         return make_request(self._client, info)
 
     def _ipython_display_(self) -> None:
@@ -137,13 +137,12 @@ class BudgetsAPI:
         self._client = client
 
     def set(self, user: str, dataset: str, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
-        body = {"user": user, "dataset": dataset, "epsilon": epsilon, "delta": delta}
-        return self._client.call("budgets.set", body)[0]["budget"][0]
+        body = schema.BudgetsSet(user=user, dataset=dataset, epsilon=epsilon, delta=delta)
+        return self._client.call(body)[0]["budget"][0]
 
     def of(self, user: str, dataset: str | None = None) -> dict[str, Any]:
         """A scientist's budgets and releases; with ``dataset``, also how many subjects are spent."""
-        body = {"user": user, **({"dataset": dataset} if dataset else {})}
-        return self._client.call("budgets.get", body)[0]
+        return self._client.call(schema.BudgetsGet(user=user, dataset=dataset or None))[0]
 
 
 def budget_table(data: dict[str, Any]) -> str:

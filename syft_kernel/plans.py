@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .batch import Batch, _open
+from .core import schema
 from .core.errors import InvalidArgument
 from .core.plan import plan_hash
 from .pointer import Pointer
@@ -85,8 +86,8 @@ class Plan:
         assert self.ops is not None
         client = inputs[0].client
         ids = [p.id for p in inputs]
-        body = {"ops": self.ops, "keep": self.outputs, "inputs": ids, "plan": self.hash}
-        reply, _ = client.call("run", body, self.buffers)
+        body = schema.Run(ops=self.ops, keep=self.outputs, inputs=ids, plan=self.hash)
+        reply, _ = client.call(body, buffers=self.buffers)
         client.last_plan = self.ops
         ptrs = tuple(_result_pointer(client, r, self, inputs, i) for i, r in zip(self.outputs, reply["results"]))
         return ptrs[0] if self.single else ptrs
@@ -109,8 +110,8 @@ class Plan:
         if self.ops is None:
             self.trace(*inputs)
         client = inputs[0].client
-        body = {"ops": self.ops, "outputs": self.outputs, "inputs": [p.id for p in inputs], "reason": reason}
-        info, _ = client.call("plans.request", body, self.buffers)
+        body = schema.PlansRequest(ops=self.ops, outputs=self.outputs, inputs=[p.id for p in inputs], reason=reason)
+        info, _ = client.call(body, buffers=self.buffers)
         return make_request(client, info)
 
     def lines(self) -> list[str]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .core import codec
+from .core import codec, schema
 from .core.errors import InvalidArgument, OpNotAllowed, PermissionDenied
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ class Pointer:
     # ---- values
     def get(self) -> Any:
         """The value, if you may read it (the owner always may); else ``PermissionDenied``."""
-        body, buffers = self._client.call("get", {"id": self.id})
+        body, buffers = self._client.call(schema.Get(id=self.id))
         return codec.decode_value(body["value"], buffers)
 
     def request(self, reason: str) -> Any:
@@ -399,7 +399,7 @@ def remote_op(client: Client, kind: str, name: str, args: Any, kwargs: dict[str,
         ptr._batch = recorder
         ptr._index = recorder.record(op, ptr)
         return ptr
-    body, _ = client.call("run", {"ops": [op], "keep": [0]}, wire.buffers)
+    body, _ = client.call(schema.Run(ops=[op], keep=[0]), buffers=wire.buffers)
     result = body["results"][0]
     client.last_plan = [op]
     return Pointer(client, result["id"], result["meta"], f"{name}(…)", recipe)

@@ -8,6 +8,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from .core import schema
 from .core.errors import NodeUnavailable, PermissionDenied
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class Request:
         return _dt.datetime.fromtimestamp(self.info["created_at"])
 
     def refresh(self) -> Request:
-        self.info = self._client.call("requests.get", {"id": self.id})[0]
+        self.info = self._client.call(schema.RequestsGet(id=self.id))[0]
         return self
 
     def wait(self, timeout: float | None = None) -> Request:
@@ -76,9 +77,9 @@ class Request:
 
         nonce = secrets.token_hex(16)
         message = decision_message(self._client.node_name, self.id, self.info["content_hash"], decision, nonce)
-        body = {"id": self.id, "decision": decision, "comment": comment, "nonce": nonce,
-                "signature": self._client.key.sign(message), **extra}
-        self.info = self._client.call("requests.decide", body, timeout=self.call_timeout)[0]
+        body = schema.RequestsDecide(id=self.id, decision=decision, comment=comment, nonce=nonce,
+                                     signature=self._client.key.sign(message), **extra)
+        self.info = self._client.call(body, timeout=self.call_timeout)[0]
         return self
 
     def approve(self, comment: str = "", *, timeout: float | None = None, memory_mb: float | None = None,
@@ -115,8 +116,7 @@ class RequestsAPI:
         self._client = client
 
     def list(self, status: str | None = None, requester: str | None = None, kind: str | None = None) -> list[Request]:
-        body = {k: v for k, v in {"status": status, "requester": requester, "kind": kind}.items() if v is not None}
-        rows = self._client.call("requests.list", body)[0]["requests"]
+        rows = self._client.call(schema.RequestsList(status=status, requester=requester, kind=kind))[0]["requests"]
         return [make_request(self._client, r) for r in rows]
 
     def filter(self, status: str | None = None, requester: str | None = None, kind: str | None = None) -> list[Request]:
@@ -127,7 +127,7 @@ class RequestsAPI:
         return self.list(status="pending")
 
     def __getitem__(self, request_id: str) -> Request:
-        return make_request(self._client, self._client.call("requests.get", {"id": request_id})[0])
+        return make_request(self._client, self._client.call(schema.RequestsGet(id=request_id))[0])
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.list())
@@ -166,5 +166,5 @@ def make_request(client: Client, info: dict[str, Any]) -> Request:
 
 
 def request_object(ptr: Pointer, reason: str) -> Request:
-    info = ptr.client.call("requests.create", {"id": ptr.id, "reason": reason})[0]
+    info = ptr.client.call(schema.RequestsCreate(id=ptr.id, reason=reason))[0]
     return Request(ptr.client, info)

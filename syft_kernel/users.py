@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from .core import schema
 from .core.keys import KeyPair, public_keys_of
 
 if TYPE_CHECKING:
@@ -30,15 +31,15 @@ class UsersAPI:
 
             raise InvalidArgument("users.add needs the user's public_key (the public_key in their NAME.pub)")
         curve, signing = public_keys_of(public_key)
-        body = {"name": name, "role": role, "public_key": curve, "signing_key": signing_key or signing}
-        return self._client.call("users.add", body)[0]
+        return self._client.call(schema.UsersAdd(name=name, role=role, public_key=curve,
+                                                 signing_key=signing_key or signing))[0]
 
     def remove(self, name: str) -> None:
         """Remove a user: their key can no longer connect or send."""
-        self._client.call("users.remove", {"name": name})
+        self._client.call(schema.UsersRemove(name=name))
 
     def list(self) -> list[dict[str, Any]]:
-        return self._client.call("users.list")[0]["users"]
+        return self._client.call(schema.UsersList())[0]["users"]
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.list())

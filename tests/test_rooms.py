@@ -85,7 +85,7 @@ def test_imports_run_one_way() -> None:
 def test_the_rule_catches_a_wrong_import() -> None:
     assert room_of("syft_kernel.pointer") == "client" and room_of("syft_kernel.core.codec") == "syft_kernel.core"
     assert _imports("syft_kernel.core.codec", REPO / "core" / "codec.py") >= {"syft_kernel.core.errors"}
-    assert "syft_kernel.core.executor" in _imports("syft_kernel.node.service", REPO / "node" / "service.py")
+    assert "syft_kernel.core.executor" in _imports("syft_kernel.node.state", REPO / "node" / "state.py")
 
 
 def test_the_node_never_loads_the_client() -> None:

@@ -31,8 +31,8 @@ import pytest
 import zmq
 
 import syft_kernel as sk
-from syft_kernel import errors as sk_errors
 from syft_kernel.core import codec
+from syft_kernel.core import errors as sk_errors
 from syft_kernel.core.keys import generate_keypair, read_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess, start_node
 from syft_kernel.sample_data import birth_records
@@ -455,8 +455,8 @@ def _bodies(site: Site) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def test_every_field_of_every_handler_refuses_wrong_types_with_our_error(site: Site) -> None:
+    from syft_kernel.node.dispatch import HANDLERS
     from syft_kernel.node.server import NodeServer  # noqa: F401  (registers every handler module)
-    from syft_kernel.node.service import HANDLERS
 
     bodies = _bodies(site)
     missing = sorted(set(HANDLERS) - set(bodies))

@@ -1,0 +1,394 @@
+"""The message schema: one typed body per message type, built by the client, checked by the node.
+
+Each body is a frozen dataclass. ``to_wire()`` gives the msgpack map the client sends;
+``decode(msg_type, raw)`` is what the node's dispatch runs once, before any handler: it checks
+every field's type (numbers never take booleans, a ``float`` takes integers), string and list
+lengths, list items and names, and returns the typed body, or raises the error that says what
+was expected. Handlers then check only what depends on the node's state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from .codec import short_repr
+from .errors import InvalidArgument, ProtocolError
+from .names import check_name
+
+B = TypeVar("B", bound="Body")
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+               dict: "a map", bytes: "bytes", type(None): "null"}
+MISSING = dataclasses.MISSING
+
+
+def kind_name(value: Any) -> str:
+    return _KIND_NAMES.get(type(value), type(value).__name__)
+
+
+def spec(default: Any = MISSING, *, max_len: int | None = None, what: str | None = None,
+         invalid: str | None = None, name: str | None = None) -> Any:
+    """A body field: its ``default`` (absent or null means that), the longest string or list
+    (``max_len``), how to describe what is expected (``what``), an ``InvalidArgument`` message for
+    a value of the wrong type (``invalid``; else a ``ProtocolError``), or ``name="user"`` (and
+    dataset, asset) for a checked name."""
+    meta = {"max_len": max_len, "what": what, "invalid": invalid, "name": name}
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class _Field:
+    key: str
+    kinds: tuple[type, ...]  # accepted Python types of the value (NoneType: only through the default)
+    items: tuple[type, ...] | None  # of a list's items or a map's values
+    nested: type[Body] | None  # a list of bodies
+    required: bool
+    default: Any
+    max_len: int | None
+    what: str | None
+    invalid: str | None
+    name: str | None
+
+
+def _flatten(tp: Any) -> tuple[type, ...]:
+    if tp is Any:
+        return ()
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        out: tuple[type, ...] = ()
+        for arg in typing.get_args(tp):
+            out += _flatten(arg)
+        return out
+    return (origin or tp,)
+
+
+def _items(tp: Any) -> tuple[tuple[type, ...] | None, type[Body] | None]:
+    """What a list's items (or a map's values) must be, or the body type of a list of bodies."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next((a for a in typing.get_args(tp) if a is not type(None)), Any)
+    args = typing.get_args(tp)
+    if not args:
+        return None, None
+    last = args[-1]
+    if isinstance(last, type) and issubclass(last, Body):
+        return None, last
+    return (_flatten(last) or None), None
+
+
+class Body:
+    """A message body. Subclasses are frozen dataclasses with a ``TYPE`` (the message type)."""
+
+    TYPE: ClassVar[str] = ""
+    _fields: ClassVar[list[_Field]]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The body as the msgpack map that travels (nested bodies too; nulls left out)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, list) and value and isinstance(value[0], Body):
+                value = [v.to_wire() for v in value]
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def fields_of(cls) -> list[_Field]:
+        cached = cls.__dict__.get("_fields")
+        if cached is None:
+            hints = typing.get_type_hints(cls)
+            cached = []
+            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+                tp = hints[f.name]
+                items, nested = _items(tp)
+                has_default = f.default is not MISSING or f.default_factory is not MISSING
+                default = f.default if f.default is not MISSING else (
+                    f.default_factory() if f.default_factory is not MISSING else None)
+                m = f.metadata
+                cached.append(_Field(f.name, _flatten(tp), items, nested, not has_default, default,
+                                     m.get("max_len"), m.get("what"), m.get("invalid"), m.get("name")))
+            cls._fields = cached
+        return cached
+
+    @classmethod
+    def from_wire(cls: type[B], raw: Any) -> B:
+        """Check a received body field by field and build it (see the module's docstring)."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ProtocolError("message body must be a map")
+        missing = [f.key for f in cls.fields_of() if f.required and raw.get(f.key) is None and f.key not in raw]
+        if missing:
+            raise ProtocolError(f"message body lacks {', '.join(missing)}")
+        values = {f.key: _check(f, raw) for f in cls.fields_of()}
+        return cls(**values)
+
+
+def _fits(value: Any, kinds: tuple[type, ...]) -> bool:
+    return not kinds or type(value) in kinds or (float in kinds and type(value) is int)
+
+
+def _expected(kinds: tuple[type, ...]) -> str:
+    return " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds if k is not type(None))
+
+
+def _check(f: _Field, raw: dict[str, Any]) -> Any:
+    value = raw.get(f.key)
+    if f.name is not None:
+        if value is None and not f.required:
+            return f.default
+        return check_name(value, f.name)
+    expected = f.what or _expected(f.kinds)
+    if value is None:
+        if not f.required:
+            return f.default
+        if f.invalid:
+            raise InvalidArgument(f.invalid)
+        raise ProtocolError(f"{f.key} is {expected}, not null" if f.key in raw else f"message body lacks {f.key}")
+    if not _fits(value, f.kinds):
+        if f.invalid:
+            raise InvalidArgument(f.invalid)
+        raise ProtocolError(f"{f.key} must be {expected}, not {kind_name(value)} {short_repr(value)}")
+    if f.max_len is not None and isinstance(value, (str, list)) and len(value) > f.max_len:
+        raise InvalidArgument(f"{f.key} is at most {f.max_len} {'characters' if isinstance(value, str) else 'items'} long")
+    if f.nested is not None and isinstance(value, list):
+        return [f.nested.from_wire(x) for x in value]
+    if f.items is not None:
+        parts = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
+        keys_ok = not isinstance(value, dict) or all(type(k) is str for k in value)
+        bad = next((x for x in parts if not _fits(x, f.items)), _OK) if keys_ok else None
+        if bad is not _OK:
+            if f.invalid:
+                raise InvalidArgument(f.invalid)
+            what = f.what or ("a list of " if isinstance(value, list) else "a map of strings to ") + _expected(f.items)
+            raise ProtocolError(f"{f.key} must be {what}; it holds {kind_name(bad)} {short_repr(bad)}")
+    return value
+
+
+_OK = object()
+
+MESSAGES: dict[str, type[Body]] = {}
+
+
+def message(msg_type: str) -> Any:
+    """Class decorator: a frozen dataclass body for ``msg_type``, entered in ``MESSAGES``."""
+
+    def deco(cls: type[B]) -> type[B]:
+        cls = dataclass(frozen=True)(cls)
+        cls.TYPE = msg_type
+        MESSAGES[msg_type] = cls
+        return cls
+
+    return deco
+
+
+def decode(msg_type: str, raw: Any) -> Body:
+    """The typed body of a received message (``ProtocolError`` for an unknown type)."""
+    cls = MESSAGES.get(msg_type)
+    if cls is None:
+        raise ProtocolError(f"unknown message type {msg_type!r}; this node knows {', '.join(sorted(MESSAGES))}")
+    return cls.from_wire(raw)
+
+
+# ---------------------------------------------------------------- the bodies, by concept
+
+REASON = "say why you need {}: {}(…, reason='…')"
+
+
+# node
+@message("hello")
+class Hello(Body):
+    pass
+
+
+@message("node.stats")
+class NodeStats(Body):
+    pass
+
+
+# users
+@message("users.add")
+class UsersAdd(Body):
+    name: str = spec(name="user")
+    role: str = spec()
+    public_key: str = spec(max_len=1000)
+    signing_key: str | None = spec(None, invalid="a signing key is 64 hex characters (the signing_key in NAME.pub)")
+
+
+@message("users.remove")
+class UsersRemove(Body):
+    name: str = spec(name="user")
+
+
+@message("users.list")
+class UsersList(Body):
+    pass
+
+
+# datasets
+@dataclass(frozen=True)
+class AssetUpload(Body):
+    name: str = spec(name="asset")
+    value: Any = spec()
+    mock: Any = spec(None)
+
+
+@message("datasets.upload")
+class DatasetsUpload(Body):
+    name: str = spec(name="dataset")
+    assets: list[AssetUpload] = spec(invalid="a dataset has at least one asset")
+    description: str = spec("", invalid="the description is a string of at most 10,000 characters")
+    tags: list[str] = spec([], invalid="tags are a list of short strings")
+    subject_column: str | None = spec(None, max_len=1000)
+    owners: list[str] | None = spec(None, invalid="owners are users with the owner role on this node")
+    policy: dict[str, Any] | None = spec(None)
+    bounds: dict[str, list[Any]] = spec({}, invalid="bounds map column names to public (lower, upper) pairs, lower < upper")
+    subject_limit: float = spec(0.0, invalid="subject_limit is a non-negative privacy loss per data subject (0: no limit)")
+    max_rows_per_subject: int = spec(1, invalid="max_rows_per_subject is a whole number from 1 to 10000")
+
+
+@message("datasets.delete")
+class DatasetsDelete(Body):
+    name: str = spec(name="dataset")
+
+
+@message("datasets.list")
+class DatasetsList(Body):
+    query: str = spec("", max_len=1000)
+    tags: list[str] = spec([], max_len=100, what="a list of tags (strings)")
+    offset: int = spec(0, invalid="offset and limit are non-negative integers (a page of the results)")
+    limit: int | None = spec(None, invalid="offset and limit are non-negative integers (a page of the results)")
+
+
+@message("datasets.get")
+class DatasetsGet(Body):
+    name: str = spec(name="dataset")
+
+
+@message("datasets.mock")
+class DatasetsMock(Body):
+    dataset: str = spec(name="dataset")
+    asset: str = spec(name="asset")
+
+
+@message("asset.pointer")
+class AssetPointer(Body):
+    dataset: str = spec(name="dataset")
+    asset: str = spec(name="asset")
+
+
+# objects and plans
+@message("run")
+class Run(Body):
+    ops: list[Any] = spec(what="a non-empty list of ops (a plan)")
+    keep: list[int] | None = spec(None, what="a list of indices of the plan's ops")
+    inputs: list[str] = spec([], what="a list of object ids")
+    plan: str | None = spec(None, max_len=128, what="the plan's hash (a string)")
+
+
+@message("get")
+class Get(Body):
+    id: Any = spec()  # looked up as its string form: an id that is no string is simply not found
+
+
+@message("objects.describe")
+class ObjectsDescribe(Body):
+    id: str = spec(max_len=1000, what="an object id (a string)")
+
+
+@message("del")
+class Del(Body):
+    ids: list[str] = spec(what="a list of object ids")
+
+
+# budgets and DP
+@message("budgets.set")
+class BudgetsSet(Body):
+    user: str = spec(name="user")
+    dataset: str = spec(name="dataset")
+    epsilon: float = spec()
+    delta: float = spec(0.0)
+
+
+@message("budgets.get")
+class BudgetsGet(Body):
+    user: str | None = spec(None, max_len=1000)
+    dataset: str | None = spec(None, max_len=1000)
+    history: bool = spec(True)
+
+
+@message("budgets.request")
+class BudgetsRequest(Body):
+    dataset: str = spec(max_len=1000)
+    epsilon: float = spec()
+    reason: str = spec(invalid=REASON.format("more budget", "request"))
+
+
+@message("dp.query")
+class DPQuery(Body):
+    target: str = spec(max_len=1000, what="an object id (a string)")
+    query: str = spec(max_len=100)
+    params: dict[str, Any] = spec(invalid="params are a map")
+
+
+# audit
+@message("audit.list")
+class AuditList(Body):
+    limit: int = spec(1000, invalid="limit is an integer between 1 and 100000")
+    user: str | None = spec(None, max_len=1000)
+    action: str | None = spec(None, max_len=1000)
+    target: str | None = spec(None, max_len=1000)
+    since: float | None = spec(None)
+
+
+# requests
+@message("requests.create")
+class RequestsCreate(Body):
+    id: str = spec(max_len=1000, what="an object id (a string)")
+    reason: str = spec(invalid="say why you need the value: request(reason='…'), up to 5000 characters")
+
+
+@message("code.submit")
+class CodeSubmit(Body):
+    source: str = spec(invalid="the source is a string of at most 100000 characters")
+    fn_name: str = spec(max_len=1000, invalid="fn_name names the function of the source to run")
+    inputs: dict[str, str] = spec(what="a map of argument names to object ids")
+    reason: str = spec(invalid=REASON.format("this code run", "submit"))
+
+
+@message("requests.list")
+class RequestsList(Body):
+    status: str | None = spec(None, invalid="status is pending, approved or denied")
+    requester: str | None = spec(None, max_len=1000)
+    kind: str | None = spec(None, max_len=100)
+
+
+@message("requests.get")
+class RequestsGet(Body):
+    id: str = spec(max_len=1000, what="a request id (a string)")
+
+
+@message("requests.decide")
+class RequestsDecide(Body):
+    id: str = spec(max_len=1000, what="a request id (a string)")
+    decision: str = spec(invalid="decision is approve or deny")
+    nonce: str = spec(max_len=1000)
+    signature: str = spec(max_len=1000)
+    comment: str = spec("", invalid="the comment is a string of at most 5000 characters")
+    limits: dict[str, Any] | None = spec(None)
+
+
+@message("plans.request")
+class PlansRequest(Body):
+    ops: list[Any] = spec(what="a non-empty list of ops (a plan)")
+    outputs: list[int] = spec(what="indices of the plan's ops")
+    inputs: list[str] = spec(what="a list of object ids")
+    reason: str = spec(invalid=REASON.format("this plan", "plan.request"))
