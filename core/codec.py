@@ -15,6 +15,7 @@ import re
 import reprlib
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -128,6 +129,9 @@ class Encoder:
                 return {TAG: "tdtype", "v": str(obj).removeprefix("torch.")}
             if isinstance(obj, torch.Size):
                 return {TAG: "tuple", "v": list(obj)}
+        for kind in _EXTENSIONS:
+            if kind.encodes(obj):
+                return kind.encode(self, obj)  # type: ignore[misc]
         if self.on_object is not None:
             return self.on_object(obj)
         if callable(obj):
@@ -272,94 +276,15 @@ class Decoder:
             raise ProtocolError(f"malformed {short_repr(tag)} value: {type(e).__name__}: {_clip(str(e))}") from None
 
     def _tagged(self, tag: Any, node: dict[str, Any], depth: int) -> Any:
-        d = depth + 1
-        if not isinstance(tag, str) or tag not in _TAGS:
+        kind = KINDS.get(tag) if isinstance(tag, str) else None
+        if kind is None:
             if self.on_tag is not None:
                 if self._in_label:
                     raise ProtocolError("a name or label inside a value is plain data, not a reference "
                                         "to an object: pass objects as op arguments")
                 return self.on_tag(node)
             raise ProtocolError(f"unknown value kind {short_repr(tag)}")
-        if tag == "tuple":
-            return tuple(self.decode(x, d) for x in _list(node, "v", tag))
-        if tag == "dict":
-            out: dict[Any, Any] = {}
-            for pair in _list(node, "v", tag):
-                if not isinstance(pair, list) or len(pair) != 2:
-                    raise ProtocolError("malformed 'dict' value: its items are [key, value] pairs")
-                out[self.label(pair[0], d)] = self.decode(pair[1], d)
-            return out
-        if tag == "int":
-            text = node.get("v")
-            if not isinstance(text, str) or not _INT_RE.match(text):
-                raise ProtocolError(f"malformed 'int' value: v is up to {MAX_INT_DIGITS} decimal digits")
-            return int(text)
-        if tag == "complex":
-            v = _list(node, "v", tag)
-            if len(v) != 2 or not all(type(x) in (int, float) for x in v):
-                raise ProtocolError("malformed 'complex' value: v is [real, imag]")
-            return complex(float(v[0]), float(v[1]))
-        if tag == "slice":
-            v = _list(node, "v", tag)
-            if len(v) != 3:
-                raise ProtocolError("malformed 'slice' value: v is [start, stop, step]")
-            return slice(*(self.decode(x, d) for x in v))
-        if tag == "...":
-            return Ellipsis
-        if tag == "nd":
-            dtype = _raw_dtype(node.get("dtype"))
-            shape = _shape(node, tag)
-            buf = self.buffer(node.get("b"))
-            _check_size(buf, shape, dtype, "array")
-            return _check_bools(np.frombuffer(buf, dtype=dtype)).reshape(shape)
-        if tag == "npscalar":
-            dtype = _raw_dtype(node.get("dtype"))
-            raw = node.get("v")
-            if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
-                raise ProtocolError("numpy scalar has the wrong number of bytes")
-            return _check_bools(np.frombuffer(raw, dtype=dtype))[0]
-        if tag == "tensor":
-            return self._tensor(node)
-        if tag == "df":
-            return self._frame(node, d)
-        if tag == "series":
-            frame = self._frame(_dict(node, "f", tag), d)
-            if frame.shape[1] != 1:
-                raise ProtocolError("malformed 'series' value: its frame has exactly one column")
-            s = frame.iloc[:, 0]
-            s.name = self.label(node.get("name"), d)
-            return s
-        if tag == "index":
-            return self._frame(_dict(node, "f", tag), d).index
-        if tag == "arrow_array":
-            table = _read_arrow(self.buffer(node.get("a")), objects=True)
-            if table.column_names != ["v"]:
-                raise ProtocolError("malformed 'arrow_array' value: its table has one column, v")
-            values = table.column("v").to_pylist()
-            return np.fromiter(values, dtype=object, count=len(values))
-        if tag == "nat":
-            return pd.NaT
-        if tag == "na":
-            return pd.NA
-        if tag == "ts":
-            ts = pd.Timestamp(_int(node, "v", tag, -(2**63) + 1, 2**63 - 1), unit="ns")
-            tz = node.get("tz")
-            return ts.tz_localize("UTC").tz_convert(_tz(tz)) if tz is not None else ts
-        if tag == "td":
-            return pd.Timedelta(_int(node, "v", tag, -(2**63) + 1, 2**63 - 1), unit="ns")
-        if tag == "dtype":
-            v = node.get("v")
-            return v if v in ("category", "string", "str") else _raw_dtype(v)
-        if tag == "pytype":
-            v = node.get("v")
-            if not isinstance(v, str) or v not in _PY_TYPES:
-                raise ProtocolError(f"malformed 'pytype' value: no Python type {short_repr(v)} travels")
-            return _PY_TYPES[v]
-        # tag == "tdtype"
-        name = node.get("v")
-        if not isinstance(name, str) or name not in _TORCH_DTYPES:
-            raise ProtocolError(f"unknown torch dtype {short_repr(name)}")
-        return getattr(import_torch(), name)
+        return kind.decode(self, node, depth)
 
     def _tensor(self, node: dict[str, Any]) -> Any:
         name = node.get("dtype")
@@ -451,10 +376,196 @@ class Decoder:
         return df
 
 
+# ---------------------------------------------------------------- the registry of kinds
+
+@dataclass(frozen=True)
+class Kind:
+    """A tagged kind of value on the wire: how it is decoded (checked) and, for kinds beyond the
+    built-in ones, which Python types it encodes and how. A new kind (a model graph, a secret
+    share, a ciphertext) is one ``register_kind`` call."""
+
+    tag: str
+    decode: Callable[[Decoder, dict[str, Any], int], Any]
+    types: tuple[type, ...] | Callable[[], tuple[type, ...]] = ()
+    encode: Callable[[Encoder, Any], Any] | None = None
+
+    def encodes(self, obj: Any) -> bool:
+        types = self.types() if callable(self.types) else self.types
+        return bool(types) and isinstance(obj, types)
+
+
+KINDS: dict[str, Kind] = {}
+_EXTENSIONS: list[Kind] = []  # registered kinds that encode types the built-in encoder does not know
+
+
+def register_kind(tag: str, decode: Callable[[Decoder, dict[str, Any], int], Any],
+                  types: tuple[type, ...] | Callable[[], tuple[type, ...]] = (),
+                  encode: Callable[[Encoder, Any], Any] | None = None) -> Kind:
+    """Add a kind of value to the codec: ``decode(decoder, node, depth)`` rebuilds it from a node
+    ``{"~": tag, …}`` (checking every field), ``encode(encoder, obj)`` makes that node for
+    instances of ``types``."""
+    if tag in KINDS or tag in ("ref", "res", "in"):
+        raise ValueError(f"the codec already has a kind {tag!r}")
+    kind = KINDS[tag] = Kind(tag, decode, types, encode)
+    if encode is not None:
+        _EXTENSIONS.append(kind)
+    return kind
+
+
+def _decode_tuple(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "tuple"
+    return tuple(dec.decode(x, depth + 1) for x in _list(node, "v", tag))
+
+
+def _decode_dict(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "dict"
+    out: dict[Any, Any] = {}
+    for pair in _list(node, "v", tag):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ProtocolError("malformed 'dict' value: its items are [key, value] pairs")
+        out[dec.label(pair[0], depth + 1)] = dec.decode(pair[1], depth + 1)
+    return out
+
+
+def _decode_int(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    text = node.get("v")
+    if not isinstance(text, str) or not _INT_RE.match(text):
+        raise ProtocolError(f"malformed 'int' value: v is up to {MAX_INT_DIGITS} decimal digits")
+    return int(text)
+
+
+def _decode_complex(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "complex"
+    v = _list(node, "v", tag)
+    if len(v) != 2 or not all(type(x) in (int, float) for x in v):
+        raise ProtocolError("malformed 'complex' value: v is [real, imag]")
+    return complex(float(v[0]), float(v[1]))
+
+
+def _decode_slice(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "slice"
+    v = _list(node, "v", tag)
+    if len(v) != 3:
+        raise ProtocolError("malformed 'slice' value: v is [start, stop, step]")
+    return slice(*(dec.decode(x, depth + 1) for x in v))
+
+
+def _decode_ellipsis(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    return Ellipsis
+
+
+def _decode_nd(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "nd"
+    dtype = _raw_dtype(node.get("dtype"))
+    shape = _shape(node, tag)
+    buf = dec.buffer(node.get("b"))
+    _check_size(buf, shape, dtype, "array")
+    return _check_bools(np.frombuffer(buf, dtype=dtype)).reshape(shape)
+
+
+def _decode_npscalar(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    dtype = _raw_dtype(node.get("dtype"))
+    raw = node.get("v")
+    if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
+        raise ProtocolError("numpy scalar has the wrong number of bytes")
+    return _check_bools(np.frombuffer(raw, dtype=dtype))[0]
+
+
+def _decode_tensor(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    return dec._tensor(node)
+
+
+def _decode_df(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    return dec._frame(node, depth + 1)
+
+
+def _decode_series(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "series"
+    frame = dec._frame(_dict(node, "f", tag), depth + 1)
+    if frame.shape[1] != 1:
+        raise ProtocolError("malformed 'series' value: its frame has exactly one column")
+    s = frame.iloc[:, 0]
+    s.name = dec.label(node.get("name"), depth + 1)
+    return s
+
+
+def _decode_index(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "index"
+    return dec._frame(_dict(node, "f", tag), depth + 1).index
+
+
+def _decode_arrow_array(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    table = _read_arrow(dec.buffer(node.get("a")), objects=True)
+    if table.column_names != ["v"]:
+        raise ProtocolError("malformed 'arrow_array' value: its table has one column, v")
+    values = table.column("v").to_pylist()
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _decode_nat(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    return pd.NaT
+
+
+def _decode_na(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    return pd.NA
+
+
+def _decode_ts(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "ts"
+    ts = pd.Timestamp(_int(node, "v", tag, -(2**63) + 1, 2**63 - 1), unit="ns")
+    tz = node.get("tz")
+    return ts.tz_localize("UTC").tz_convert(_tz(tz)) if tz is not None else ts
+
+
+def _decode_td(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    tag = "td"
+    return pd.Timedelta(_int(node, "v", tag, -(2**63) + 1, 2**63 - 1), unit="ns")
+
+
+def _decode_dtype(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    v = node.get("v")
+    return v if v in ("category", "string", "str") else _raw_dtype(v)
+
+
+def _decode_pytype(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    v = node.get("v")
+    if not isinstance(v, str) or v not in _PY_TYPES:
+        raise ProtocolError(f"malformed 'pytype' value: no Python type {short_repr(v)} travels")
+    return _PY_TYPES[v]
+
+
+def _decode_tdtype(dec: Decoder, node: dict[str, Any], depth: int) -> Any:
+    name = node.get("v")
+    if not isinstance(name, str) or name not in _TORCH_DTYPES:
+        raise ProtocolError(f"unknown torch dtype {short_repr(name)}")
+    return getattr(import_torch(), name)
+
+
+# the built-in kinds (the Encoder makes them directly, for speed)
+register_kind("tuple", _decode_tuple)
+register_kind("dict", _decode_dict)
+register_kind("int", _decode_int)
+register_kind("complex", _decode_complex)
+register_kind("slice", _decode_slice)
+register_kind("...", _decode_ellipsis)
+register_kind("nd", _decode_nd)
+register_kind("npscalar", _decode_npscalar)
+register_kind("tensor", _decode_tensor)
+register_kind("df", _decode_df)
+register_kind("series", _decode_series)
+register_kind("index", _decode_index)
+register_kind("arrow_array", _decode_arrow_array)
+register_kind("nat", _decode_nat)
+register_kind("na", _decode_na)
+register_kind("ts", _decode_ts)
+register_kind("td", _decode_td)
+register_kind("dtype", _decode_dtype)
+register_kind("pytype", _decode_pytype)
+register_kind("tdtype", _decode_tdtype)
+
+
 # ---------------------------------------------------------------- checks of wire values
 
-_TAGS = frozenset("tuple dict int complex slice ... nd npscalar tensor df series index arrow_array nat na ts td "
-                  "dtype pytype tdtype".split())
 _INT_RE = re.compile(rf"^-?[0-9]{{1,{MAX_INT_DIGITS}}}$")
 _TZ_RE = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9_+\-:][A-Za-z0-9_+\-:/]{0,63}$")
 _TORCH_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8, "bfloat16": 2, "int8": 1, "int16": 2, "int32": 4,

@@ -105,3 +105,32 @@ def test_deep_nesting_is_refused() -> None:
         tree = [tree]
     with pytest.raises(ProtocolError, match="nested deeper"):
         codec.decode_value(tree, [])
+
+
+def test_a_new_kind_is_added_in_one_place() -> None:
+    """``register_kind`` gives the codec a new tagged kind: encoded for its type, decoded (and
+    checked) by its own function, refused when malformed, and unknown tags stay refused."""
+    import fractions
+
+    from syft_kernel.core import codec as c
+
+    def decode(dec: c.Decoder, node: dict, depth: int) -> fractions.Fraction:  # type: ignore[type-arg]
+        num, den = node.get("n"), node.get("d")
+        if type(num) is not int or type(den) is not int or den == 0:
+            raise ProtocolError("malformed 'fraction' value: n and d are integers, d not 0")
+        return fractions.Fraction(num, den)
+
+    kind = c.register_kind("fraction", decode, types=(fractions.Fraction,),
+                           encode=lambda enc, f: {c.TAG: "fraction", "n": f.numerator, "d": f.denominator})
+    try:
+        tree, bufs = c.encode_value([fractions.Fraction(3, 4), 1.5])
+        assert c.decode_value(tree, bufs) == [fractions.Fraction(3, 4), 1.5]
+        with pytest.raises(ProtocolError, match="n and d are integers"):
+            c.decode_value({c.TAG: "fraction", "n": 1, "d": 0}, [])
+        with pytest.raises(ValueError, match="already has a kind"):
+            c.register_kind("nd", decode)
+    finally:
+        del c.KINDS["fraction"]
+        c._EXTENSIONS.remove(kind)
+    with pytest.raises(ProtocolError, match="unknown value kind 'fraction'"):
+        c.decode_value({c.TAG: "fraction", "n": 1, "d": 2}, [])
