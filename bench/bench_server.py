@@ -27,7 +27,7 @@ from common import print_machine, stop_node, verdict
 from syft_kernel.launcher import start_node
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYOUT = {"syft_kernel": "syft_kernel", "node": "syft_kernel/node", "widgets": "syft_kernel/widgets",
+LAYOUT = {"syft_kernel": "syft_kernel", "core": "syft_kernel/core", "node": "syft_kernel/node", "widgets": "syft_kernel/widgets",
           "extension": "syft_kernel/extension"}
 
 

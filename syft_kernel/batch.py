@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .core import codec, schema
-from .core.errors import SyftError
+from .core.errors import CompositeError, SyftError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -66,23 +66,38 @@ class Batch:
 
     def flush(self) -> None:
         """Send the recorded ops as one plan; give every live pointer its id and metadata."""
+        self.finish(self.start())
+
+    def start(self) -> Any:
+        """Send the recorded ops as one plan without waiting for the reply (see ``finish``)."""
         if not self.ops:
-            return
+            return None
         ops, lines, refs, buffers = self.ops, self.lines, self.pointers, self.encoder.buffers
         self.ops, self.lines, self.pointers, self.encoder = [], [], [], codec.Encoder()
         live = [(i, p) for i, r in enumerate(refs) if (p := r()) is not None]
-        keep = [i for i, _ in live]
+        self.sent = ops
+        self.client.last_plan = ops
         try:
-            body, _ = self.client.call(schema.Run(ops=ops, keep=keep), buffers=buffers)
+            msg_id = self.client.send(schema.Run(ops=ops, keep=[i for i, _ in live]), buffers=buffers)
+        except SyftError as e:
+            return (None, e, lines, live)
+        return (msg_id, None, lines, live)
+
+    def finish(self, sent: Any) -> None:
+        """Wait for the reply of ``start``: resolve the pointers, or fail them and raise."""
+        if sent is None:
+            return
+        msg_id, error, lines, live = sent
+        try:
+            if error is not None:
+                raise error
+            body, _ = self.client.reply(msg_id)
         except SyftError as e:
             where = lines[e.data["op_index"]] if isinstance(e.data.get("op_index"), int) else None
             err = _at_line(e, where)
             for _, p in live:
                 p._fail(err)
             raise err from None
-        finally:
-            self.sent = ops
-            self.client.last_plan = ops
         for (_, p), result in zip(live, body["results"]):
             p._resolve(result["id"], result["meta"])
 
@@ -139,15 +154,30 @@ def batch(client: Client) -> Iterator[Batch]:
 
 
 def flush_all() -> None:
-    """Send every open batch (the end of a cell). The first failure is raised after all are sent."""
-    first: BaseException | None = None
-    for b in list(_open):
-        if getattr(b, "tracing", False):
-            continue
+    """Send every open batch (the end of a cell): to all their nodes at once, then wait for each.
+    One failure is raised as itself; failures on several nodes as one ``CompositeError``."""
+    batches = [b for b in list(_open) if not getattr(b, "tracing", False)]
+    started = []
+    for b in batches:
         try:
-            b.flush()
+            started.append((b, b.start()))
+        except BaseException as e:  # nothing was sent for this one
+            started.append((b, e))
+    errors: dict[str, SyftError] = {}
+    first: BaseException | None = None
+    for b, sent in started:
+        try:
+            if isinstance(sent, BaseException):
+                raise sent
+            b.finish(sent)
+        except SyftError as e:
+            label = b.client.node_label
+            errors[label if label not in errors else f"{label} ({b.client.user})"] = e
+            first = first or e
         except BaseException as e:
             first = first or e
+    if len(errors) > 1:
+        raise CompositeError(errors)
     if first is not None:
         raise first
 

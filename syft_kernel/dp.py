@@ -86,7 +86,7 @@ class DPGroupBy:
         return self._run("group_mean", column, epsilon, bounds, delta, rho)
 
 
-class Budget:
+class BudgetView:
     """``client.budget``: your privacy budgets per dataset, what is spent and left, and the history."""
 
     def __init__(self, client: Client) -> None:

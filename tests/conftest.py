@@ -62,9 +62,9 @@ class RawSocket:
     def __init__(self, connection: dict, key) -> None:  # type: ignore[no-untyped-def, type-arg]
         import zmq
 
-        from syft_kernel.core.keys import read_keypair
+        from syft_kernel.core.keys import KeyPair, read_keypair
 
-        pair = read_keypair(key)
+        pair = key if isinstance(key, KeyPair) else read_keypair(key)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.curve_serverkey = connection["node_public_key"].encode()

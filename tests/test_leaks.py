@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import RawSocket
 
 import syft_kernel as sk
 from syft_kernel import login
@@ -604,16 +605,14 @@ def test_what_an_owners_decision_tells_the_requester(alice: sk.Client, owner: sk
     owner.requests[req.id].deny(reason="no")
     event = alice.wait_event(lambda e: e.get("request") == req.id and e.get("event") == "request.decided", 30)
     assert event is not None and event["info"]["size"] is None
-    header_ms = []  # the reply header, as it arrives
+    header_ms = []  # the reply header, as it arrives (on a raw socket with each one's key)
     for client in (alice, owner):
-        msg_id = next(client._ids)
-        client._sock.send_multipart(codec.pack_message({"id": msg_id, "type": "hello"}, {}))
-        while True:
-            frames = client._sock.recv_multipart()
-            header = codec.unpack_header(frames[0], require_id=False)
-            if header.get("id") == msg_id:
-                header_ms.append("ms" in header)
-                break
+        raw = RawSocket(client.connection, client.key)
+        try:
+            header, _, _ = raw.ask(codec.pack_message({"id": 1, "type": "hello"}, {}))
+        finally:
+            raw.close()
+        header_ms.append("ms" in header)
     assert header_ms == [False, True]
 
 

@@ -1,8 +1,9 @@
 """Live updates for widgets: a background connection that hears the node's pushed events and
 notices when the node goes away and comes back.
 
-The widgets' own calls go through the user's client; this watcher holds a second connection
-(same key) so that waiting for events never blocks the kernel or the user's calls.
+The watcher listens on the user's own connection (the client's socket is shared by its
+threads: waiting for events never blocks the kernel or the user's calls) from one thread per
+client, however many views are open.
 """
 
 from __future__ import annotations
@@ -106,40 +107,36 @@ class NodeWatcher:
         self._emit({"event": "node.up" if up else "node.down", "node": self.label})
 
     def _run(self) -> None:
-        from syft_kernel.client import Client
-
-        conn: Client | None = None
-        try:
-            while not self._should_stop():
-                client = self._client()
-                if client is None or client.closed:  # the user logged out: nothing left to update
-                    self._stop.set()
-                    continue
-                del client
-                try:
-                    if conn is None:
-                        conn = Client(self.connection, self.key, timeout=PING_TIMEOUT, address=self.address)
-                        # the node pushes only to connections it has heard from: whatever happened
-                        # before this hello was missed, so views reload once now
-                        self.up, self.down_since = True, None
-                        self._emit({"event": "node.up", "node": self.label})
-                    event = conn.wait_event(lambda e: True, PING_EVERY)
-                    if event is not None:
-                        self._set_up(True)
-                        self._emit(event)
-                        continue
-                    conn.call("hello", timeout=PING_TIMEOUT)  # also re-registers us after a node restart
+        """Listen on the user's own connection (``client.watch``: every event, none taken from
+        those who wait for one) and ping the node when it has been quiet."""
+        announced = False
+        while not self._should_stop():
+            client = self._client()
+            if client is None or client.closed:  # the user logged out: nothing left to update
+                self._stop.set()
+                continue
+            try:
+                if not announced:
+                    # the node pushes only to connections it has heard from: whatever happened
+                    # before this listener came was missed, so views reload once now
+                    announced, self.up, self.down_since = True, True, None
+                    self._emit({"event": "node.up", "node": self.label})
+                events = client.watch(PING_EVERY)
+                if events:
                     self._set_up(True)
-                except SyftError:
-                    self._set_up(False)
-                    self._stop.wait(0.5 if conn is not None else 1.0)
-                except Exception:  # anything else: say the node is unreachable and start afresh
-                    log.exception("the live connection to %s failed; reconnecting", self.label)
-                    self._set_up(False)
-                    if conn is not None:
-                        conn.close()
-                        conn = None
-                    self._stop.wait(1.0)
-        finally:
-            if conn is not None:
-                conn.close()
+                    for event in events:
+                        self._emit(event)
+                    continue
+                client.call("hello", timeout=PING_TIMEOUT)  # also re-registers us after a node restart
+                self._set_up(True)
+            except SyftError:
+                if client.closed:
+                    continue
+                self._set_up(False)
+                self._stop.wait(0.5)
+            except Exception:  # anything else: say the node is unreachable and try again
+                log.exception("the live connection to %s failed; trying again", self.label)
+                self._set_up(False)
+                self._stop.wait(1.0)
+            finally:
+                del client
