@@ -31,8 +31,8 @@ import pytest
 import zmq
 
 import syft_kernel as sk
-from syft_kernel import errors as sk_errors
 from syft_kernel.core import codec
+from syft_kernel.core import errors as sk_errors
 from syft_kernel.core.keys import generate_keypair, read_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess, start_node
 from syft_kernel.sample_data import birth_records
