@@ -6,7 +6,8 @@ at teardown; ``make_user`` registers a data scientist and returns their key file
 A test marked ``@pytest.mark.syft_shared_node`` (or a whole module, with ``pytestmark``) gets,
 as ``syft_node``, one node shared by the module's tests with the same mark: for tests that only
 read from the node, or whose writes do not meet. ``@pytest.mark.syft_shared_node("empty")``
-names another shared node of the module. On a shared node ``make_user`` adds each name once and
+names another shared node of the module; ``@pytest.mark.syft_own_node`` gives one test of such
+a module a fresh node again. On a shared node ``make_user`` adds each name once and
 hands later tests the same key; ``syft_node_memo`` is a dict kept as long as the node, for
 fixtures that load a node once (``memo.setdefault(...)``).
 
@@ -138,6 +139,8 @@ def _tracker(config: pytest.Config) -> SyftTracker:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "syft_shared_node(name='default'): the test's syft_node is "
                             "shared by the module's tests with the same mark and name")
+    config.addinivalue_line("markers", "syft_own_node: a fresh syft_node for this test, in a module "
+                            "marked syft_shared_node")
     config.addinivalue_line("markers", "syft_node_may_exit: the test makes a node exit on purpose "
                             "(not reported as a crash)")
     tracker = SyftTracker()
@@ -256,7 +259,7 @@ def _start(folder: Path, tracker: SyftTracker, module: str) -> NodeProcess:
 def syft_node(request: pytest.FixtureRequest, syft_tracker: SyftTracker) -> Iterator[NodeProcess]:
     """A running node named ``hospital`` in a temporary folder (shared: see the module's doc)."""
     mark = request.node.get_closest_marker("syft_shared_node")
-    if mark is not None:
+    if mark is not None and request.node.get_closest_marker("syft_own_node") is None:
         name = str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
         shared: dict[str, NodeProcess] = request.getfixturevalue("_syft_shared_nodes")
         if name not in shared:
