@@ -22,7 +22,7 @@ lint:
 	$(PYTHON) tests/test_rooms.py
 
 test: install browser lint
-	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval-sanitize.cfg
+	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval-sanitize.cfg -n auto --dist loadfile -p no:benchmark
 
 bench: install
 	$(PYTHON) bench/bench_wire.py

@@ -11,11 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .core.errors import NodeUnavailable
 from .core.keys import read_connection_file
+
+#: Called with each ``NodeProcess`` once it serves: the pytest plugin tracks every node this way.
+on_start: list[Callable[[NodeProcess], None]] = []
 
 
 class NodeProcess:
@@ -25,6 +29,7 @@ class NodeProcess:
         self.folder = folder
         self.proc = proc
         self.log_path = log_path
+        self.killed = False  # set by ``kill()``: an exit on purpose, not a crash
 
     @property
     def connection_file(self) -> Path:
@@ -63,6 +68,7 @@ class NodeProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
+        self.killed = True
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
@@ -108,6 +114,8 @@ def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0
         if proc.poll() is not None:
             raise NodeUnavailable(f"the node exited with code {proc.returncode}:\n{node.log()[-2000:]}")
         if _serving(folder / "connection.json", proc.pid):
+            for hook in list(on_start):
+                hook(node)
             return node
         time.sleep(0.05)
     node.kill()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,6 +14,15 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+# Kernels, Lab, the demo and the notebooks write Jupyter and IPython state (kernelspecs, config,
+# connection files, history) to these folders: one temporary set per test process, never the
+# developer's ~/.jupyter, ~/.local/share/jupyter or ~/.ipython.
+_JUPYTER_TMP = tempfile.mkdtemp(prefix="syft-tests-jupyter-")
+atexit.register(shutil.rmtree, _JUPYTER_TMP, ignore_errors=True)
+for _var, _sub in (("JUPYTER_DATA_DIR", "data"), ("JUPYTER_CONFIG_DIR", "config"),
+                   ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+    os.environ[_var] = os.path.join(_JUPYTER_TMP, _sub)
 random.seed(0)
 np.random.seed(0)
 
@@ -31,10 +43,14 @@ def owner(syft_node: NodeProcess) -> Iterator[Client]:
 
 
 @pytest.fixture
-def published(owner: Client, births_df: pd.DataFrame) -> Client:
-    """The owner after publishing February births plus an array and a tensor asset."""
+def published(owner: Client, births_df: pd.DataFrame, syft_node_memo: dict) -> Client:  # type: ignore[type-arg]
+    """The owner after publishing February births plus an array and a tensor asset (once, on a
+    node shared by the module's tests: see ``syft_shared_node`` in syft_kernel/pytest_plugin.py)."""
     import torch
 
+    if syft_node_memo.get("published"):
+        return owner
+    syft_node_memo["published"] = True
     owner.datasets.upload(
         "birth-records-feb",
         assets={

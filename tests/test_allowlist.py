@@ -11,6 +11,10 @@ import torch
 import syft_kernel as sk
 from syft_kernel.core import codec
 
+# Its tests only read from the node, or write under names of their own: they share one
+# (syft_shared_node, syft_kernel/pytest_plugin.py); the ones marked syft_own_node need a fresh one.
+pytestmark = pytest.mark.syft_shared_node
+
 
 @pytest.fixture
 def births(scientist: sk.Client) -> sk.Pointer:
@@ -104,6 +108,7 @@ def test_refused_straight_off_the_wire(raw, published: sk.Client, op, named: str
     assert published.datasets["birth-records-feb"]["births"]["weight"].sum().get() > 0
 
 
+@pytest.mark.syft_own_node  # counts the node's objects
 def test_the_whole_plan_is_checked_before_anything_runs(raw, published: sk.Client) -> None:  # type: ignore[no-untyped-def]
     before = published.stats()["objects"]
     plan = {"ops": [{"kind": "method", "name": "sum", "args": [REF]},

@@ -11,6 +11,10 @@ import pytest
 import syft_kernel as sk
 from syft_kernel.core.keys import generate_keypair, write_keypair
 
+# Its tests only read from the node, or write under names of their own: they share one
+# (syft_shared_node, syft_kernel/pytest_plugin.py); the ones marked syft_own_node need a fresh one.
+pytestmark = pytest.mark.syft_shared_node
+
 
 def test_an_unknown_key_cannot_connect(syft_node, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     key, _ = write_keypair(generate_keypair("mallory"), tmp_path)
@@ -49,6 +53,7 @@ def test_a_scientist_cannot_do_owner_actions(scientist: sk.Client, births_df) ->
     assert "birth-records-feb" in scientist.datasets
 
 
+@pytest.mark.syft_own_node  # removes a user
 def test_a_removed_user_is_cut_off(syft_node, make_user, owner: sk.Client) -> None:  # type: ignore[no-untyped-def]
     key = make_user("bob")
     bob = sk.login(syft_node.connection_file, key=key)
@@ -61,6 +66,7 @@ def test_a_removed_user_is_cut_off(syft_node, make_user, owner: sk.Client) -> No
         sk.login(syft_node.connection_file, key=key, timeout=10)
 
 
+@pytest.mark.syft_own_node  # lists every user
 def test_users_add_checks_its_arguments(owner: sk.Client) -> None:
     with pytest.raises(sk.InvalidArgument, match="role"):
         owner.users.add("carol", role="admin", public_key=generate_keypair("c").public)

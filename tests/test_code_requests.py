@@ -87,6 +87,7 @@ def returns_a_function(births):  # type: ignore[no-untyped-def]
     return print
 
 
+@pytest.mark.syft_shared_node
 @pytest.mark.parametrize("fn, limits, match", [
     (writes_files, {}, "Read-only file system"),
     (runs_a_shell, {}, "PermissionError: .*Operation not permitted"),
@@ -111,6 +112,7 @@ def test_bad_code_fails_boundedly_and_the_node_lives_on(scientist: sk.Client, pu
     assert not os.path.exists(os.path.expanduser("~/stolen.csv"))
 
 
+@pytest.mark.syft_shared_node
 def test_bad_submissions(scientist: sk.Client, published: sk.Client) -> None:
     births = scientist.datasets["birth-records-feb"]["births"]
     with pytest.raises(sk.InvalidArgument, match="does not parse"):

@@ -24,6 +24,7 @@ def test_upload_stores_each_kind_in_its_format(syft_node, published: sk.Client) 
     assert d.assets["matrix"]["shape"] == [3, 4] and d.assets["tensor"]["dtype"] == "float32"
 
 
+@pytest.mark.syft_shared_node
 def test_owner_gets_back_exactly_what_was_uploaded(published: sk.Client, births_df: pd.DataFrame) -> None:
     d = published.datasets["birth-records-feb"]
     pd.testing.assert_frame_equal(d["births"].get(), births_df)
@@ -31,6 +32,7 @@ def test_owner_gets_back_exactly_what_was_uploaded(published: sk.Client, births_
     assert torch.equal(d["tensor"].get(), torch.arange(6, dtype=torch.float32).reshape(2, 3))
 
 
+@pytest.mark.syft_shared_node
 def test_generated_mock_has_the_schema_and_no_real_value(scientist: sk.Client, births_df: pd.DataFrame) -> None:
     """A generated mock follows from the schema alone: other data of the same schema gives the
     same mock, value for value (so neither its values nor the ones it lacks say anything)."""
@@ -75,6 +77,7 @@ def test_search_by_text_and_tags(published: sk.Client, births_df: pd.DataFrame, 
     assert "birth-records-feb" in repr(scientist.datasets)
 
 
+@pytest.mark.syft_shared_node
 def test_pointers_to_assets_carry_public_metadata(scientist: sk.Client) -> None:
     births = scientist.datasets["birth-records-feb"]["births"]
     assert births.type == "DataFrame" and births.private
@@ -88,6 +91,7 @@ def test_pointers_to_assets_carry_public_metadata(scientist: sk.Client) -> None:
         scientist.datasets["nope"]
 
 
+@pytest.mark.syft_shared_node("empty")  # every case is refused: the node stays empty
 @pytest.mark.parametrize("name", ["../../etc", "/etc/passwd", "a/b", "..", ".hidden", "", "x" * 200, "a b"])
 def test_path_like_and_bad_names_are_refused(owner: sk.Client, births_df: pd.DataFrame, syft_node, name: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(sk.InvalidArgument, match="not allowed"):

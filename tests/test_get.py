@@ -8,6 +8,10 @@ import pytest
 import syft_kernel as sk
 from syft_kernel.pointer import remote_op
 
+# Its tests only read from the node, or write under names of their own: they share one
+# (syft_shared_node, syft_kernel/pytest_plugin.py); the ones marked syft_own_node need a fresh one.
+pytestmark = pytest.mark.syft_shared_node
+
 
 def test_a_scientist_is_refused_private_values_with_a_way_to_ask(scientist: sk.Client) -> None:
     births = scientist.datasets["birth-records-feb"]["births"]
@@ -47,6 +51,7 @@ def test_values_without_private_lineage_are_readable(scientist: sk.Client) -> No
     assert list((ptr * 2).get()) == [0.0, 0.5, 1.0, 1.5, 2.0]
 
 
+@pytest.mark.syft_own_node  # reads the first refusal in the audit log
 def test_refusals_are_audited(scientist: sk.Client, published: sk.Client) -> None:
     births = scientist.datasets["birth-records-feb"]["births"]
     with pytest.raises(sk.PermissionDenied):

@@ -10,6 +10,10 @@ from jupyter_client.manager import KernelManager
 
 import syft_kernel as sk
 
+# Its tests only read from the node, or write under names of their own: they share one
+# (syft_shared_node, syft_kernel/pytest_plugin.py); the ones marked syft_own_node need a fresh one.
+pytestmark = pytest.mark.syft_shared_node
+
 
 class Cells:
     """Run cells in a real kernel; collect status, text output and errors."""
@@ -46,7 +50,7 @@ class Cells:
 def syft_cells(syft_node, published, make_user) -> Iterator[tuple[Cells, str]]:  # type: ignore[no-untyped-def]
     from syft_kernel.kernel import install
 
-    install()
+    install(user=True)  # into JUPYTER_DATA_DIR: a temporary folder (tests/conftest.py)
     key = make_user("alice")
     cells = Cells("syft")
     cells.run(f"import syft_kernel as sk, numpy as np\n%syft connect {syft_node.connection_file} as hospital --key {key}")

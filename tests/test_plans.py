@@ -8,6 +8,10 @@ import pytest
 import syft_kernel as sk
 from syft_kernel.core import codec
 
+# Its tests only read from the node, or write under names of their own: they share one
+# (syft_shared_node, syft_kernel/pytest_plugin.py); the ones marked syft_own_node need a fresh one.
+pytestmark = pytest.mark.syft_shared_node
+
 
 @sk.plan
 def weight_stats(births):  # type: ignore[no-untyped-def]
@@ -58,6 +62,7 @@ def test_run_on_mock_is_local_and_matches_pandas(scientist: sk.Client, published
     pd.testing.assert_series_equal(by_sex, mock.groupby("sex", observed=True)["weight"].mean())
 
 
+@pytest.mark.syft_own_node  # counts the node's objects
 def test_the_whole_plan_is_validated_before_anything_runs(scientist: sk.Client, published: sk.Client) -> None:
     births = scientist.datasets["birth-records-feb"]["births"]
 

@@ -12,6 +12,10 @@ import torch
 
 import syft_kernel as sk
 
+# Its tests only read from the node, or write under names of their own: they share one
+# (syft_shared_node, syft_kernel/pytest_plugin.py); the ones marked syft_own_node need a fresh one.
+pytestmark = pytest.mark.syft_shared_node
+
 
 @pytest.fixture
 def births(published: sk.Client) -> sk.Pointer:
@@ -124,6 +128,7 @@ def test_mock_replays_the_computation_locally(scientist: sk.Client) -> None:
     pd.testing.assert_series_equal(means.mock, mock.groupby("sex", observed=True)["weight"].mean())
 
 
+@pytest.mark.syft_own_node  # counts the node's objects
 def test_del_frees_the_remote_object(published: sk.Client) -> None:
     births = published.datasets["birth-records-feb"]["births"]
     before = published.stats()["objects"]

@@ -10,6 +10,10 @@ import pytest
 
 import syft_kernel as sk
 
+# Its tests only read from the node, or write under names of their own: they share one
+# (syft_shared_node, syft_kernel/pytest_plugin.py); the ones marked syft_own_node need a fresh one.
+pytestmark = pytest.mark.syft_shared_node
+
 
 @pytest.fixture
 def mean_weight(scientist: sk.Client) -> sk.Pointer:
@@ -17,6 +21,7 @@ def mean_weight(scientist: sk.Client) -> sk.Pointer:
     return births["weight"].sum() / births["weight"].count()
 
 
+@pytest.mark.syft_own_node  # lists every pending request
 def test_request_approve_then_get(mean_weight: sk.Pointer, published: sk.Client, births_df) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(sk.PermissionDenied):
         mean_weight.get()
@@ -74,6 +79,7 @@ def test_deny_with_a_comment(mean_weight: sk.Pointer, published: sk.Client) -> N
         mean_weight.get()
 
 
+@pytest.mark.syft_own_node  # lists every request
 def test_filters_and_a_scientist_sees_only_their_own(mean_weight: sk.Pointer, published: sk.Client,
                                                      syft_node, make_user) -> None:  # type: ignore[no-untyped-def]
     a = mean_weight.request(reason="first")

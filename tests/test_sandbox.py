@@ -463,6 +463,7 @@ def _cpu_ticks(pid: int) -> int:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.syft_node_may_exit  # SIGKILLs its node on purpose
 def test_a_killed_node_takes_its_running_sandbox_with_it(tmp_path: Path) -> None:
     node = _setup(tmp_path)
     try:

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 import syft_kernel as sk
-from syft_kernel.core import codec, login
+from syft_kernel import login
+from syft_kernel.core import codec
 from syft_kernel.core.keys import generate_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess, start_node
 from syft_kernel.sample_data import birth_records

@@ -13,6 +13,10 @@ import pytest
 import syft_kernel as sk
 from syft_kernel.core import codec
 
+# Its tests only read from the node, or write under names of their own: they share one
+# (syft_shared_node, syft_kernel/pytest_plugin.py); the ones marked syft_own_node need a fresh one.
+pytestmark = pytest.mark.syft_shared_node
+
 OK_HEADER = msgpack.packb({"v": 1, "id": 1, "type": "hello"})
 
 
@@ -101,6 +105,7 @@ def test_one_client_shared_by_threads(published: sk.Client) -> None:
     assert len(sums) == 80 and len(set(sums)) == 1
 
 
+@pytest.mark.syft_own_node  # each case uploads 'bulk'
 @pytest.mark.parametrize("transport", ["tcp", None])
 def test_bulk_arrays_and_frames_over_tcp_and_ipc(syft_node, owner: sk.Client, transport) -> None:  # type: ignore[no-untyped-def]
     big = np.random.default_rng(1).standard_normal(4 * 1024 * 1024)  # 32 MiB
