@@ -96,7 +96,10 @@ class Transport:
         if result is _NOTHING:
             raise NodeUnavailable(f"{self.label} did not reply within {timeout:.0f}s; it may be busy or down")
         if isinstance(result, SyftError):
-            raise result
+            try:
+                raise result
+            finally:  # no cycle (this frame <-> the traceback) keeping the caller's pointers alive
+                del result
         return result  # type: ignore[return-value]
 
     def wait_event(self, match: Callable[[dict[str, Any]], bool], timeout: float | None) -> dict[str, Any] | None:
