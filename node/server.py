@@ -8,12 +8,12 @@ an error reply and the loop goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from syft_kernel.core.keys import read_keypair, write_connection_file
 from syft_kernel.core.procs import pid_alive
 
 from . import dispatch
+from .config import NodeConfig
 from .limits import limit_address_space
 from .state import DataNode
 from .workqueue import WorkQueue
@@ -75,18 +76,15 @@ class NodeServer:
     """Serves one node folder on TCP (and ``ipc://`` for clients on the same host)."""
 
     def __init__(self, folder: str | Path, host: str | None = None, port: int | None = None,
-                 ipc: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE,
-                 parent_pid: int | None = None) -> None:
+                 ipc: bool | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE,
+                 parent_pid: int | None = None, argv: Sequence[str] = ()) -> None:
         self.folder = Path(folder)
-        config = json.loads((self.folder / "node.json").read_text())
-        self.config = config
-        self.host = host or config.get("host", "127.0.0.1")
-        self.port = config.get("port", 0) if port is None else port
-        self.use_ipc = ipc
+        self.config = NodeConfig.load(self.folder, argv, host=host, port=port, ipc=ipc)
+        self.host, self.port, self.use_ipc = self.config.host, self.config.port, self.config.ipc
         self._closing = False
         self.memory_limit = 1 << 62
         self._wake = -1
-        self.node = DataNode(self.folder)
+        self.node = DataNode(self.folder, self.config)
         limits = self.node.limits
         self.max_message_bytes = min(max_message_bytes, limits.max_message_mb * 2**20)
         self.workers, self.per_user, self.per_connection = limits.workers, limits.per_user, limits.per_connection
@@ -108,7 +106,7 @@ class NodeServer:
 
     def serve(self) -> None:
         memory = self.memory_limit = limit_address_space(self.node.limits)
-        log.info("node memory limit %.1f GiB (node.json limits.memory_mb)", memory / 2**30)
+        log.info("node memory limit %.1f GiB (NodeConfig.memory_mb)", memory / 2**30)
         ctx = zmq.Context()
         auth = ThreadAuthenticator(ctx, log=logging.getLogger("syft_kernel.node.zap"))
         auth.start()
@@ -430,11 +428,12 @@ class NodeServer:
         return out
 
 
-def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool = True,
-          parent_pid: int | None = None) -> None:
-    """Serve a node folder until SIGTERM or Ctrl-C (or until ``parent_pid`` exits, if given)."""
+def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool | None = None,
+          parent_pid: int | None = None, argv: Sequence[str] = ()) -> None:
+    """Serve a node folder until SIGTERM or Ctrl-C (or until ``parent_pid`` exits, if given);
+    ``argv`` holds ``--NodeConfig.name=value`` settings."""
     os.umask(0o077)  # every file the node makes (database, objects, logs) is its user's alone
-    server = NodeServer(folder, host=host, port=port, ipc=ipc, parent_pid=parent_pid)
+    server = NodeServer(folder, host=host, port=port, ipc=ipc, parent_pid=parent_pid, argv=argv)
 
     def on_signal(signum: int, frame: Any) -> None:
         log.info("received %s", signal.Signals(signum).name)

@@ -29,8 +29,8 @@ from syft_kernel.core.executor import (
 )
 
 from . import storage
+from .config import NodeConfig
 from .db import Database
-from .limits import Limits
 from .store import ObjectStore, StoredObject
 
 log = logging.getLogger("syft_kernel.node")
@@ -52,7 +52,7 @@ class User:
 class DataNode:
     """The node's state (database, asset files, object store) and its message handlers."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, config: NodeConfig | None = None) -> None:
         self.folder = Path(folder)
         self.db = Database(self.folder / "node.db")
         self.assets_dir = self.folder / "assets"
@@ -69,8 +69,7 @@ class DataNode:
         from .nodedir import make_private
 
         make_private(self.folder)
-        config_file = self.folder / "node.json"
-        self.limits = Limits.from_config(json.loads(config_file.read_text()) if config_file.exists() else {})
+        self.limits = config if config is not None else NodeConfig.load(self.folder)
         self.store = ObjectStore(self._load_asset, self._load_persisted)
         self.store.max_bytes = self.limits.quota_mb * 2**20
         self.store.max_objects = self.limits.max_objects

@@ -24,7 +24,15 @@ def _node_init(args: argparse.Namespace) -> int:
 def _node_serve(args: argparse.Namespace) -> int:
     from syft_kernel.node.server import serve
 
-    serve(args.dir, host=args.host, port=args.port, ipc=not args.no_ipc, parent_pid=args.parent_pid)
+    serve(args.dir, host=args.host, port=args.port, ipc=False if args.no_ipc else None,
+          parent_pid=args.parent_pid, argv=args.settings)
+    return 0
+
+
+def _node_config(args: argparse.Namespace) -> int:
+    from syft_kernel.node.config import NodeConfig
+
+    print(NodeConfig.load(args.dir, args.settings).describe())
     return 0
 
 
@@ -73,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=None, help="override the folder's port (0: any free port)")
     p.add_argument("--no-ipc", action="store_true", help="do not also listen on ipc:// for local clients")
     p.add_argument("--parent-pid", type=int, default=None, help="stop when this process exits")
-    p.set_defaults(fn=_node_serve)
+    p.set_defaults(fn=_node_serve, settings=[])
+    p = node.add_parser("config", help="list a node folder's settings (NodeConfig) and what each does")
+    p.add_argument("dir")
+    p.set_defaults(fn=_node_config, settings=[])
 
     p = sub.add_parser("keygen", help="make a user keypair NAME.key / NAME.pub")
     p.add_argument("name")
@@ -92,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-lab", action="store_true", help="serve the node only")
     p.set_defaults(fn=_demo)
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    settings = [a for a in extra if a.startswith("--NodeConfig.")]
+    if len(settings) != len(extra) or (settings and not hasattr(args, "settings")):
+        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in settings) or ' '.join(extra)}"
+                     " (node settings are --NodeConfig.name=value, for node serve and node config)")
+    if hasattr(args, "settings"):
+        args.settings = settings
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

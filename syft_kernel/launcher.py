@@ -86,11 +86,12 @@ class NodeProcess:
 
 def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0, host: str = "127.0.0.1",
                ipc: bool = True, timeout: float = 30.0, log_level: str = "INFO",
-               stop_with_parent: bool = True) -> NodeProcess:
+               stop_with_parent: bool = True, settings: dict[str, Any] | None = None) -> NodeProcess:
     """Serve ``folder`` in a child process (creating the node first if the folder is new).
 
     ``port=0`` picks a free port; the connection file is rewritten with the real address. With
     ``stop_with_parent`` (the default) the node stops when this process exits, even if killed.
+    ``settings`` are ``NodeConfig`` values for this run (e.g. ``{"quota_mb": 64}``).
     """
     folder = Path(folder)
     if not (folder / "node.db").exists():
@@ -103,6 +104,7 @@ def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0
         cmd.append("--no-ipc")
     if stop_with_parent:
         cmd += ["--parent-pid", str(os.getpid())]
+    cmd += [f"--NodeConfig.{k}={v}" for k, v in (settings or {}).items()]
     log_path = folder / "node.log"
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the log names private objects
     os.chmod(log_path, 0o600)

@@ -10,10 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import syft_kernel as sk
 from syft_kernel import start_node
-from syft_kernel.core.keys import read_connection_file, read_keypair
+from syft_kernel.core.keys import (
+    generate_keypair,
+    read_connection_file,
+    read_keypair,
+    write_keypair,
+)
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,3 +105,42 @@ def test_restart_keeps_users_and_datasets(tmp_path: Path, births_df) -> None:  #
             assert got.equals(births_df)
     finally:
         node.stop()
+
+
+def test_node_settings_come_from_the_folder_and_the_command_line(tmp_path: Path) -> None:
+    """``NodeConfig``: node.json's limits, then syft_kernel_node_config.json, then the command
+    line; the running node keeps the result, and a bad setting is refused with its name."""
+    from syft_kernel.node.config import NodeConfig
+
+    folder = tmp_path / "h"
+    node = sk.start_node(folder, name="h")
+    node.stop()
+    config = json.loads((folder / "node.json").read_text())
+    config["limits"] = {"max_pending_requests": 5, "quota_mb": 64}
+    (folder / "node.json").write_text(json.dumps(config))
+    (folder / "syft_kernel_node_config.json").write_text(json.dumps({"NodeConfig": {"max_pending_requests": 3}}))
+    loaded = NodeConfig.load(folder, ["--NodeConfig.max_pending_requests=1"])
+    assert (loaded.max_pending_requests, loaded.quota_mb) == (1, 64)
+    assert NodeConfig.load(folder).max_pending_requests == 3
+    with pytest.raises(sk.InvalidArgument, match="unknown node settings bogus"):
+        NodeConfig.load(folder, ["--NodeConfig.bogus=1"])
+    with pytest.raises(sk.InvalidArgument, match="quota_mb"):
+        NodeConfig.load(folder, ["--NodeConfig.quota_mb=-5"])
+    node = sk.start_node(folder, name="h", settings={"max_pending_requests": 1})
+    try:
+        with node.login() as owner:
+            owner.datasets.upload("d", assets={"x": np.arange(10.0)})
+            x = owner.datasets["d"]["x"]
+            key, pub = write_keypair(generate_keypair("ann"), tmp_path / "users")
+            owner.users.add("ann", public_key=pub)
+        with sk.login(node.connection_file, key=key) as ann:
+            y = ann.datasets["d"]["x"]
+            y.sum().request(reason="one")
+            with pytest.raises(sk.QuotaExceeded, match="waiting for a decision"):
+                y.mean().request(reason="two")
+        del x
+    finally:
+        node.stop()
+    out = subprocess.run([sys.executable, "-m", "syft_kernel.cli", "node", "config", str(folder)],
+                         capture_output=True, text=True, check=True).stdout
+    assert "--NodeConfig.max_pending_requests=3" in out and "Undecided requests one user may have filed" in out
