@@ -239,7 +239,7 @@ def bench_limit_ladder(node: Any, owner: sk.Client, key: Path, cfg: Config) -> l
             owner.datasets.upload(name, assets={"t": frame}, mock={"t": frame.head(100)},
                                   subject_column="id", subject_limit=SUBJECT_LIMIT,
                                   description="DP benchmark: individual accounting")
-            owner.budgets.set("alice", name, epsilon=BUDGET)
+            owner.budget.set("alice", name, epsilon=BUDGET)
             ptr = ds.datasets[name]["t"]
             ptr["x"]  # loads the asset on the node, untimed
             values: list[float] = []
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         key, public = write_keypair(generate_keypair("alice"), tmp / "users")
         owner.users.add("alice", public_key=public)
         for name in ("plain", "subjects"):
-            owner.budgets.set("alice", name, epsilon=BUDGET)
+            owner.budget.set("alice", name, epsilon=BUDGET)
         ds = sk.login(node.connection_file, key=key)
         clients.append(ds)
         ptr: Any = ds.datasets["plain"]["t"]

@@ -51,6 +51,7 @@ class _Field:
     nested: type[Body] | None  # a list of bodies
     required: bool
     default: Any
+    factory: Any  # makes a fresh default (lists and maps) for each message
     max_len: int | None
     what: str | None
     invalid: str | None
@@ -110,10 +111,10 @@ class Body:
                 tp = hints[f.name]
                 items, nested = _items(tp)
                 has_default = f.default is not MISSING or f.default_factory is not MISSING
-                default = f.default if f.default is not MISSING else (
-                    f.default_factory() if f.default_factory is not MISSING else None)
+                default = f.default if f.default is not MISSING else None
+                factory = f.default_factory if f.default_factory is not MISSING else None
                 m = f.metadata
-                cached.append(_Field(f.name, _flatten(tp), items, nested, not has_default, default,
+                cached.append(_Field(f.name, _flatten(tp), items, nested, not has_default, default, factory,
                                      m.get("max_len"), m.get("what"), m.get("invalid"), m.get("name")))
             cls._fields = cached
         return cached
@@ -142,14 +143,12 @@ def _expected(kinds: tuple[type, ...]) -> str:
 
 def _check(f: _Field, raw: dict[str, Any]) -> Any:
     value = raw.get(f.key)
+    if value is None and not f.required:
+        return f.factory() if f.factory is not None else f.default
     if f.name is not None:
-        if value is None and not f.required:
-            return f.default
         return check_name(value, f.name)
     expected = f.what or _expected(f.kinds)
     if value is None:
-        if not f.required:
-            return f.default
         if f.invalid:
             raise InvalidArgument(f.invalid)
         raise ProtocolError(f"{f.key} is {expected}, not null" if f.key in raw else f"message body lacks {f.key}")
@@ -159,6 +158,8 @@ def _check(f: _Field, raw: dict[str, Any]) -> Any:
         raise ProtocolError(f"{f.key} must be {expected}, not {kind_name(value)} {short_repr(value)}")
     if f.max_len is not None and isinstance(value, (str, list)) and len(value) > f.max_len:
         raise InvalidArgument(f"{f.key} is at most {f.max_len} {'characters' if isinstance(value, str) else 'items'} long")
+    if float in f.kinds and type(value) is int:
+        value = float(value)  # a number is a float for the handler, whatever msgpack carried
     if f.nested is not None and isinstance(value, list):
         return [f.nested.from_wire(x) for x in value]
     if f.items is not None:
@@ -221,6 +222,7 @@ class UsersAdd(Body):
     role: str = spec()
     public_key: str = spec(max_len=1000)
     signing_key: str | None = spec(None, invalid="a signing key is 64 hex characters (the signing_key in NAME.pub)")
+    budget: dict[str, float] | None = spec(None, invalid="a budget is sk.Budget(epsilon=…, delta=…)")
 
 
 @message("users.remove")

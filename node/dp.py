@@ -28,6 +28,13 @@ MAX_GROUPS = 1000
 QUANTILE_CANDIDATES = 1000
 
 
+def opendp_error() -> type[Exception]:
+    """OpenDP's exception type (a measurement that refuses its inputs)."""
+    from opendp.mod import OpenDPException
+
+    return OpenDPException
+
+
 def _dp() -> Any:
     import opendp.prelude as dp
 
@@ -35,10 +42,30 @@ def _dp() -> Any:
     return dp
 
 
-def _positive(name: str, x: Any) -> float:
+MIN_EPSILON = 1e-9  # smaller releases are pure noise: refused, so none is free (no flood of them)
+MIN_RHO = 1e-18
+
+
+def _positive(name: str, x: Any, least: float = 0.0) -> float:
     if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) or x <= 0:
         raise InvalidArgument(f"{name} must be a positive, finite number (got {x!r})")
+    if x < least:
+        raise InvalidArgument(f"{name} must be at least {least:g} (got {x!r}): a smaller one releases only noise")
     return float(x)
+
+
+def check_scales(query: str, sensitivities: list[float], parts: int, mechanism: str, epsilon: float,
+                 rho: float) -> None:
+    """Refuse, before anything is charged, a release whose noise scale is not a positive finite
+    number (huge public bounds, or a budget split too thin): it could not be released."""
+    for s in sensitivities:
+        if mechanism == "laplace":
+            scale = s / (epsilon / parts) if epsilon / parts > 0 else math.inf
+        else:
+            scale = s / math.sqrt(2 * rho / parts) if rho / parts > 0 else math.inf
+        if not (math.isfinite(s) and math.isfinite(scale) and scale > 0):
+            raise InvalidArgument(f"this {query} cannot be released: its noise scale is not finite (bounds too "
+                                  "wide, or epsilon too small): narrow the bounds or spend more epsilon")
 
 
 def mechanism_of(params: dict[str, Any]) -> tuple[str, float, float]:
@@ -47,13 +74,13 @@ def mechanism_of(params: dict[str, Any]) -> tuple[str, float, float]:
     if rho is not None:
         if eps is not None:
             raise InvalidArgument("give epsilon (Laplace), epsilon and delta (Gaussian) or rho (Gaussian), not both")
-        return "gaussian", 0.0, _positive("rho", rho)
-    eps = _positive("epsilon", eps)
+        return "gaussian", 0.0, _positive("rho", rho, MIN_RHO)
+    eps = _positive("epsilon", eps, MIN_EPSILON)
     if delta is None:
         return "laplace", eps, 0.0
     if not isinstance(delta, (int, float)) or not 0 < delta < 1:
         raise InvalidArgument(f"delta must be between 0 and 1, exclusive (got {delta!r})")
-    return "gaussian", 0.0, rho_for(eps, float(delta))
+    return "gaussian", 0.0, _positive("the zCDP rho of this epsilon and delta", rho_for(eps, float(delta)), MIN_RHO)
 
 
 def _bounds(params: dict[str, Any], declared: dict[str, Any], column: Any) -> tuple[float, float]:

@@ -26,6 +26,11 @@ CREATE TABLE IF NOT EXISTS budgets (
     delta REAL NOT NULL,
     PRIMARY KEY (user, dataset)
 );
+CREATE TABLE IF NOT EXISTS default_budgets (
+    user TEXT PRIMARY KEY,
+    epsilon REAL NOT NULL,
+    delta REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dp_charges (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     user TEXT NOT NULL,
@@ -105,6 +110,25 @@ class Ledger:
                       " ON CONFLICT(user, dataset) DO UPDATE SET epsilon=excluded.epsilon, delta=excluded.delta",
                       (user, dataset, epsilon, delta))
 
+    def set_default(self, user: str, epsilon: float, delta: float, datasets: list[str]) -> None:
+        """``user``'s budget on every dataset: those given (the node's now) and each one uploaded
+        later; a budget the owner set for one dataset is kept. One transaction."""
+        with self.db.tx() as c:
+            c.execute("INSERT INTO default_budgets(user, epsilon, delta) VALUES (?, ?, ?) ON CONFLICT(user)"
+                      " DO UPDATE SET epsilon=excluded.epsilon, delta=excluded.delta", (user, epsilon, delta))
+            c.executemany("INSERT OR IGNORE INTO budgets(user, dataset, epsilon, delta) VALUES (?, ?, ?, ?)",
+                          [(user, d, epsilon, delta) for d in datasets])
+
+    def apply_defaults(self, dataset: str) -> None:
+        """A new dataset: every user with a default budget gets it there."""
+        with self.db.tx() as c:
+            c.execute("INSERT OR IGNORE INTO budgets(user, dataset, epsilon, delta)"
+                      " SELECT user, ?, epsilon, delta FROM default_budgets", (dataset,))
+
+    def forget_default(self, user: str) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM default_budgets WHERE user=?", (user,))
+
     def raise_budget(self, c: Any, user: str, dataset: str, epsilon: float) -> None:
         c.execute("UPDATE budgets SET epsilon = epsilon + ? WHERE user=? AND dataset=?", (epsilon, user, dataset))
 
@@ -152,7 +176,7 @@ class Ledger:
             if row is None:
                 raise BudgetExceeded(
                     f"you have no privacy budget on {dataset!r}: ask the owner to set one "
-                    f"(owner.budgets.set({user!r}, {dataset!r}, epsilon=…, delta=…))",
+                    f"(owner.budget.set({user!r}, {dataset!r}, epsilon=…, delta=…))",
                     left=0.0, dataset=dataset)
             budget = dict(row)
             if rho > 0 and budget["delta"] <= 0:

@@ -64,6 +64,8 @@ class DataNode:
         from .ledger import Ledger
 
         self.ledger = Ledger(self.db)
+        for dataset in self.db.dataset_names():  # default budgets reach every dataset, even after a crash
+            self.ledger.apply_defaults(dataset)
         self.objects_dir = self.folder / "objects"
         self.objects_dir.mkdir(exist_ok=True)
         from .nodedir import make_private

@@ -14,9 +14,11 @@ from typing import Any
 import zmq
 
 from .aio import DEFAULT_TIMEOUT, AsyncClient, pick_address, resolve_login, run_sync
+from .audit import AuditLog
 from .core import schema
-from .core.errors import AuthenticationError, NodeUnavailable
+from .core.errors import AuthenticationError, NodeUnavailable, Unauthorized
 from .core.keys import KeyPair
+from .records import Stats
 from .transport import Transport
 
 
@@ -58,7 +60,7 @@ class Client:
         self._io.label = self.node_name
         from .code import CodeAPI
         from .datasets import DatasetsAPI
-        from .dp import BudgetsAPI, BudgetView
+        from .dp import Budgets
         from .requests import RequestsAPI
         from .users import UsersAPI
 
@@ -66,8 +68,7 @@ class Client:
         self.users = UsersAPI(self)
         self.requests = RequestsAPI(self)
         self.code = CodeAPI(self)
-        self.budgets = BudgetsAPI(self)
-        self.budget = BudgetView(self)
+        self.budget = Budgets(self)
         self.last_release: dict[str, Any] = {}
 
     # ---- messaging
@@ -114,6 +115,10 @@ class Client:
         up to ``timeout`` for one: what a live view listens with, on this same connection."""
         return self._io.watch(timeout)
 
+    def unwatch(self) -> None:
+        """No live view listens any more: stop keeping events for ``watch``."""
+        self._io.unwatch()
+
     def discard_events(self, request_id: str) -> None:
         """Forget queued events about a request that is settled."""
         with self._io._cond:
@@ -138,21 +143,17 @@ class Client:
 
         return batch(self)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Stats:
         """The node's counters for this user (and for the whole node, for owners)."""
-        return self.call(schema.NodeStats())[0]
+        return Stats(self.call(schema.NodeStats())[0])
 
     @property
-    def audit(self) -> list[dict[str, Any]]:
-        """The node's audit log, newest first (owners only)."""
-        return self.audit_log()
-
-    def audit_log(self, user: str | None = None, action: str | None = None, target: str | None = None,
-                  since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """The audit log filtered by user, action (get, release, approve, deny, code.run, …),
-        target and time (owners only)."""
-        body = schema.AuditList(user=user, action=action, target=target, since=since, limit=limit)
-        return self.call(body)[0]["entries"]
+    def audit(self) -> AuditLog:
+        """The node's audit log, newest first; ``client.audit(action=…, user=…, target=…,
+        since=…)`` filters it (owners only)."""
+        if self.role != "owner":  # said here, not when the log is first printed (the node refuses too)
+            raise Unauthorized(f"audit.list is for data owners; {self.user} is a {self.role}")
+        return AuditLog(self)
 
     @property
     def closed(self) -> bool:

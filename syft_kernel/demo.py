@@ -38,7 +38,7 @@ def prepare_demo(folder: Path, port: int = 5555) -> dict[str, Path]:
                         description=f"Birth records of {MONTHS[month - 1]} 2026 (generated sample data)",
                         tags=[f"#{MONTHS[month - 1]}", "#birth-records"], subject_column="mother_id",
                         bounds={"weight": (0.5, 6.0)})
-                owner.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+                owner.budget.set("alice", "birth-records-feb", epsilon=1.0)
             from .client import login
 
             with login(node.connection_file, key=key) as alice:

@@ -7,6 +7,7 @@ once: no request, no owner action. ``ds.budget`` shows what is spent and left.
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .core import codec, schema
@@ -86,8 +87,24 @@ class DPGroupBy:
         return self._run("group_mean", column, epsilon, bounds, delta, rho)
 
 
-class BudgetView:
-    """``client.budget``: your privacy budgets per dataset, what is spent and left, and the history."""
+@dataclass(frozen=True)
+class Budget:
+    """A privacy budget: the ``epsilon`` (and ``delta``) a data scientist may spend on a dataset.
+
+    ``owner.users.add("alice", public_key=…, budget=sk.Budget(epsilon=1.0, delta=1e-6))`` gives
+    it on every dataset of the node (now and later); ``owner.budget.set(user, dataset, …)`` on one.
+    """
+
+    epsilon: float
+    delta: float = 0.0
+
+    def to_wire(self) -> dict[str, float]:
+        return {"epsilon": self.epsilon, "delta": self.delta}
+
+
+class Budgets:
+    """``client.budget``: your privacy budgets per dataset, what is spent and left, and the
+    history; for owners also ``set`` and ``of`` (a scientist's)."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -129,14 +146,11 @@ class BudgetView:
     def __repr__(self) -> str:
         return budget_table(self._fetch())
 
-
-class BudgetsAPI:
-    """``owner.budgets``: set a scientist's budget on a dataset."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def set(self, user: str, dataset: str, epsilon: float, delta: float = 0.0) -> dict[str, Any]:
+    # ---- owners
+    def set(self, user: str, dataset: str, epsilon: float | Budget, delta: float = 0.0) -> dict[str, Any]:
+        """Set ``user``'s budget on ``dataset`` (epsilon and delta, or an ``sk.Budget``)."""
+        if isinstance(epsilon, Budget):
+            epsilon, delta = epsilon.epsilon, epsilon.delta
         body = schema.BudgetsSet(user=user, dataset=dataset, epsilon=epsilon, delta=delta)
         return self._client.call(body)[0]["budget"][0]
 

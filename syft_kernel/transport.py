@@ -11,6 +11,7 @@ descriptor outside it, so a sender is never held up by a reader.
 
 from __future__ import annotations
 
+import collections
 import os
 import select
 import threading
@@ -25,6 +26,7 @@ from .core.errors import AuthenticationError, NodeUnavailable, SyftError
 from .core.keys import KeyPair
 from .protocol import Reply, Session
 
+FEED_MAX = 1024  # events kept for a watcher that has not looked (older ones are dropped)
 SLICE = 0.05  # longest sleep on the descriptor before the reader looks again (an edge it missed)
 _NOTHING = object()
 
@@ -41,7 +43,7 @@ class Transport:
         self._replies: dict[int, Reply | SyftError] = {}
         self._waiting: set[int] = set()
         self._reading = False
-        self._feed: list[dict[str, Any]] | None = None  # events for a watcher, when one listens
+        self._feed: collections.deque[dict[str, Any]] | None = None  # events for a watcher, when one listens
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -113,17 +115,22 @@ class Transport:
         to ``timeout`` for one: for a live view that must not take events others wait for."""
         with self._cond:
             if self._feed is None:
-                self._feed = []
+                self._feed = collections.deque(maxlen=FEED_MAX)
 
         def take() -> Any:
-            assert self._feed is not None
-            if not self._feed:
+            if not self._feed:  # empty, or the watcher stopped meanwhile
                 return _NOTHING
-            out, self._feed[:] = list(self._feed), []
+            out = list(self._feed)
+            self._feed.clear()  # type: ignore[union-attr]
             return out
 
         got = self._until(take, time.monotonic() + timeout)
         return [] if got is _NOTHING else got  # type: ignore[return-value]
+
+    def unwatch(self) -> None:
+        """The watcher is gone: stop keeping events for it."""
+        with self._cond:
+            self._feed = None
 
     def _until(self, check: Callable[[], Any], deadline: float | None) -> Any:
         """Run ``check`` (under the condition) until it gives something or ``deadline`` passes;

@@ -17,14 +17,14 @@ def test_audit_records_and_filters(scientist: sk.Client, published: sk.Client) -
     a.get()
     published.datasets["birth-records-feb"]["births"]["weight"].sum().get()
 
-    releases = published.audit_log(action="release")
+    releases = published.audit(action="release")
     assert [(e["user"], e["target"]) for e in releases] == [("alice", a.id)]
     assert releases[0]["detail"]["bytes"] >= 0 and releases[0]["detail"]["lineage"] == ["birth-records-feb/births"]
-    assert [e["detail"]["comment"] for e in published.audit_log(action="approve")] == ["yes"]
-    assert [e["detail"]["comment"] for e in published.audit_log(action="deny")] == ["no"]
-    assert {e["action"] for e in published.audit_log(user="alice")} >= {"request.create", "release"}
-    assert published.audit_log(user="owner", action="get")
-    assert all(e["at"] >= started for e in published.audit_log(since=started))
-    assert len(published.audit_log(limit=2)) == 2
+    assert [e["detail"]["comment"] for e in published.audit(action="approve")] == ["yes"]
+    assert [e["detail"]["comment"] for e in published.audit(action="deny")] == ["no"]
+    assert {e["action"] for e in published.audit(user="alice")} >= {"request.create", "release"}
+    assert published.audit(user="owner", action="get")
+    assert all(e["at"] >= started for e in published.audit(since=started))
+    assert len(published.audit(limit=2)) == 2
     newest_first = [e["id"] for e in published.audit]
     assert newest_first == sorted(newest_first, reverse=True)

@@ -30,7 +30,7 @@ def test_submit_review_approve_run(scientist: sk.Client, published: sk.Client, b
     assert job.run_status == "done"
     pd.testing.assert_series_equal(out.get(), mean_by_sex(births_df))
     assert os.getpid() != 0
-    entries = published.audit_log(action="code.run")
+    entries = published.audit(action="code.run")
     assert entries and entries[0]["detail"]["result"] == "done"
 
 
@@ -42,7 +42,7 @@ def test_code_never_runs_before_approval_or_after_denial(scientist: sk.Client, p
     with pytest.raises(sk.PermissionDenied, match="DP API"):
         job.result(timeout=10)
     assert published.requests[job.id].run_status is None
-    assert not published.audit_log(action="code.run")
+    assert not published.audit(action="code.run")
 
 
 def _run(scientist: sk.Client, published: sk.Client, fn, **limits):  # type: ignore[no-untyped-def]
@@ -103,7 +103,7 @@ def test_bad_code_fails_boundedly_and_the_node_lives_on(scientist: sk.Client, pu
         job.result(timeout=120)
     # the scientist learns the kind of failure; the code's own message (which could quote private
     # data) is in the owner's audit log
-    entry = published.audit_log(action="code.run", target=job.id)[0]["detail"]
+    entry = published.audit(action="code.run", target=job.id)[0]["detail"]
     assert re.search(match, f"{err.value.message} {entry.get('detail', '')}"), (err.value.message, entry)
     if entry.get("detail"):
         assert "bad luck" not in err.value.message and "audit log" in err.value.message

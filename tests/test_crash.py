@@ -78,7 +78,7 @@ def test_kill_during_approvals_leaves_each_decision_whole(tmp_path: Path, births
                 decided = [a for a in r.approvals if a["decision"] == "approve"]
                 # all or nothing: an approved request has its signed approval, a pending one has none
                 assert (r.status, len(decided)) in (("approved", 1), ("pending", 0))
-            audit_approvals = len(owner.audit_log(action="approve"))
+            audit_approvals = len(owner.audit(action="approve"))
             assert audit_approvals == sum(r.status == "approved" for r in owner.requests.list())
     finally:
         node.stop()

@@ -20,7 +20,7 @@ BOUNDS = (0.5, 6.0)
 def dp_user(syft_node, owner: sk.Client, births_df: pd.DataFrame, make_user):  # type: ignore[no-untyped-def]
     owner.datasets.upload("births", assets={"births": births_df}, bounds={"weight": BOUNDS})
     key = make_user("alice")
-    owner.budgets.set("alice", "births", epsilon=1000.0, delta=1e-6)
+    owner.budget.set("alice", "births", epsilon=1000.0, delta=1e-6)
     with sk.login(syft_node.connection_file, key=key) as ds:
         yield ds
 
@@ -46,7 +46,7 @@ def test_releases_come_back_at_once_and_are_close(dp_user: sk.Client, owner: sk.
     assert dp_user.last_release["mechanism"] == "gaussian"
     # no request, no owner action; each release is in the audit log with its cost
     assert owner.requests.list() == []
-    releases = owner.audit_log(action="dp.release")
+    releases = owner.audit(action="dp.release")
     assert len(releases) == 10 and {e["detail"]["mechanism"] for e in releases} == {"laplace", "gaussian"}
 
 
@@ -66,7 +66,7 @@ def test_gaussian_noise_has_the_advertised_scale(dp_user: sk.Client) -> None:
 
 
 def test_composition_arithmetic_is_exact(dp_user: sk.Client, owner: sk.Client) -> None:
-    owner.budgets.set("alice", "births", epsilon=2.0, delta=1e-3)
+    owner.budget.set("alice", "births", epsilon=2.0, delta=1e-3)
     births = dp_user.datasets["births"]["births"]
     for _ in range(4):
         births.dp.count(epsilon=0.25)
@@ -84,7 +84,7 @@ def test_conversions_match_opendp() -> None:
 
 
 def test_budget_exceeded_then_ask_for_more(dp_user: sk.Client, owner: sk.Client) -> None:
-    owner.budgets.set("alice", "births", epsilon=0.3, delta=0.0)
+    owner.budget.set("alice", "births", epsilon=0.3, delta=0.0)
     births = dp_user.datasets["births"]["births"]
     births["weight"].dp.mean(epsilon=0.2, bounds=BOUNDS)
     with pytest.raises(sk.BudgetExceeded, match="ds.budget.request") as err:
@@ -108,7 +108,7 @@ def test_no_budget_no_release(syft_node, owner: sk.Client, births_df, make_user)
 
 
 def test_concurrent_queries_never_overspend(syft_node, dp_user: sk.Client, owner: sk.Client) -> None:  # type: ignore[no-untyped-def]
-    owner.budgets.set("alice", "births", epsilon=1.0, delta=0.0)
+    owner.budget.set("alice", "births", epsilon=1.0, delta=0.0)
     ok: list[float] = []
     refused: list[float] = []
     key = syft_node.folder.parent / "users" / "alice.key"
@@ -157,7 +157,7 @@ def test_a_charge_is_never_lost(tmp_path, births_df) -> None:  # type: ignore[no
     with node.login() as owner:
         owner.users.add("alice", public_key=pub)
         owner.datasets.upload("births", assets={"births": births_df})
-        owner.budgets.set("alice", "births", epsilon=10.0)
+        owner.budget.set("alice", "births", epsilon=10.0)
     ds = sk.login(node.connection_file, key=key)
     done = 0
     for _ in range(10):
@@ -183,7 +183,7 @@ def test_individual_filter_drops_a_spent_subject(syft_node, owner: sk.Client, ma
     frame = pd.DataFrame({"pid": np.arange(100), "w": np.r_[np.full(99, 1.0), 6.0]})
     owner.datasets.upload("d", assets={"t": frame}, subject_column="pid", subject_limit=1.0)
     key = make_user("alice")
-    owner.budgets.set("alice", "d", epsilon=1000.0)
+    owner.budget.set("alice", "d", epsilon=1000.0)
 
     def losses() -> dict[str, float]:
         with sqlite3.connect(syft_node.folder / "node.db") as db:
@@ -194,18 +194,18 @@ def test_individual_filter_drops_a_spent_subject(syft_node, owner: sk.Client, ma
         t["w"].dp.sum(epsilon=1.0, bounds=(0, 6))  # scale 6: heavy loses 6/6 = 1.0, the others 1/6
         first = losses()
         assert first["99"] == pytest.approx(1.0) and first["0"] == pytest.approx(1 / 6)
-        assert owner.budgets.of("alice", "d")["spent_subjects"] == 1
+        assert owner.budget.of("alice", "d")["spent_subjects"] == 1
         t.dp.count(epsilon=0.5)  # scale 2: 0.5 more each, which the heavy subject no longer has
         second = losses()
         assert second["99"] == pytest.approx(1.0)  # filtered out: did not contribute, lost nothing
         assert second["0"] == pytest.approx(1 / 6 + 0.5)
         t.dp.count(epsilon=0.5)  # now the light subjects would pass 1.0 too: everyone is filtered
         assert losses() == second
-        assert owner.budgets.of("alice", "d")["spent_subjects"] == 1
+        assert owner.budget.of("alice", "d")["spent_subjects"] == 1
 
 
 def test_history_records_the_running_total(published, scientist) -> None:  # type: ignore[no-untyped-def]
-    published.budgets.set("alice", "birth-records-feb", epsilon=1.0, delta=1e-6)
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0, delta=1e-6)
     weight = scientist.datasets["birth-records-feb"]["births"]["weight"]
     weight.dp.mean(epsilon=0.2, bounds=BOUNDS)
     weight.dp.mean(rho=0.01, bounds=BOUNDS)
@@ -214,3 +214,25 @@ def test_history_records_the_running_total(published, scientist) -> None:  # typ
     assert history[1]["spent"] == pytest.approx(scientist.budget.spent("birth-records-feb"))
     summary = scientist.call("budgets.get", {"history": False})[0]
     assert "history" not in summary and summary["budgets"][0]["releases"] == 2
+
+
+def test_a_release_that_cannot_be_noised_is_refused_before_it_is_charged(dp_user: sk.Client, owner: sk.Client) -> None:  # type: ignore[no-untyped-def]
+    """An attacker's review: an epsilon so small that the noise scale is infinite (or that costs
+    nothing at all), or bounds so wide that the sensitivity overflows, crashed the release after
+    the charge. Now refused first, with nothing spent, and the node keeps serving."""
+    w = dp_user.datasets["births"]["births"]["weight"]
+    h = dp_user.datasets["births"]["births"]["height"]  # no declared bounds: any finite pair is taken
+    before = dp_user.budget.spent("births")
+    for query, match in [
+        (lambda: w.dp.mean(epsilon=5e-324, bounds=(0.5, 6.0)), "at least"),
+        (lambda: w.dp.count(epsilon=1e-300), "at least"),
+        (lambda: w.dp.count(epsilon=1e-8, delta=1e-300), "rho"),
+        (lambda: h.dp.var(epsilon=1.0, bounds=(-1e300, 1e300)), "noise scale is not finite"),
+    ]:
+        with pytest.raises(sk.InvalidArgument, match=match):
+            query()
+    assert dp_user.budget.spent("births") == before
+    assert w.dp.count(epsilon=0.1) > 0  # still serving
+    with pytest.raises(sk.InvalidArgument, match="since is a time"):
+        owner.call("audit.list", {"since": float("inf")})
+    assert owner.audit(since=2**63 + 1) == []  # an integer beyond SQLite's is a float here: none that late

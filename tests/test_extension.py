@@ -61,7 +61,7 @@ def test_nodes_datasets_and_budgets(fetch, syft_node: NodeProcess, published: Cl
     assert payload(fetch("syft", "api", "nodes", "hospital", "datasets",
                                   params={"q": "no-such-thing"}))["total"] == 0
     published.users.add("bob", role="data_scientist", public_key=_fresh_public_key())
-    published.budgets.set("bob", "birth-records-feb", epsilon=2.0)
+    published.budget.set("bob", "birth-records-feb", epsilon=2.0)
     budgets = payload(fetch("syft", "api", "nodes", "hospital", "budgets"))["budgets"]
     assert budgets[0]["user"] == "bob" and budgets[0]["epsilon"] == 2.0 and budgets[0]["left"] == 2.0
 
@@ -152,7 +152,7 @@ def test_cross_site_post_is_refused(fetch, published: Client, scientist: Client)
 
 
 def test_dashboard_renders_queue_datasets_and_budgets(fetch, published: Client, scientist: Client) -> None:
-    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
     scientist.datasets["birth-records-feb"]["births"]["weight"].dp.mean(epsilon=0.8, bounds=(0, 6000))
     req = scientist.datasets["birth-records-feb"]["births"]["weight"].max().request(reason="<script>alert(1)</script>")
     html = (fetch("syft", "dashboard")).body.decode()

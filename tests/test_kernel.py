@@ -128,7 +128,7 @@ def test_magics_in_the_syft_kernel(syft_cells, published: sk.Client) -> None:  #
     cells.run("req = hospital.datasets['birth-records-feb']['births']['weight'].sum().request(reason='r')")
     assert "pending" in cells.run("%syft requests hospital")["text"]
     assert "no privacy budgets for alice" in cells.run("%syft budget")["text"]
-    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
     assert "birth-records-feb" in cells.run("%syft budget hospital")["text"]
     r = cells.run("%syft requests nowhere")
     assert r["status"] == "error" and "not connected to nowhere" in r["error"]["evalue"]

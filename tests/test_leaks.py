@@ -65,7 +65,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
         _, pub = write_keypair(generate_keypair("alice"), folder / "users")
         owner.users.add("alice", role="data_scientist", public_key=pub)
         for name in ("high", "low", "arrays", "nosubj"):
-            owner.budgets.set("alice", name, epsilon=1000.0, delta=1e-6)
+            owner.budget.set("alice", name, epsilon=1000.0, delta=1e-6)
     try:
         yield proc
     finally:
@@ -592,7 +592,7 @@ def test_a_request_never_quotes_a_value_it_cannot_store(alice: sk.Client, owner:
     mixed = p["name"].where(p["patient"] == pid, 0)
     req = mixed.request(reason="a mixed column")
     assert req.status == "pending" and "Bob" not in str(req)
-    assert owner.audit_log(user="alice", action="object.unstorable")
+    assert owner.audit(user="alice", action="object.unstorable")
 
 
 def test_what_an_owners_decision_tells_the_requester(alice: sk.Client, owner: sk.Client) -> None:
@@ -647,14 +647,14 @@ def test_deleting_a_dataset_deletes_what_was_derived_from_it(tmp_path: Any) -> N
             owner.datasets.upload("d", assets={"t": _patients(False)}, subject_column="patient", bounds=BOUNDS)
             _, pub = write_keypair(generate_keypair("alice"), tmp_path / "users")
             owner.users.add("alice", role="data_scientist", public_key=pub)
-            owner.budgets.set("alice", "d", epsilon=100.0)
+            owner.budget.set("alice", "d", epsilon=100.0)
             with login(proc.connection_file, key=tmp_path / "users" / "alice.key") as alice:
                 old = alice.datasets["d"]["t"]["weight"] * 1.0
                 old.meta  # noqa: B018
                 pending = (old + 1).request(reason="before the deletion")
                 owner.datasets.delete("d")
                 owner.datasets.upload("d", assets={"t": _patients(True)}, subject_column="patient", bounds=BOUNDS)
-                owner.budgets.set("alice", "d", epsilon=100.0)
+                owner.budget.set("alice", "d", epsilon=100.0)
                 with pytest.raises(sk.NotFound):
                     old.dp.sum(epsilon=1.0)
                 assert alice.requests[pending.id].status == "denied"
@@ -715,7 +715,7 @@ def test_a_failure_on_the_real_data_alone_stays_private(alice: sk.Client, owner:
     with pytest.raises(sk.RemoteError, match="could not be computed on the real data") as err:
         mine.get()
     assert "IntCastingNaNError" in err.value.message or "NaN" in err.value.message  # the owner reads why
-    entry = owner.audit_log(user="alice", action="op.failed")[0]
+    entry = owner.audit(user="alice", action="op.failed")[0]
     assert "NaN" in entry["detail"]["error"] or "non-finite" in entry["detail"]["error"]
     # a DP query cannot tell them apart either: a cast that can fail on some values is not
     # row-stable, so both are refused for what the op is, not for what the data did

@@ -92,7 +92,7 @@ def run(owner: sk.Client, alice: sk.Client, source: str, inputs: dict[str, str] 
     try:
         return job.result(timeout=RUN_TIMEOUT).get()
     except sk.RemoteError as e:
-        entry = owner.audit_log(action="code.run", target=job.id)[0]["detail"]
+        entry = owner.audit(action="code.run", target=job.id)[0]["detail"]
         if entry.get("detail"):
             assert entry["detail"] not in e.message  # what alice saw does not quote it
             return sk.RemoteError(f"{e.message} [owner's audit log: {entry['detail']}]")

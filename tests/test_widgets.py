@@ -155,7 +155,7 @@ def test_widget_survives_node_restart(tmp_path, make_user) -> None:  # type: ign
 
 # ---- budget
 def test_budget_bars_and_history(published: Client, scientist: Client) -> None:
-    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
     view = BudgetView(scientist)
     bar = view.bar("birth-records-feb")
     assert bar.value == 0 and bar.bar_style == "success" and view.plot.layout.display == "none"
@@ -179,7 +179,7 @@ def test_bar_style_thresholds() -> None:
 def test_text_tables_outside_jupyter(published: Client, scientist: Client, capsys) -> None:  # type: ignore[no-untyped-def]
     from IPython.display import display
 
-    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
     display(scientist.budget)
     display(published.datasets)
     display(published.requests)
@@ -188,11 +188,11 @@ def test_text_tables_outside_jupyter(published: Client, scientist: Client, capsy
 
 
 def test_closing_the_client_stops_live_updates(published: Client, scientist: Client) -> None:
-    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
     view = BudgetView(scientist)
     watcher = sk.widgets.NodeWatcher.of(scientist)
     scientist.close()
-    published.budgets.set("alice", "birth-records-feb", epsilon=2.0)  # an event for a closed client
+    published.budget.set("alice", "birth-records-feb", epsilon=2.0)  # an event for a closed client
     eventually(lambda: watcher._thread is None)  # the watcher's thread ended
     view.refresh_button.click()
     assert "closed: log in again" in view.banner.value
@@ -231,7 +231,7 @@ def test_displaying_again_reuses_one_live_view(published: Client, monkeypatch) -
 
 
 def test_owner_budget_view_of_a_scientist_is_live(published: Client, scientist: Client) -> None:
-    published.budgets.set("alice", "birth-records-feb", epsilon=1.0)
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
     view = BudgetView(published, user="alice")
     scientist.datasets["birth-records-feb"]["births"]["weight"].dp.mean(epsilon=0.5, bounds=(0, 6000))
     eventually(lambda: view.bar("birth-records-feb").value == pytest.approx(0.5))

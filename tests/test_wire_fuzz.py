@@ -127,7 +127,7 @@ def _session(node: NodeProcess, alice_key: Path, corpus: list[tuple[str, list[by
     with node.login() as owner, sk.login(node.connection_file, key=alice_key) as ds:
         owner.datasets.upload("births", assets={"births": births, "matrix": np.arange(12.0).reshape(3, 4)},
                               description="fuzz", tags=["#fuzz"], bounds={"weight": BOUNDS})
-        owner.budgets.set("alice", "births", epsilon=1e5, delta=1e-3)
+        owner.budget.set("alice", "births", epsilon=1e5, delta=1e-3)
         _record(owner, "owner", corpus)
         _record(ds, "alice", corpus)
         extra = pd.DataFrame({"s": ["a", "bb", None], "c": pd.Categorical(["x", "y", "x"]),
@@ -138,8 +138,8 @@ def _session(node: NodeProcess, alice_key: Path, corpus: list[tuple[str, list[by
         owner.users.add("bob", public_key=generate_keypair("bob").public)
         owner.users.list()
         owner.stats()
-        owner.audit_log(limit=5)
-        owner.budgets.of("alice", "births")
+        owner.audit(limit=5)
+        owner.budget.of("alice", "births")
         ds.datasets.search("fuzz", tags=["#fuzz"])
         b = ds.datasets["births"]["births"]
         b.mock.head()

@@ -70,7 +70,7 @@ class BudgetView(LiveView, TextFallback, w.VBox):
             self.plot.value = png or b""
             self.plot.layout.display = "" if png else "none"
             self.bars.children = [self._bar(b) for b in reply["budgets"]] or [
-                w.HTML("<i>no privacy budgets yet: the data owner sets them (owner.budgets.set)</i>")]
+                w.HTML("<i>no privacy budgets yet: the data owner sets them (owner.budget.set)</i>")]
             self.data = reply
 
     def _bar(self, b: dict[str, Any]) -> w.Widget:

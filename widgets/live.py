@@ -86,6 +86,9 @@ class NodeWatcher:
         with self._lock:
             if self._stop.is_set():
                 self._thread = None
+                client = self._client()
+                if client is not None:
+                    client.unwatch()
                 return True
             return False
 

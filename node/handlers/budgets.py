@@ -17,11 +17,7 @@ def set_(node: DataNode, user: User, body: s.BudgetsSet, buffers: Buffers) -> Re
         raise NotFound(f"no dataset {dataset!r}")
     if who not in {u["name"] for u in node.db.users()}:
         raise NotFound(f"no user {who!r}")
-    eps, delta = body.epsilon, body.delta
-    if not 0 <= eps < 1e6 or eps != eps:
-        raise InvalidArgument("epsilon is a non-negative number")
-    if not 0 <= delta < 1:
-        raise InvalidArgument("delta is between 0 (inclusive) and 1 (exclusive)")
+    eps, delta = check_budget(body.epsilon, body.delta)
     node.ledger.set_budget(who, dataset, float(eps), float(delta))
     node.db.audit(user.name, "budgets.set", dataset, scientist=who, epsilon=eps, delta=delta)
     status = node.ledger.status(who, dataset)
@@ -29,6 +25,15 @@ def set_(node: DataNode, user: User, body: s.BudgetsSet, buffers: Buffers) -> Re
     node.notify(who, event)
     node.notify_owners(event)
     return {"budget": status}, []
+
+
+def check_budget(epsilon: float, delta: float) -> tuple[float, float]:
+    """A budget's epsilon (non-negative, finite) and delta (in [0, 1))."""
+    if not 0 <= epsilon < 1e6 or epsilon != epsilon:
+        raise InvalidArgument("epsilon is a non-negative number")
+    if not 0 <= delta < 1:
+        raise InvalidArgument("delta is between 0 (inclusive) and 1 (exclusive)")
+    return float(epsilon), float(delta)
 
 
 def get(node: DataNode, user: User, body: s.BudgetsGet, buffers: Buffers) -> Reply:

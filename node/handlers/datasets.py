@@ -86,6 +86,7 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
                                       f"{codec.short_repr(str(e))}; convert it to plain columns first") from None
         node.db.add_dataset(name, body.description, tags, subject_column, user.name, rows, owners, policy,
                             {str(k): list(v) for k, v in bounds.items()}, max_rows, float(subject_limit))
+        node.ledger.apply_defaults(name)  # scientists added with a budget for every dataset
     except BaseException:
         for p in written:
             (node.assets_dir / p).unlink(missing_ok=True)

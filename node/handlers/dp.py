@@ -8,7 +8,7 @@ import pandas as pd
 from syft_kernel.core import codec
 from syft_kernel.core import schema as s
 from syft_kernel.core.codec import short_repr
-from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.errors import InvalidArgument, RemoteError
 
 from ..dp import (
     _COERCE,
@@ -21,7 +21,9 @@ from ..dp import (
     _individual_losses,
     _quantile,
     _subject_rows,
+    check_scales,
     mechanism_of,
+    opendp_error,
     release,
 )
 from ..state import DataNode, User
@@ -70,6 +72,7 @@ def query(node: DataNode, user: User, body: s.DPQuery, buffers: Buffers) -> Repl
             finally:
                 _COERCE.on = False
         losses = losses.reindex(allowed)
+    check_scales(query, [] if query == "quantile" else sens, parts, mechanism, epsilon, rho)  # public inputs only
     # charge first, release after: a crash in between loses no charge
     status = node.ledger.charge(user.name, dataset["name"], query, mechanism, epsilon, rho,
                                 {k: v for k, v in params.items() if k != "categories"},
@@ -77,11 +80,16 @@ def query(node: DataNode, user: User, body: s.DPQuery, buffers: Buffers) -> Repl
     changed = {"event": "budget.changed", "dataset": dataset["name"], "user": user.name}
     node.notify(user.name, changed)  # charged: open budget views update even if the release fails
     node.notify_owners(changed)
-    if query == "quantile":
-        result = _quantile(exact[0], extra, c, epsilon)
-    else:
-        noisy = [release(np.asarray(x), s, mechanism, epsilon / parts, rho / parts) for x, s in zip(exact, sens)]
-        result = _finish(query, noisy, extra, params)
+    try:
+        if query == "quantile":
+            result = _quantile(exact[0], extra, c, epsilon)
+        else:
+            noisy = [release(np.asarray(x), s, mechanism, epsilon / parts, rho / parts) for x, s in zip(exact, sens)]
+            result = _finish(query, noisy, extra, params)
+    except (ArithmeticError, ValueError, opendp_error()) as e:  # charged, not released: said plainly
+        node.db.audit(user.name, "dp.failed", dataset["name"], query=query, error=f"{type(e).__name__}: {e}")
+        raise RemoteError(f"the {query} was charged but could not be released ({type(e).__name__}); "
+                          "narrow the bounds or spend more epsilon", op=f"dp.{query}", exception=type(e).__name__) from None
     cost = {"epsilon": epsilon} if mechanism == "laplace" else {"rho": rho}
     node.db.audit(user.name, "dp.release", dataset["name"], query=query, mechanism=mechanism, **cost,
                   params={k: v for k, v in params.items() if k in ("bounds", "q", "column", "by")})

@@ -11,6 +11,7 @@ from syft_kernel.core.keys import check_public_key
 
 from ..state import ROLES, DataNode, User
 from . import Buffers, Reply
+from .budgets import check_budget
 
 log = logging.getLogger("syft_kernel.node")
 
@@ -30,9 +31,19 @@ def add(node: DataNode, user: User, body: s.UsersAdd, buffers: Buffers) -> Reply
         raise InvalidArgument("a signing key is 64 hex characters (the signing_key in NAME.pub)")
     if body.role == "owner" and not signing:
         raise InvalidArgument("an owner needs a signing key to approve requests: pass their NAME.pub file")
+    budget = None
+    if body.budget is not None:
+        if set(body.budget) - {"epsilon", "delta"} or "epsilon" not in body.budget:
+            raise InvalidArgument("a budget is sk.Budget(epsilon=…, delta=…)")
+        if body.role == "owner":
+            raise InvalidArgument("a budget is for a data scientist: owners read their data without one")
+        budget = check_budget(body.budget["epsilon"], body.budget.get("delta", 0.0))
     node.db.add_user(name, key, body.role, signing)
+    if budget is not None:
+        node.ledger.set_default(name, *budget, node.db.dataset_names())
     node.reload_users()
-    node.db.audit(user.name, "users.add", name, role=body.role)
+    node.db.audit(user.name, "users.add", name, role=body.role,
+                  **({"epsilon": budget[0], "delta": budget[1]} if budget else {}))
     log.info("%s added user %s (%s)", user.name, name, body.role)
     return {"name": name, "role": body.role}, []
 
@@ -42,6 +53,7 @@ def remove(node: DataNode, user: User, body: s.UsersRemove, buffers: Buffers) ->
         raise InvalidArgument("you cannot remove yourself: another owner must do it")
     if not node.db.remove_user(body.name):
         raise NotFound(f"no user {body.name!r}")
+    node.ledger.forget_default(body.name)
     node.reload_users()
     node.db.audit(user.name, "users.remove", body.name)
     log.info("%s removed user %s", user.name, body.name)
