@@ -18,6 +18,7 @@ demo: install
 	$(PYTHON) -m syft_kernel.cli demo
 
 lint:
+	$(PYTHON) -m ruff format --check syft_kernel core node widgets extension tests bench
 	$(PYTHON) -m ruff check syft_kernel core node widgets extension tests bench
 	$(PYTHON) tests/test_rooms.py
 

@@ -93,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             owner = nodes[0].login()
             ptr = {"~": "ref", "id": "asset:data/x"}
-            cases = [("hello", schema.Hello()),
-                     ("ptr + 1 (run)", schema.Run(ops=[{"kind": "op", "name": "add", "args": [ptr, 1], "kwargs": []}]))]
+            cases = [
+                ("hello", schema.Hello()),
+                ("ptr + 1 (run)", schema.Run(ops=[{"kind": "op", "name": "add", "args": [ptr, 1], "kwargs": []}])),
+            ]
             print("\n(a) 1,000 independent ops: sequential sync calls vs one AsyncClient with all in flight")
             print(f"{'op':<16}{'sequential s':>14}{'async s':>10}{'speedup':>10}  target >= 5x")
             for name, body in cases:
@@ -115,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
                 three.append(_cell(clients, 20))
                 serial.append(sum(_cell([c], 20) for c in clients))
             a, t3, sq = statistics.median(alone), statistics.median(three), statistics.median(serial)
-            print(f"slowest node alone {a * 1e3:8.1f} ms   three nodes {t3 * 1e3:8.1f} ms   ratio {t3 / a:.2f}x"
-                  f"  target <= 1.3x  {verdict(t3 / a <= 1.3)}")
+            print(
+                f"slowest node alone {a * 1e3:8.1f} ms   three nodes {t3 * 1e3:8.1f} ms   ratio {t3 / a:.2f}x"
+                f"  target <= 1.3x  {verdict(t3 / a <= 1.3)}"
+            )
             print(f"(the three one after the other: {sq * 1e3:.1f} ms, {sq / a:.2f}x)")
             ok &= t3 / a <= 1.3
             for c in clients:

@@ -82,8 +82,13 @@ def recipe_measurement(rows: int, epsilon: float) -> Any:
     space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance()
 
     def build(scale: float) -> Any:
-        return (space >> dp.t.then_clamp(BOUNDS) >> dp.t.then_resize(size=rows, constant=0.5)
-                >> dp.t.then_mean() >> dp.m.then_laplace(scale=scale))
+        return (
+            space
+            >> dp.t.then_clamp(BOUNDS)
+            >> dp.t.then_resize(size=rows, constant=0.5)
+            >> dp.t.then_mean()
+            >> dp.m.then_laplace(scale=scale)
+        )
 
     meas = build(build(1.0).map(1) / epsilon)
     assert meas.map(1) <= epsilon * (1 + 1e-9)
@@ -168,12 +173,13 @@ def check(name: str, values: list[float], truth: float, rows: int) -> None:
     tol = max(1e-3, 2000.0 / rows)  # Laplace scale 20 on a sum of ``rows`` values: far inside
     bad = [v for v in values if not abs(v - truth) <= tol]
     if bad:
-        raise AssertionError(f"{name}: {len(bad)} of {len(values)} results are off the clamped "
-                             f"mean {truth:.6f} by more than {tol:g} (e.g. {bad[0]!r})")
+        raise AssertionError(
+            f"{name}: {len(bad)} of {len(values)} results are off the clamped "
+            f"mean {truth:.6f} by more than {tol:g} (e.g. {bad[0]!r})"
+        )
 
 
-def bench_main(ptr: Any, col: Any, x: np.ndarray, cfg: Config,
-               truth: float) -> dict[str, Latency]:
+def bench_main(ptr: Any, col: Any, x: np.ndarray, cfg: Config, truth: float) -> dict[str, Latency]:
     """The node's mean against both in-process baselines, interleaved in chunks."""
     recipe = recipe_measurement(len(x), EPSILON)
     cases: dict[str, Callable[[], Any]] = {
@@ -225,28 +231,36 @@ def bench_limit_ladder(node: Any, owner: sk.Client, key: Path, cfg: Config) -> l
                 last = done[-1]
                 if len(done) >= 2:
                     prev = done[-2]
-                    exponent = max(1.0, math.log(last.latency.pct(50) / prev.latency.pct(50))
-                                   / math.log(last.rows / prev.rows))
+                    exponent = max(
+                        1.0, math.log(last.latency.pct(50) / prev.latency.pct(50)) / math.log(last.rows / prev.rows)
+                    )
                 projected = last.latency.pct(50) / 1e3 * (rows / last.rows) ** exponent
                 if projected > cfg.limit_timeout / 2:  # a margin: the growth may steepen
-                    step.note = (f"skipped: projected {_human(projected)} per call "
-                                 f"(time ~ rows^{exponent:.2f}) > half the "
-                                 f"{cfg.limit_timeout:g} s limit")
+                    step.note = (
+                        f"skipped: projected {_human(projected)} per call "
+                        f"(time ~ rows^{exponent:.2f}) > half the "
+                        f"{cfg.limit_timeout:g} s limit"
+                    )
                     continue
             x = make_values(rows)
             name = f"limited-{rows}"
             frame = pd.DataFrame({"x": x, "id": np.arange(1, rows + 1)})
-            owner.datasets.upload(name, assets={"t": frame}, mock={"t": frame.head(100)},
-                                  subject_column="id", subject_limit=SUBJECT_LIMIT,
-                                  description="DP benchmark: individual accounting")
+            owner.datasets.upload(
+                name,
+                assets={"t": frame},
+                mock={"t": frame.head(100)},
+                subject_column="id",
+                subject_limit=SUBJECT_LIMIT,
+                description="DP benchmark: individual accounting",
+            )
             owner.budget.set("alice", name, epsilon=BUDGET)
             ptr = ds.datasets[name]["t"]
             ptr["x"]  # loads the asset on the node, untimed
             values: list[float] = []
             try:
                 step.latency.samples = time_calls(
-                    lambda p=ptr: p["x"].dp.mean(epsilon=EPSILON, bounds=BOUNDS),
-                    cfg.limit_reps, values)
+                    lambda p=ptr: p["x"].dp.mean(epsilon=EPSILON, bounds=BOUNDS), cfg.limit_reps, values
+                )
             except sk.NodeUnavailable:
                 step.note = f"timed out: one call took over {cfg.limit_timeout:g} s"
                 break  # the node is still busy with that call
@@ -276,22 +290,20 @@ def print_machine() -> None:
     """The machine and library versions, so runs can be compared."""
     print_machine_common(
         f"opendp {_version('opendp')}, numpy {np.__version__}, pandas {pd.__version__}, "
-          f"pyarrow {_version('pyarrow')}, pyzmq {_version('pyzmq')}; "
-          f"syft-kernel {sk.__version__}")
+        f"pyarrow {_version('pyarrow')}, pyzmq {_version('pyzmq')}; "
+        f"syft-kernel {sk.__version__}"
+    )
     print(f"node folder under {tempfile.gettempdir()} (the ledger commits are fsync'd there)")
 
 
-def print_table(title: str, rows: list[tuple[str, Latency]], base: Latency,
-                target_row: str | None = None) -> None:
+def print_table(title: str, rows: list[tuple[str, Latency]], base: Latency, target_row: str | None = None) -> None:
     """A latency table with each row's p50 and p99 as a multiple of ``base``'s."""
     print(f"\n{title}")
-    print(f"{'case':<34} {'n':>4} {'p50 ms':>9} {'p99 ms':>9} {'p50 ratio':>10} "
-          f"{'p99 ratio':>10}")
+    print(f"{'case':<34} {'n':>4} {'p50 ms':>9} {'p99 ms':>9} {'p50 ratio':>10} {'p99 ratio':>10}")
     for name, lat in rows:
         r50, r99 = lat.pct(50) / base.pct(50), lat.pct(99) / base.pct(99)
         mark = f"  {verdict(r50 <= TARGET_RATIO)}" if name == target_row else ""
-        print(f"{name:<34} {len(lat.samples):>4} {lat.pct(50):9.2f} {lat.pct(99):9.2f} "
-              f"{r50:9.2f}x {r99:9.2f}x{mark}")
+        print(f"{name:<34} {len(lat.samples):>4} {lat.pct(50):9.2f} {lat.pct(99):9.2f} {r50:9.2f}x {r99:9.2f}x{mark}")
 
 
 # ---------------------------------------------------------------- setup and main
@@ -301,16 +313,27 @@ def main(argv: list[str] | None = None) -> int:
     """Run the comparison and the informational cases; print the tables and the verdict."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions: a smoke run")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="timed calls per case in the main comparison (default 300, quick 40)")
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave this process's malloc thresholds dynamic (see pin_malloc)")
-    parser.add_argument("--limit-timeout", type=float, default=None,
-                        help="longest call allowed with subject_limit, s (default 120, quick 20)")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="timed calls per case in the main comparison (default 300, quick 40)",
+    )
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="leave this process's malloc thresholds dynamic (see pin_malloc)"
+    )
+    parser.add_argument(
+        "--limit-timeout",
+        type=float,
+        default=None,
+        help="longest call allowed with subject_limit, s (default 120, quick 20)",
+    )
     args = parser.parse_args(argv)
-    cfg = (Config(40, 5, 10, 8, 2, [10_000, 20_000, 100_000, ROWS], 20.0, True)
-           if args.quick else
-           Config(300, 20, 10, 40, 3, [10_000, 30_000, 100_000, 300_000, ROWS], 120.0, False))
+    cfg = (
+        Config(40, 5, 10, 8, 2, [10_000, 20_000, 100_000, ROWS], 20.0, True)
+        if args.quick
+        else Config(300, 20, 10, 40, 3, [10_000, 30_000, 100_000, 300_000, ROWS], 120.0, False)
+    )
     if args.iterations:
         cfg.iterations = args.iterations
     if args.limit_timeout:
@@ -331,11 +354,17 @@ def main(argv: list[str] | None = None) -> int:
         owner = node.login()
         clients.append(owner)
         plain = pd.DataFrame({"x": x})
-        owner.datasets.upload("plain", assets={"t": plain}, mock={"t": plain.head(100)},
-                              description="DP benchmark: one float column")
+        owner.datasets.upload(
+            "plain", assets={"t": plain}, mock={"t": plain.head(100)}, description="DP benchmark: one float column"
+        )
         subjects = pd.DataFrame({"x": x, "id": ids})
-        owner.datasets.upload("subjects", assets={"t": subjects}, mock={"t": subjects.head(100)},
-                              subject_column="id", description="DP benchmark: one row per subject")
+        owner.datasets.upload(
+            "subjects",
+            assets={"t": subjects},
+            mock={"t": subjects.head(100)},
+            subject_column="id",
+            description="DP benchmark: one row per subject",
+        )
         key, public = write_keypair(generate_keypair("alice"), tmp / "users")
         owner.users.add("alice", public_key=public)
         for name in ("plain", "subjects"):
@@ -344,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         clients.append(ds)
         ptr: Any = ds.datasets["plain"]["t"]
         col = ptr["x"]  # also loads the asset on the node, untimed
-        print(f"setup {time.perf_counter() - started:.1f} s (node pid {node.proc.pid}, "
-              f"scientist over {ds.address.split(':', 1)[0]}); node log level INFO")
+        print(
+            f"setup {time.perf_counter() - started:.1f} s (node pid {node.proc.pid}, "
+            f"scientist over {ds.address.split(':', 1)[0]}); node log level INFO"
+        )
 
         main_lat = bench_main(ptr, col, x, cfg, truth)
         releases = int(ds.budget["plain"]["releases"])
@@ -367,41 +398,58 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     base = main_lat[RECIPE]
-    print_table(f"DP mean of {ROWS:.0e} float64, epsilon {EPSILON:g}, bounds {BOUNDS} "
-                f"({cfg.iterations} calls per case after {cfg.warmup} warm-up, interleaved in "
-                f"chunks of {cfg.chunk}); ratios vs the in-process recipe",
-                [(k, v) for k, v in main_lat.items()], base, target_row=NODE)
+    print_table(
+        f"DP mean of {ROWS:.0e} float64, epsilon {EPSILON:g}, bounds {BOUNDS} "
+        f"({cfg.iterations} calls per case after {cfg.warmup} warm-up, interleaved in "
+        f"chunks of {cfg.chunk}); ratios vs the in-process recipe",
+        [(k, v) for k, v in main_lat.items()],
+        base,
+        target_row=NODE,
+    )
     mirror = main_lat[MIRROR]
     node_lat = main_lat[NODE]
-    print(f"node vs the mirror baseline: p50 {node_lat.pct(50) / mirror.pct(50):.2f}x, "
-          f"p99 {node_lat.pct(99) / mirror.pct(99):.2f}x "
-          f"(node p50 - mirror p50 = {node_lat.pct(50) - mirror.pct(50):+.2f} ms)")
-    first = Latency(node_lat.samples[:cfg.chunk])
-    last = Latency(node_lat.samples[-cfg.chunk:])
-    print(f"ledger growth: node p50 {first.pct(50):.2f} ms in the first chunk, "
-          f"{last.pct(50):.2f} ms in the last; {releases} releases charged on 'plain'")
+    print(
+        f"node vs the mirror baseline: p50 {node_lat.pct(50) / mirror.pct(50):.2f}x, "
+        f"p99 {node_lat.pct(99) / mirror.pct(99):.2f}x "
+        f"(node p50 - mirror p50 = {node_lat.pct(50) - mirror.pct(50):+.2f} ms)"
+    )
+    first = Latency(node_lat.samples[: cfg.chunk])
+    last = Latency(node_lat.samples[-cfg.chunk :])
+    print(
+        f"ledger growth: node p50 {first.pct(50):.2f} ms in the first chunk, "
+        f"{last.pct(50):.2f} ms in the last; {releases} releases charged on 'plain'"
+    )
 
-    rows: list[tuple[str, Latency]] = [(NODE + " (no subjects)", node_lat),
-                                       ("node: with subject_column", subject_lat)]
-    print_table(f"informational: contribution bounding (subject_column, ids 1..{ROWS:.0e}, "
-                f"max 1 row each); ratios vs the in-process recipe", rows, base)
+    rows: list[tuple[str, Latency]] = [(NODE + " (no subjects)", node_lat), ("node: with subject_column", subject_lat)]
+    print_table(
+        f"informational: contribution bounding (subject_column, ids 1..{ROWS:.0e}, "
+        f"max 1 row each); ratios vs the in-process recipe",
+        rows,
+        base,
+    )
 
-    print(f"\ninformational: individual accounting (subject_column + subject_limit), "
-          f"{cfg.limit_reps} calls per size, the first writes every subject's loss row")
+    print(
+        f"\ninformational: individual accounting (subject_column + subject_limit), "
+        f"{cfg.limit_reps} calls per size, the first writes every subject's loss row"
+    )
     print(f"{'rows':>9} {'n':>3} {'p50 ms':>10} {'max ms':>10} {'ms per 1e3 rows':>16}  note")
     for step in ladder:
         lat = step.latency
         if lat.samples:
-            print(f"{step.rows:>9} {len(lat.samples):>3} {lat.pct(50):10.1f} "
-                  f"{max(lat.samples):10.1f} {lat.pct(50) / step.rows * 1e3:16.3f}  {step.note}")
+            print(
+                f"{step.rows:>9} {len(lat.samples):>3} {lat.pct(50):10.1f} "
+                f"{max(lat.samples):10.1f} {lat.pct(50) / step.rows * 1e3:16.3f}  {step.note}"
+            )
         else:
             print(f"{step.rows:>9} {'-':>3} {'-':>10} {'-':>10} {'-':>16}  {step.note}")
 
     ratio = node_lat.pct(50) / base.pct(50)
     print("\nsummary")
-    print(f'target: node ptr["x"].dp.mean p50 <= {TARGET_RATIO:g}x the in-process OpenDP '
-          f"recipe: {node_lat.pct(50):.2f} ms vs {base.pct(50):.2f} ms = {ratio:.2f}x -> "
-          f"{verdict(ratio <= TARGET_RATIO)}")
+    print(
+        f'target: node ptr["x"].dp.mean p50 <= {TARGET_RATIO:g}x the in-process OpenDP '
+        f"recipe: {node_lat.pct(50):.2f} ms vs {base.pct(50):.2f} ms = {ratio:.2f}x -> "
+        f"{verdict(ratio <= TARGET_RATIO)}"
+    )
     print(f"total {time.perf_counter() - started:.1f} s{' (quick)' if cfg.quick else ''}")
     return 0
 

@@ -142,8 +142,10 @@ class Kernel:
         reply = self.kc.execute_interactive(code, output_hook=self._hook, timeout=CELL_TIMEOUT)
         if reply["content"]["status"] != "ok" or self.error is not None:
             err = self.error or reply["content"]
-            raise RuntimeError(f"the kernel cell failed: {err.get('ename')}: {err.get('evalue')}\n"
-                               f"{code[:200]}\nkernel log tail:\n{self.log()[-2000:]}")
+            raise RuntimeError(
+                f"the kernel cell failed: {err.get('ename')}: {err.get('evalue')}\n"
+                f"{code[:200]}\nkernel log tail:\n{self.log()[-2000:]}"
+            )
         return self.text
 
     def log(self) -> str:
@@ -204,7 +206,7 @@ def user_counters(owner: sk.Client) -> Counter[str]:
     """The scientist's message counters on the node, by message type."""
     prefix = f"{USER}:"
     counters = owner.stats()["counters"]
-    return Counter({k[len(prefix):]: int(v) for k, v in counters.items() if k.startswith(prefix)})
+    return Counter({k[len(prefix) :]: int(v) for k, v in counters.items() if k.startswith(prefix)})
 
 
 def timed(path: Way, owner: sk.Client, record: bool) -> None:
@@ -251,23 +253,32 @@ def print_machine() -> None:
     """The machine and library versions, so runs can be compared."""
     print_machine_common(
         f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}; numpy {np.__version__}, "
-          f"pandas {pd.__version__}; jupyter_client {jupyter_client.__version__}, "
-          f"ipykernel {ipykernel.__version__}; syft-kernel {sk.__version__}")
+        f"pandas {pd.__version__}; jupyter_client {jupyter_client.__version__}, "
+        f"ipykernel {ipykernel.__version__}; syft-kernel {sk.__version__}"
+    )
 
 
 def print_table(ways: list[Way], cfg: Config) -> None:
-    print(f"\ncell wall time, ms ({cfg.reps} cells per path after {cfg.warmup} warm-up, "
-          f"interleaved in chunks of {cfg.chunk}); node messages per cell from the owner's "
-          "stats() counters")
-    print(f"{'path':<34} {'ops':>4} {'p50':>8} {'p99':>8} {'mean':>8} {'min':>8}  "
-          f"{'runs':>5} {'other':>5} {'del':>5}  {'µs/op p50':>9}")
+    print(
+        f"\ncell wall time, ms ({cfg.reps} cells per path after {cfg.warmup} warm-up, "
+        f"interleaved in chunks of {cfg.chunk}); node messages per cell from the owner's "
+        "stats() counters"
+    )
+    print(
+        f"{'path':<34} {'ops':>4} {'p50':>8} {'p99':>8} {'mean':>8} {'min':>8}  "
+        f"{'runs':>5} {'other':>5} {'del':>5}  {'µs/op p50':>9}"
+    )
     for p in ways:
         per_op = f"{p.pct(50) * 1e3 / p.ops:9.1f}" if p.ops else f"{'-':>9}"
-        print(f"{p.name:<34} {p.ops:>4} {p.pct(50):8.2f} {p.pct(99):8.2f} "
-              f"{float(np.mean(p.ms)):8.2f} {min(p.ms):8.2f}  {_spread(p.runs):>5} "
-              f"{_spread(p.other):>5} {_spread(p.dels):>5}  {per_op}")
-    print("runs = the scientist's 'run' requests; other = its other requests (round trips too); "
-          "del = one-way frees (no reply); a-b = range over the cells")
+        print(
+            f"{p.name:<34} {p.ops:>4} {p.pct(50):8.2f} {p.pct(99):8.2f} "
+            f"{float(np.mean(p.ms)):8.2f} {min(p.ms):8.2f}  {_spread(p.runs):>5} "
+            f"{_spread(p.other):>5} {_spread(p.dels):>5}  {per_op}"
+        )
+    print(
+        "runs = the scientist's 'run' requests; other = its other requests (round trips too); "
+        "del = one-way frees (no reply); a-b = range over the cells"
+    )
 
 
 def print_ratios(ways: list[Way]) -> None:
@@ -283,10 +294,12 @@ def print_ratios(ways: list[Way]) -> None:
         print(f"  {label:<52} {ms:8.2f} ms")
     print(f"  {'(the same ops in-process in client.batch())':<52} {batch.pct(50):8.2f} ms")
     print("\nratios: p50 (p99)")
-    for label, a, b in (("eager / kernel cell", eager, cell),
-                        ("eager / in-process batch", eager, batch),
-                        ("kernel cell / in-process batch", cell, batch),
-                        ("eager / float cell (ceiling if syft work were free)", eager, plain)):
+    for label, a, b in (
+        ("eager / kernel cell", eager, cell),
+        ("eager / in-process batch", eager, batch),
+        ("kernel cell / in-process batch", cell, batch),
+        ("eager / float cell (ceiling if syft work were free)", eager, plain),
+    ):
         print(f"  {label:<52} {a.pct(50) / b.pct(50):7.2f}x ({a.pct(99) / b.pct(99):.2f}x)")
 
 
@@ -296,16 +309,22 @@ def print_summary(ways: list[Way]) -> None:
     print("\nsummary")
     trips = cell.round_trips
     ok_trips = all(t == TARGET_ROUND_TRIPS for t in trips) and all(r == 1 for r in cell.runs)
-    print(f"target: {TARGET_ROUND_TRIPS} round trip to the node per kernel cell: "
-          f"{_spread(trips)} in each of {len(trips)} cells ('run' {_spread(cell.runs)}, other "
-          f"{_spread(cell.other)}) -> {verdict(ok_trips)}")
+    print(
+        f"target: {TARGET_ROUND_TRIPS} round trip to the node per kernel cell: "
+        f"{_spread(trips)} in each of {len(trips)} cells ('run' {_spread(cell.runs)}, other "
+        f"{_spread(cell.other)}) -> {verdict(ok_trips)}"
+    )
     speedup = eager.pct(50) / cell.pct(50)
-    print(f"target: kernel cell >= {TARGET_SPEEDUP:g}x faster than eager (p50): {speedup:.1f}x "
-          f"({cell.pct(50):.2f} ms vs {eager.pct(50):.2f} ms) -> "
-          f"{verdict(speedup >= TARGET_SPEEDUP)}")
-    print(f"info: round trips per cell: empty cell {_spread(empty.round_trips)}, float cell "
-          f"{_spread(plain.round_trips)}, eager {_spread(eager.round_trips)}, "
-          f"batch {_spread(batch.round_trips)}")
+    print(
+        f"target: kernel cell >= {TARGET_SPEEDUP:g}x faster than eager (p50): {speedup:.1f}x "
+        f"({cell.pct(50):.2f} ms vs {eager.pct(50):.2f} ms) -> "
+        f"{verdict(speedup >= TARGET_SPEEDUP)}"
+    )
+    print(
+        f"info: round trips per cell: empty cell {_spread(empty.round_trips)}, float cell "
+        f"{_spread(plain.round_trips)}, eager {_spread(eager.round_trips)}, "
+        f"batch {_spread(batch.round_trips)}"
+    )
 
 
 # ---------------------------------------------------------------- setup and main
@@ -315,18 +334,23 @@ def main(argv: list[str] | None = None) -> int:
     """Start a node and a syft kernel, run the cell three ways, print the table and verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer cells: a smoke run")
-    parser.add_argument("--reps", type=int, default=None,
-                        help="timed cells per way of running it (default 300, quick 40)")
-    parser.add_argument("--ops", type=int, default=DEFAULT_OPS,
-                        help=f"dependent ops in the cell (default {DEFAULT_OPS}, at least 3)")
-    parser.add_argument("--transport", choices=("ipc", "tcp"), default="ipc",
-                        help="how the scientist reaches the node, in the kernel and here "
-                             "(default ipc, as login picks on the node's host)")
+    parser.add_argument(
+        "--reps", type=int, default=None, help="timed cells per way of running it (default 300, quick 40)"
+    )
+    parser.add_argument(
+        "--ops", type=int, default=DEFAULT_OPS, help=f"dependent ops in the cell (default {DEFAULT_OPS}, at least 3)"
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("ipc", "tcp"),
+        default="ipc",
+        help="how the scientist reaches the node, in the kernel and here "
+        "(default ipc, as login picks on the node's host)",
+    )
     args = parser.parse_args(argv)
     if args.ops < 3:
         parser.error("--ops must be at least 3")
-    cfg = (Config(40, 5, 10, args.ops, True) if args.quick
-           else Config(300, 20, 20, args.ops, False))
+    cfg = Config(40, 5, 10, args.ops, True) if args.quick else Config(300, 20, 20, args.ops, False)
     if args.reps:
         cfg.reps = args.reps
     adds = cfg.ops - 3
@@ -341,36 +365,42 @@ def main(argv: list[str] | None = None) -> int:
         owner = node.login()
         clients.append(owner)
         births_df = birth_records(month=2, rows=ROWS)
-        owner.datasets.upload("birth-records-feb", assets={"births": births_df},
-                              description="Monthly birth records", tags=["#February"],
-                              subject_column="mother_id")
+        owner.datasets.upload(
+            "birth-records-feb",
+            assets={"births": births_df},
+            description="Monthly birth records",
+            tags=["#February"],
+            subject_column="mother_id",
+        )
         key, pub = write_keypair(generate_keypair(USER), tmp / "users")
         owner.users.add(USER, role="data_scientist", public_key=pub)
         expected = float(births_df["weight"].mean()) + adds
 
         kernel = Kernel(tmp / "kernel.log")
         transport = "tcp" if args.transport == "tcp" else None
-        kernel.run(f"import syft_kernel as sk\n"
-                   f"%syft connect {node.connection_file} as {NODE_NAME} --key {key}"
-                   + (" --transport tcp" if transport else ""))
+        kernel.run(
+            f"import syft_kernel as sk\n"
+            f"%syft connect {node.connection_file} as {NODE_NAME} --key {key}"
+            + (" --transport tcp" if transport else "")
+        )
         kernel.run(f"births = {NODE_NAME}.datasets['birth-records-feb']['births']")
         address = kernel.run(f"print({NODE_NAME}.address)").strip()
         ds = sk.login(node.connection_file, key=key, transport=transport)
         if address.split(":")[0] != ds.address.split(":")[0]:
-            raise AssertionError(f"the kernel reaches the node over {address}, this process over "
-                                 f"{ds.address}")
+            raise AssertionError(f"the kernel reaches the node over {address}, this process over {ds.address}")
         clients.append(ds)
         births = ds.datasets["birth-records-feb"]["births"]
-        print(f"setup {time.perf_counter() - started:.1f} s: node pid {node.proc.pid} (log level "
-              f"INFO), kernel pid {getattr(kernel.km.provisioner, 'pid', '?')} "
-              f"({kernel.implementation}); {ROWS} births; the scientist over "
-              f"{ds.address.split(':')[0]} in the kernel and here")
+        print(
+            f"setup {time.perf_counter() - started:.1f} s: node pid {node.proc.pid} (log level "
+            f"INFO), kernel pid {getattr(kernel.km.provisioner, 'pid', '?')} "
+            f"({kernel.implementation}); {ROWS} births; the scientist over "
+            f"{ds.address.split(':')[0]} in the kernel and here"
+        )
 
         source = cell_source(cfg.ops)
         ways = [
             Way("kernel: empty cell (pass)", 0, partial(kernel.run, "pass")),
-            Way(f"kernel: {cfg.ops - 1} lines on a float", 0,
-                partial(kernel.run, plain_source(cfg.ops))),
+            Way(f"kernel: {cfg.ops - 1} lines on a float", 0, partial(kernel.run, plain_source(cfg.ops))),
             Way(f"kernel: {cfg.ops}-op cell", cfg.ops, partial(kernel.run, source)),
             Way("in-process eager (1 call per op)", cfg.ops, lambda: eager_ops(births, adds)),
             Way("in-process client.batch()", cfg.ops, lambda: batched_ops(ds, births, adds)),
@@ -394,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
             if not math.isclose(got, expected, rel_tol=1e-9):
                 raise AssertionError(f"{label} gave {got}, expected {expected}")
         del m_eager, m_batch
-        print(f"checked: the three ways give mean(weight) * 1.0 + {adds} = {expected:.6f}; "
-              f"the kernel's last plan has {cfg.ops} ops")
+        print(
+            f"checked: the three ways give mean(weight) * 1.0 + {adds} = {expected:.6f}; "
+            f"the kernel's last plan has {cfg.ops} ops"
+        )
     finally:
         if kernel is not None:
             kernel.close()
@@ -409,14 +441,18 @@ def main(argv: list[str] | None = None) -> int:
     print_ratios(ways)
     print_summary(ways)
     cell = ways[2]
-    first, last = cell.ms[:cfg.chunk], cell.ms[-cfg.chunk:]
-    print(f"info: kernel cell p50 over its first {len(first)} timed cells {np.median(first):.2f} ms, "
-          f"over its last {len(last)} {np.median(last):.2f} ms; slowest {max(cell.ms):.0f} ms")
+    first, last = cell.ms[: cfg.chunk], cell.ms[-cfg.chunk :]
+    print(
+        f"info: kernel cell p50 over its first {len(first)} timed cells {np.median(first):.2f} ms, "
+        f"over its last {len(last)} {np.median(last):.2f} ms; slowest {max(cell.ms):.0f} ms"
+    )
     if rss_before is not None and rss_after is not None:
         cells = cfg.warmup + cfg.reps
-        print(f"info: kernel memory (RSS) {rss_before:.0f} -> {rss_after:.0f} MiB over the "
-              f"{cells} pointer cells ({(rss_after - rss_before) * 1024 / cells:.0f} KiB per cell; "
-              "each displayed result stays in Out)")
+        print(
+            f"info: kernel memory (RSS) {rss_before:.0f} -> {rss_after:.0f} MiB over the "
+            f"{cells} pointer cells ({(rss_after - rss_before) * 1024 / cells:.0f} KiB per cell; "
+            "each displayed result stays in Out)"
+        )
     print(f"total {time.perf_counter() - started:.1f} s{' (quick)' if cfg.quick else ''}")
     return 0
 

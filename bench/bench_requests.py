@@ -60,8 +60,7 @@ def clock() -> int:
 # ---------------------------------------------------------------- the owner
 
 
-def owner_approver(conn: Connection, connection_file: str, owner_key: str, total: int,
-                   transport: str | None) -> None:
+def owner_approver(conn: Connection, connection_file: str, owner_key: str, total: int, transport: str | None) -> None:
     """Log in as the owner and approve ``total`` requests, each as soon as the node announces
     it; send ``(request id, seen, fetched, decided)`` stamps back for each, then ``done``."""
     try:
@@ -158,8 +157,7 @@ class Cycle:
 @dataclass
 class Results:
     cycles: list[Cycle] = field(default_factory=list)
-    baseline: dict[str, list[float]] = field(default_factory=lambda: {
-        "ptr + 1": [], "requests.get": [], "hello": []})
+    baseline: dict[str, list[float]] = field(default_factory=lambda: {"ptr + 1": [], "requests.get": [], "hello": []})
 
 
 class WakeClock:
@@ -171,8 +169,7 @@ class WakeClock:
         self.last: int | None = None
         client.wait_event = self  # type: ignore[method-assign]
 
-    def __call__(self, match: Callable[[dict[str, Any]], bool],
-                 timeout: float | None) -> dict[str, Any] | None:
+    def __call__(self, match: Callable[[dict[str, Any]], bool], timeout: float | None) -> dict[str, Any] | None:
         event = self.inner(match, timeout)
         self.last = clock()
         return event
@@ -215,8 +212,9 @@ def run_cycles(sci: sk.Client, owner: Owner, n: int, warmup: int) -> Results:
         t2 = clock()
         _, (req_id, seen, fetched, decided) = owner.recv(WAIT_TIMEOUT)
         if req_id != req.id or req.status != "approved":
-            raise RuntimeError(f"expected {req.id} approved, the owner approved {req_id} "
-                               f"and the request is {req.status}")
+            raise RuntimeError(
+                f"expected {req.id} approved, the owner approved {req_id} and the request is {req.status}"
+            )
         if timed:
             res.cycles.append(Cycle(t0, t1, seen, fetched, decided, wake.last, t2))
         last = req
@@ -236,7 +234,8 @@ def print_machine(tmp: Path) -> None:
     """The machine, library versions and the node folder's file system (commits fsync there)."""
     print_machine_common(
         f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, CURVE {zmq.has('curve')}; "
-          f"numpy {np.__version__}; syft-kernel {sk.__version__}")
+        f"numpy {np.__version__}; syft-kernel {sk.__version__}"
+    )
     fs = filesystem(tmp)
     print(f"node folder: {tmp} ({fs}; SQLite WAL, synchronous=FULL: every commit is an fsync)")
 
@@ -250,41 +249,56 @@ def print_results(res: Results, owner_mode: str, transport: str) -> dict[str, fl
             parts.setdefault(k, []).append(v)
     base = res.baseline["ptr + 1"]
     b50, b99 = pct(base, 50), pct(base, 99)
-    print(f"\nrequest -> approve -> wait, µs ({n} requests after warm-up; owner in a "
-          f"{owner_mode}, approving on its pushed request.new event; {transport})")
+    print(
+        f"\nrequest -> approve -> wait, µs ({n} requests after warm-up; owner in a "
+        f"{owner_mode}, approving on its pushed request.new event; {transport})"
+    )
     print(f"{'path':<26} {'n':>5} {'p50':>9} {'p99':>9} {'mean':>9}  {'p50/op':>7} {'p99/op':>7}")
 
     def row(name: str, v: list[float]) -> None:
-        print(f"{name:<26} {len(v):>5} {pct(v, 50):9.1f} {pct(v, 99):9.1f} "
-              f"{float(np.mean(v)):9.1f}  {pct(v, 50) / b50:6.2f}x {pct(v, 99) / b99:6.2f}x")
+        print(
+            f"{name:<26} {len(v):>5} {pct(v, 50):9.1f} {pct(v, 99):9.1f} "
+            f"{float(np.mean(v)):9.1f}  {pct(v, 50) / b50:6.2f}x {pct(v, 99) / b99:6.2f}x"
+        )
 
-    for name in ("total request -> wait", "request() call", "owner notice", "owner fetch",
-                 "decide() call", "wake-up", "  event push", "  final refresh"):
+    for name in (
+        "total request -> wait",
+        "request() call",
+        "owner notice",
+        "owner fetch",
+        "decide() call",
+        "wake-up",
+        "  event push",
+        "  final refresh",
+    ):
         if name in parts:
             row(name, parts[name])
     print("baseline, same client, interleaved:")
     for name, v in res.baseline.items():
         row(f"  {name}", v)
     total = parts["total request -> wait"]
-    ratios = {"p50": pct(total, 50) / b50, "p99": pct(total, 99) / b99,
-              "wake": pct(parts["wake-up"], 50) / b50}
+    ratios = {"p50": pct(total, 50) / b50, "p99": pct(total, 99) / b99, "wake": pct(parts["wake-up"], 50) / b50}
     print("\nratios")
-    print(f"request -> wait p50 / ptr + 1 p50: {pct(total, 50):.0f} / {b50:.0f} µs = "
-          f"{ratios['p50']:.1f}x")
-    print(f"request -> wait p99 / ptr + 1 p99: {pct(total, 99):.0f} / {b99:.0f} µs = "
-          f"{ratios['p99']:.1f}x")
-    print(f"wake-up p50 / ptr + 1 p50: {ratios['wake']:.2f}x (the event push plus one "
-          "requests.get round trip, Request.wait's refresh)")
-    mean_sum = sum(float(np.mean(parts[k])) for k in (
-        "request() call", "owner notice", "owner fetch", "decide() call", "wake-up"))
-    print(f"check: the five parts' means sum to {mean_sum:.1f} µs, the total's mean is "
-          f"{float(np.mean(total)):.1f} µs")
+    print(f"request -> wait p50 / ptr + 1 p50: {pct(total, 50):.0f} / {b50:.0f} µs = {ratios['p50']:.1f}x")
+    print(f"request -> wait p99 / ptr + 1 p99: {pct(total, 99):.0f} / {b99:.0f} µs = {ratios['p99']:.1f}x")
+    print(
+        f"wake-up p50 / ptr + 1 p50: {ratios['wake']:.2f}x (the event push plus one "
+        "requests.get round trip, Request.wait's refresh)"
+    )
+    mean_sum = sum(
+        float(np.mean(parts[k])) for k in ("request() call", "owner notice", "owner fetch", "decide() call", "wake-up")
+    )
+    print(f"check: the five parts' means sum to {mean_sum:.1f} µs, the total's mean is {float(np.mean(total)):.1f} µs")
     unsplit = n - len(parts.get("  event push", []))
-    print("notes: owner notice and event push compare the two clients' stamps; the node sends "
-          "each event right after the reply before it, so either can come out slightly negative")
+    print(
+        "notes: owner notice and event push compare the two clients' stamps; the node sends "
+        "each event right after the reply before it, so either can come out slightly negative"
+    )
     if unsplit:
-        print(f"       in {unsplit} of {n} requests wait()'s first refresh already found the "
-              "request approved (no event wait): they have no event push / final refresh split")
+        print(
+            f"       in {unsplit} of {n} requests wait()'s first refresh already found the "
+            "request approved (no event wait): they have no event push / final refresh split"
+        )
     return ratios
 
 
@@ -295,12 +309,19 @@ def main(argv: list[str] | None = None) -> int:
     """Start a node, a scientist and an approving owner; run the request cycles; print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 requests: a smoke run")
-    parser.add_argument("--requests", type=int, default=None,
-                        help="timed requests (default 100, quick 20)")
-    parser.add_argument("--owner", choices=("process", "thread"), default="process",
-                        help="where the approving owner runs (default: its own process)")
-    parser.add_argument("--transport", choices=("ipc", "tcp"), default="ipc",
-                        help="how the scientist and the owner connect (default ipc)")
+    parser.add_argument("--requests", type=int, default=None, help="timed requests (default 100, quick 20)")
+    parser.add_argument(
+        "--owner",
+        choices=("process", "thread"),
+        default="process",
+        help="where the approving owner runs (default: its own process)",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("ipc", "tcp"),
+        default="ipc",
+        help="how the scientist and the owner connect (default ipc)",
+    )
     args = parser.parse_args(argv)
     n = args.requests or (20 if args.quick else 100)
     warmup = 3 if args.quick else 5
@@ -314,22 +335,26 @@ def main(argv: list[str] | None = None) -> int:
         node = sk.start_node(tmp / "node", name="bench")
         with node.login() as admin:
             admin.datasets.upload(
-                "bench", assets={"small": np.arange(SMALL_ELEMENTS, dtype=np.float64)},
-                mock={"small": np.zeros(SMALL_ELEMENTS)}, description="request benchmark data")
+                "bench",
+                assets={"small": np.arange(SMALL_ELEMENTS, dtype=np.float64)},
+                mock={"small": np.zeros(SMALL_ELEMENTS)},
+                description="request benchmark data",
+            )
             key, pub = sk.write_keypair(sk.generate_keypair("alice"), tmp / "users")
             admin.users.add("alice", role="data_scientist", public_key=pub)
         transport = "tcp" if args.transport == "tcp" else None
         owner = Owner.start(args.owner, node, warmup + n, transport)
         sci = sk.login(node.connection_file, key=key, transport=transport)
-        print(f"setup {time.perf_counter() - started:.1f} s (node pid {node.proc.pid}, owner pid "
-              f"{owner.pid}, scientist pid {os.getpid()}; scientist via {sci.address.split(':')[0]})"
-              "; node log level INFO")
+        print(
+            f"setup {time.perf_counter() - started:.1f} s (node pid {node.proc.pid}, owner pid "
+            f"{owner.pid}, scientist pid {os.getpid()}; scientist via {sci.address.split(':')[0]})"
+            "; node log level INFO"
+        )
         res = run_cycles(sci, owner, n, warmup)
         kind, owner_round_trips = owner.recv(30)
         assert kind == "done"
         owner.join(10)
-        print(f"round trips: scientist {sci.round_trips}, owner {owner_round_trips} "
-              f"(for {warmup + n} requests)")
+        print(f"round trips: scientist {sci.round_trips}, owner {owner_round_trips} (for {warmup + n} requests)")
     finally:
         if sci is not None:
             sci.close()

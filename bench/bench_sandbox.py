@@ -34,11 +34,11 @@ from common import print_machine, stop_node, verdict  # noqa: E402
 import syft_kernel as sk
 
 TARGET_MS = 150.0
-SOURCE = '''
+SOURCE = """
 def stats(x):
     import numpy as np
     return float(np.mean(x) + np.std(x))
-'''
+"""
 
 
 def start(folder: Path, prestart: bool) -> tuple[sk.NodeProcess, Path]:
@@ -53,8 +53,12 @@ def start(folder: Path, prestart: bool) -> tuple[sk.NodeProcess, Path]:
         else:
             os.environ["SYFT_KERNEL_SANDBOX_PRESTART"] = old
     with node.login() as admin:
-        admin.datasets.upload("bench", assets={"x": np.arange(1000, dtype=np.float64)},
-                              mock={"x": np.zeros(1000)}, description="sandbox benchmark data")
+        admin.datasets.upload(
+            "bench",
+            assets={"x": np.arange(1000, dtype=np.float64)},
+            mock={"x": np.zeros(1000)},
+            description="sandbox benchmark data",
+        )
         key, pub = sk.write_keypair(sk.generate_keypair("alice"), folder / "users")
         admin.users.add("alice", role="data_scientist", public_key=pub)
     return node, key
@@ -67,8 +71,9 @@ def runs(node: sk.NodeProcess, key: Path, n: int, pause: float, warmup: int) -> 
     with node.login() as owner, sk.login(node.connection_file, key=key) as sci:
         x = sci.datasets["bench"]["x"]
         for i in range(warmup + n):
-            info = sci.call("code.submit", {"source": SOURCE, "fn_name": "stats", "inputs": {"x": x.id},
-                                            "reason": f"bench {i}"})[0]
+            info = sci.call(
+                "code.submit", {"source": SOURCE, "fn_name": "stats", "inputs": {"x": x.id}, "reason": f"bench {i}"}
+            )[0]
             job = sk.Job(sci, info)
             req = owner.requests[job.id]  # the owner reads the request (it signs its content hash)
             time.sleep(pause)
@@ -123,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'way':<36} {'p50':>8} {'p90':>8} {'min':>8} {'max':>8} {'p50/base':>9}")
     for name, v in results.items():
         p50 = float(np.percentile(v, 50))
-        print(f"{name:<36} {p50:8.1f} {float(np.percentile(v, 90)):8.1f} {min(v):8.1f} {max(v):8.1f} "
-              f"{p50 / base:8.2f}x")
+        print(
+            f"{name:<36} {p50:8.1f} {float(np.percentile(v, 90)):8.1f} {min(v):8.1f} {max(v):8.1f} {p50 / base:8.2f}x"
+        )
     ready = float(np.percentile(results["ready (1 s between runs)"], 50))
     cold = float(np.percentile(results["cold (no sandbox ready)"], 50))
     print("\nratios")
@@ -137,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _bwrap_version() -> str:
     try:
-        return subprocess.run([shutil.which("bwrap") or "/usr/bin/bwrap", "--version"], capture_output=True,
-                              text=True, timeout=10).stdout.split()[-1]
+        return subprocess.run(
+            [shutil.which("bwrap") or "/usr/bin/bwrap", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.split()[-1]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "missing"
 

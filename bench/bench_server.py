@@ -27,8 +27,13 @@ from common import print_machine, stop_node, verdict
 from syft_kernel.launcher import start_node
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYOUT = {"syft_kernel": "syft_kernel", "core": "syft_kernel/core", "node": "syft_kernel/node", "widgets": "syft_kernel/widgets",
-          "extension": "syft_kernel/extension"}
+LAYOUT = {
+    "syft_kernel": "syft_kernel",
+    "core": "syft_kernel/core",
+    "node": "syft_kernel/node",
+    "widgets": "syft_kernel/widgets",
+    "extension": "syft_kernel/extension",
+}
 
 
 def export(ref: str, into: Path) -> Path:
@@ -73,8 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(tmp)  # and `python -m` must not find this checkout's first, from the current folder
         try:
             base = start_node(Path(tmp) / "base", name="base", port=0)
-            probe = subprocess.run([sys.executable, "-c", "import syft_kernel.node.server as s; print(s.__file__)"],
-                                   capture_output=True, text=True, check=True).stdout.strip()
+            probe = subprocess.run(
+                [sys.executable, "-c", "import syft_kernel.node.server as s; print(s.__file__)"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             if not probe.startswith(str(base_pkg)):
                 raise SystemExit(f"the baseline node would import {probe}, not the baseline")
         finally:
@@ -108,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
         for node in nodes.values():
             stop_node(node)
-    print(f"\nnode now vs baseline {args.baseline}: p50 over {args.chunks * 25} calls each, interleaved"
-          + (" (client on CPU 0, every thread of both nodes on CPU 1)" if pinned else ""))
+    print(
+        f"\nnode now vs baseline {args.baseline}: p50 over {args.chunks * 25} calls each, interleaved"
+        + (" (client on CPU 0, every thread of both nodes on CPU 1)" if pinned else "")
+    )
     print(f"{'call':10s} {'baseline µs':>12s} {'now µs':>10s} {'ratio':>7s}  target <= {args.target:.2f}x")
     ok = True
     for kind in ("hello", "ptr + 1"):

@@ -138,8 +138,9 @@ def time_ms(fn: Callable[[], Any], out: list[float]) -> Any:
     return r
 
 
-def run_push(owner: sk.Client, weight: Any, n: int, warmup: int, keep: list[Any]
-             ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Any]]:
+def run_push(
+    owner: sk.Client, weight: Any, n: int, warmup: int, keep: list[Any]
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, Any]]:
     """Untimed requests until the queue's page is full (at least ``warmup``), then ``n`` timed
     ones, so every timed refresh rebuilds a full page; returns the per-request parts, the
     baselines and a few facts (rows, queue length, one row's syntax highlighting)."""
@@ -147,9 +148,17 @@ def run_push(owner: sk.Client, weight: Any, n: int, warmup: int, keep: list[Any]
     watcher = NodeWatcher.of(owner)
     unsubscribe = watcher.subscribe(arrivals)  # first listener: runs before the queue's
     queue = StampedQueue(owner)
-    parts: dict[str, list[float]] = {k: [] for k in (
-        "total: id in queue.requests", "total: rows rebuilt", "request() call", "event push",
-        "refresh: requests.list", "rows rebuilt")}
+    parts: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "total: id in queue.requests",
+            "total: rows rebuilt",
+            "request() call",
+            "event push",
+            "refresh: requests.list",
+            "rows rebuilt",
+        )
+    }
     base: dict[str, list[float]] = {"requests.list": []}
     facts: dict[str, Any] = {}
     warmup = max(warmup, queue.page_size)
@@ -181,8 +190,9 @@ def run_push(owner: sk.Client, weight: Any, n: int, warmup: int, keep: list[Any]
                 listed = queue.listed[req.id]
             arrived = arrivals.at.get(req.id)
             if arrived is None or not t0 < arrived <= listed <= shown:
-                raise RuntimeError(f"request {req.id}: the queue showed it without its event "
-                                   "(refreshed for another reason)")
+                raise RuntimeError(
+                    f"request {req.id}: the queue showed it without its event (refreshed for another reason)"
+                )
             parts["total: id in queue.requests"].append(ms(listed - t0))
             parts["total: rows rebuilt"].append(ms(shown - t0))
             parts["request() call"].append(ms(t1 - t0))
@@ -211,12 +221,13 @@ def run_push(owner: sk.Client, weight: Any, n: int, warmup: int, keep: list[Any]
     return parts, base, facts
 
 
-def print_push(parts: dict[str, list[float]], base: dict[str, list[float]],
-               facts: dict[str, Any]) -> dict[str, float]:
+def print_push(parts: dict[str, list[float]], base: dict[str, list[float]], facts: dict[str, Any]) -> dict[str, float]:
     n = len(parts["request() call"])
-    print(f"\n1. push to the live RequestQueue widget, ms ({n} requests after warm-up; the page "
-          f"held {facts['rows']} rows throughout; the queue ended with {facts['queue length']} "
-          "requests)")
+    print(
+        f"\n1. push to the live RequestQueue widget, ms ({n} requests after warm-up; the page "
+        f"held {facts['rows']} rows throughout; the queue ended with {facts['queue length']} "
+        "requests)"
+    )
     print(f"{'path':<32} {'n':>4} {'p50':>8} {'p90':>8} {'mean':>8}")
 
     def row(name: str, v: list[float]) -> None:
@@ -237,34 +248,47 @@ def print_push(parts: dict[str, list[float]], base: dict[str, list[float]],
     list50 = pct(base["requests.list"], 50)
     extra50 = pct(parts["total: id in queue.requests"], 50) - req50
     print("\nratios")
-    print(f"push-to-widget vs. request round trip, p50: {push50:.2f} / {req50:.2f} ms = "
-          f"{push50 / req50:.2f}x; p90: {push90:.2f} / {req90:.2f} ms = {push90 / req90:.2f}x")
-    print(f"push-to-widget vs. requests.list round trip, p50: {push50:.2f} / {list50:.2f} ms = "
-          f"{push50 / list50:.2f}x")
-    print(f"after request() returns the widget needs {extra50:.2f} ms (p50 difference): the event "
-          f"push plus the queue's requests.list ({list50:.2f} ms on its own)")
+    print(
+        f"push-to-widget vs. request round trip, p50: {push50:.2f} / {req50:.2f} ms = "
+        f"{push50 / req50:.2f}x; p90: {push90:.2f} / {req90:.2f} ms = {push90 / req90:.2f}x"
+    )
+    print(f"push-to-widget vs. requests.list round trip, p50: {push50:.2f} / {list50:.2f} ms = {push50 / list50:.2f}x")
+    print(
+        f"after request() returns the widget needs {extra50:.2f} ms (p50 difference): the event "
+        f"push plus the queue's requests.list ({list50:.2f} ms on its own)"
+    )
     # A poller reloading every POLL_PERIOD sees a new request at the next poll: the wait is
     # uniform on [0, POLL_PERIOD), mean POLL_PERIOD / 2, plus its own requests.list.
     poll_mean = req50 + POLL_PERIOD / 2 * 1e3 + list50
     poll_worst = req50 + POLL_PERIOD * 1e3 + list50
     push_mean = float(np.mean(parts["total: id in queue.requests"]))
-    print(f"polling UI ({POLL_PERIOD:g} s period, as the dashboard page): expected staleness "
-          f"{POLL_PERIOD / 2:g} s mean, {POLL_PERIOD:g} s worst -> request to visible "
-          f"~{poll_mean:.0f} ms mean, ~{poll_worst:.0f} ms worst (request() p50 + wait + "
-          "requests.list p50; computed, not slept)")
-    print(f"push vs. polling: mean {push_mean:.2f} ms vs ~{poll_mean:.0f} ms = "
-          f"{poll_mean / push_mean:.0f}x sooner; p90 {push90:.2f} ms vs worst ~{poll_worst:.0f} ms")
+    print(
+        f"polling UI ({POLL_PERIOD:g} s period, as the dashboard page): expected staleness "
+        f"{POLL_PERIOD / 2:g} s mean, {POLL_PERIOD:g} s worst -> request to visible "
+        f"~{poll_mean:.0f} ms mean, ~{poll_worst:.0f} ms worst (request() p50 + wait + "
+        "requests.list p50; computed, not slept)"
+    )
+    print(
+        f"push vs. polling: mean {push_mean:.2f} ms vs ~{poll_mean:.0f} ms = "
+        f"{poll_mean / push_mean:.0f}x sooner; p90 {push90:.2f} ms vs worst ~{poll_worst:.0f} ms"
+    )
     hl = pct(facts["highlight"], 50) * facts["rows"]
-    print(f"rows rebuilt p50 {pct(parts['rows rebuilt'], 50):.2f} ms: every refresh walks all "
-          f"{facts['rows']} rows, redrawing only changed ones; highlighting a plan costs "
-          f"{facts['highlight cold'][0]:.2f} ms once, then ~{hl:.2f} ms per page from the cache")
+    print(
+        f"rows rebuilt p50 {pct(parts['rows rebuilt'], 50):.2f} ms: every refresh walks all "
+        f"{facts['rows']} rows, redrawing only changed ones; highlighting a plan costs "
+        f"{facts['highlight cold'][0]:.2f} ms once, then ~{hl:.2f} ms per page from the cache"
+    )
     if facts["missed"]:
-        print(f"note: {facts['missed']} warm-up request(s) reached the queue only with a later "
-              "event (the watcher was still connecting)")
+        print(
+            f"note: {facts['missed']} warm-up request(s) reached the queue only with a later "
+            "event (the watcher was still connecting)"
+        )
     ok = extra50 <= PUSH_TARGET * list50
-    print(f"{verdict(ok)} after request() returns, the widget has the request within "
-          f"{PUSH_TARGET:g}x one requests.list (p50 {extra50:.2f} ms <= "
-          f"{PUSH_TARGET * list50:.2f} ms)")
+    print(
+        f"{verdict(ok)} after request() returns, the widget has the request within "
+        f"{PUSH_TARGET:g}x one requests.list (p50 {extra50:.2f} ms <= "
+        f"{PUSH_TARGET * list50:.2f} ms)"
+    )
     return {"push/request": push50 / req50, "push/list": push50 / list50}
 
 
@@ -286,17 +310,26 @@ class JupyterServer:
         root = tmp / "root"
         root.mkdir(exist_ok=True)
         self.log_path = tmp / "jupyter.log"
-        cmd = [sys.executable, "-m", "jupyter", "server", "--no-browser", "--ip", "127.0.0.1",
-               "--port", str(self.port), f"--ServerApp.token={self.token}",
-               f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "server",
+            "--no-browser",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            f"--ServerApp.token={self.token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.port_retries=0",
+        ]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
-        env = {**os.environ, "SYFT_KERNEL_NODES": str(nodes_dir),
-               "JUPYTER_RUNTIME_DIR": str(tmp / "runtime")}
+        env = {**os.environ, "SYFT_KERNEL_NODES": str(nodes_dir), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime")}
         self.started = time.perf_counter()
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
         self.conn: http.client.HTTPConnection | None = None
 
     @property
@@ -340,19 +373,20 @@ class JupyterServer:
         deadline = time.monotonic() + SERVER_START
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter server exited with {self.proc.returncode}; log tail:\n"
-                                   f"{self.log()[-3000:]}")
+                raise RuntimeError(
+                    f"jupyter server exited with {self.proc.returncode}; log tail:\n{self.log()[-3000:]}"
+                )
             try:
                 status, body = self.fetch("GET", "/syft/api/nodes")
                 if status == 200:
                     return body  # type: ignore[no-any-return]
-                raise RuntimeError(f"GET /syft/api/nodes: HTTP {status} {body}: is the "
-                                   "syft_kernel.extension enabled?")
+                raise RuntimeError(f"GET /syft/api/nodes: HTTP {status} {body}: is the syft_kernel.extension enabled?")
             except (OSError, http.client.HTTPException):
                 self.conn = None
             if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter server not answering after {SERVER_START:.0f} s; "
-                                   f"log tail:\n{self.log()[-3000:]}")
+                raise RuntimeError(
+                    f"jupyter server not answering after {SERVER_START:.0f} s; log tail:\n{self.log()[-3000:]}"
+                )
             time.sleep(0.1)
 
     def stop(self) -> int | None:
@@ -392,13 +426,22 @@ def local_approve(owner: sk.Client, request_id: str, sink: dict[str, list[float]
         raise RuntimeError(f"in-process approve of {request_id}: {req.status}")
 
 
-def run_rest(server: JupyterServer, owner: sk.Client, weight: Any, n: int, warmup: int,
-             keep: list[Any]) -> dict[str, list[float]]:
+def run_rest(
+    server: JupyterServer, owner: sk.Client, weight: Any, n: int, warmup: int, keep: list[Any]
+) -> dict[str, list[float]]:
     """Per cycle two fresh pending requests: one approved over REST, one in-process (order
     alternating), plus reference GETs of a decided request both ways."""
-    rows: dict[str, list[float]] = {k: [] for k in (
-        "REST POST approve", "in-process requests[id].approve", "  requests[id] (fetch)",
-        "  .approve()", "REST GET request", "in-process requests.get")}
+    rows: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "REST POST approve",
+            "in-process requests[id].approve",
+            "  requests[id] (fetch)",
+            "  .approve()",
+            "REST GET request",
+            "in-process requests.get",
+        )
+    }
     for i in range(warmup + n):
         timed = i >= warmup
         sink = rows if timed else {k: [] for k in rows}
@@ -428,12 +471,13 @@ def run_rest(server: JupyterServer, owner: sk.Client, weight: Any, n: int, warmu
 
 def print_rest(rows: dict[str, list[float]]) -> dict[str, float]:
     n = len(rows["REST POST approve"])
-    print(f"\n2. approve over the REST API vs in-process, ms ({n} each after warm-up, interleaved, "
-          "each on a fresh pending request)")
+    print(
+        f"\n2. approve over the REST API vs in-process, ms ({n} each after warm-up, interleaved, "
+        "each on a fresh pending request)"
+    )
     print(f"{'path':<36} {'n':>4} {'p50':>8} {'p90':>8} {'mean':>8}")
     for name, v in rows.items():
-        print(f"{name:<36} {len(v):>4} {pct(v, 50):8.2f} {pct(v, 90):8.2f} "
-              f"{float(np.mean(v)):8.2f}")
+        print(f"{name:<36} {len(v):>4} {pct(v, 50):8.2f} {pct(v, 90):8.2f} {float(np.mean(v)):8.2f}")
     rest50, rest90 = pct(rows["REST POST approve"], 50), pct(rows["REST POST approve"], 90)
     loc50 = pct(rows["in-process requests[id].approve"], 50)
     loc90 = pct(rows["in-process requests[id].approve"], 90)
@@ -441,14 +485,22 @@ def print_rest(rows: dict[str, list[float]]) -> dict[str, float]:
     hop50 = pct(rows["REST GET request"], 50) - pct(rows["in-process requests.get"], 50)
     ratio = rest50 / loc50
     print("\nratios")
-    print(f"REST / in-process owner.requests[id].approve(), p50: {rest50:.2f} / {loc50:.2f} ms = "
-          f"{ratio:.2f}x; p90: {rest90:.2f} / {loc90:.2f} ms = {rest90 / loc90:.2f}x")
-    print(f"REST / in-process .approve() alone (request already fetched), p50: {rest50:.2f} / "
-          f"{dec50:.2f} ms = {rest50 / dec50:.2f}x")
-    print(f"the HTTP + thread hop (REST GET - in-process requests.get, p50): {hop50:.2f} ms; "
-          f"REST approve - in-process fetch+approve, p50: {rest50 - loc50:.2f} ms")
-    print(f"{verdict(ratio <= REST_TARGET)} REST approve p50 <= {REST_TARGET:g}x the in-process "
-          f"owner.requests[id].approve('ok') p50 ({ratio:.2f}x)")
+    print(
+        f"REST / in-process owner.requests[id].approve(), p50: {rest50:.2f} / {loc50:.2f} ms = "
+        f"{ratio:.2f}x; p90: {rest90:.2f} / {loc90:.2f} ms = {rest90 / loc90:.2f}x"
+    )
+    print(
+        f"REST / in-process .approve() alone (request already fetched), p50: {rest50:.2f} / "
+        f"{dec50:.2f} ms = {rest50 / dec50:.2f}x"
+    )
+    print(
+        f"the HTTP + thread hop (REST GET - in-process requests.get, p50): {hop50:.2f} ms; "
+        f"REST approve - in-process fetch+approve, p50: {rest50 - loc50:.2f} ms"
+    )
+    print(
+        f"{verdict(ratio <= REST_TARGET)} REST approve p50 <= {REST_TARGET:g}x the in-process "
+        f"owner.requests[id].approve('ok') p50 ({ratio:.2f}x)"
+    )
     return {"rest/local": ratio}
 
 
@@ -459,7 +511,8 @@ def print_machine(tmp: Path) -> None:
     print_machine_common(
         f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}; ipywidgets {ipywidgets.__version__}"
         f"; jupyter_server {jupyter_server.__version__}, tornado {tornado.version}; "
-        f"syft-kernel {sk.__version__}")
+        f"syft-kernel {sk.__version__}"
+    )
     fs = filesystem(tmp)
     print(f"node folder: {tmp} ({fs}; every request and decision is an fsync'd SQLite commit)")
 
@@ -467,8 +520,9 @@ def print_machine(tmp: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 samples per row: a smoke run")
-    parser.add_argument("--samples", type=int, default=None,
-                        help="timed requests / approvals per path (default 30, quick 10)")
+    parser.add_argument(
+        "--samples", type=int, default=None, help="timed requests / approvals per path (default 30, quick 10)"
+    )
     args = parser.parse_args(argv)
     n = args.samples or (10 if args.quick else 30)
     warmup = 3
@@ -482,14 +536,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node = start_node(tmp / "hospital", name="hospital")
         owner = node.login()
-        owner.datasets.upload(DATASET, assets={"births": birth_records(month=2, rows=500)},
-                              description="Monthly birth records", subject_column="mother_id")
+        owner.datasets.upload(
+            DATASET,
+            assets={"births": birth_records(month=2, rows=500)},
+            description="Monthly birth records",
+            subject_column="mother_id",
+        )
         key, pub = sk.write_keypair(sk.generate_keypair("alice"), tmp / "users")
         owner.users.add("alice", role="data_scientist", public_key=pub)
         sci = sk.login(node.connection_file, key=key)
         weight = sci.datasets[DATASET]["births"]["weight"]
-        print(f"setup {time.perf_counter() - started:.1f} s (node pid {node.proc.pid}; owner "
-              f"via {owner.address.split(':')[0]}, scientist via {sci.address.split(':')[0]})")
+        print(
+            f"setup {time.perf_counter() - started:.1f} s (node pid {node.proc.pid}; owner "
+            f"via {owner.address.split(':')[0]}, scientist via {sci.address.split(':')[0]})"
+        )
 
         parts, base, facts = run_push(owner, weight, n, warmup, keep)
 
@@ -498,8 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         listed = [(d["name"], d["status"]) for d in nodes["nodes"]]
         if ("hospital", "running") not in listed:
             raise RuntimeError(f"GET /syft/api/nodes does not list hospital running: {listed}")
-        print(f"jupyter server pid {server.proc.pid} on 127.0.0.1:{server.port} answered "
-              f"GET /syft/api/nodes after {time.perf_counter() - server.started:.1f} s: {listed}")
+        print(
+            f"jupyter server pid {server.proc.pid} on 127.0.0.1:{server.port} answered "
+            f"GET /syft/api/nodes after {time.perf_counter() - server.started:.1f} s: {listed}"
+        )
         rows = run_rest(server, owner, weight, n, warmup, keep)
     finally:
         keep.clear()
@@ -509,8 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             code = server.stop()
             if code not in (0, -signal.SIGTERM):
-                print(f"warning: jupyter server exited with {code}; log tail:\n"
-                      f"{server.log()[-2000:]}")
+                print(f"warning: jupyter server exited with {code}; log tail:\n{server.log()[-2000:]}")
         if node is not None:
             stop_node(node)
         shutil.rmtree(tmp, ignore_errors=True)

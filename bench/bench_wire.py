@@ -91,8 +91,15 @@ def _arrow_ipc(frame: pd.DataFrame) -> pa.Buffer:
     return sink.getvalue()
 
 
-def raw_server(conn: Connection, server_public: bytes, server_secret: bytes, client_public: str,
-               ipc_path: str, sizes: list[int], rows: int) -> None:
+def raw_server(
+    conn: Connection,
+    server_public: bytes,
+    server_secret: bytes,
+    client_public: str,
+    ipc_path: str,
+    sizes: list[int],
+    rows: int,
+) -> None:
     """The baseline: a ROUTER with CURVE and a ZAP callback, bound on tcp and ipc.
 
     Requests: ``[echo…, payload]`` is echoed; ``[array, N]`` answers the N-byte array zero-copy;
@@ -103,8 +110,7 @@ def raw_server(conn: Connection, server_public: bytes, server_secret: bytes, cli
     ctx = zmq.Context()
     auth = ThreadAuthenticator(ctx)
     auth.start()
-    auth.configure_curve_callback(domain=ZAP_DOMAIN,
-                                  credentials_provider=_AllowKeys({client_public}))
+    auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=_AllowKeys({client_public}))
     sock = ctx.socket(zmq.ROUTER)
     sock.curve_server = True
     sock.curve_secretkey = server_secret
@@ -298,8 +304,7 @@ def _median_pair(syft: Callable[[], Any], raw: Callable[[], Any], reps: int) -> 
     return float(np.median(ts)), float(np.median(tr))
 
 
-def bench_arrays(client: sk.Client, raw: RawClient, arrays: dict[int, np.ndarray],
-                 cfg: Config) -> list[Throughput]:
+def bench_arrays(client: sk.Client, raw: RawClient, arrays: dict[int, np.ndarray], cfg: Config) -> list[Throughput]:
     """(b): owner's ``get()`` of each array asset against the raw zero-copy transfer."""
     out = []
     ds = client.datasets["bench"]
@@ -314,8 +319,7 @@ def bench_arrays(client: sk.Client, raw: RawClient, arrays: dict[int, np.ndarray
     return out
 
 
-def bench_frame(client: sk.Client, raw: RawClient, expected: pd.DataFrame,
-                cfg: Config) -> Throughput:
+def bench_frame(client: sk.Client, raw: RawClient, expected: pd.DataFrame, cfg: Config) -> Throughput:
     """(c): owner's ``get()`` of the DataFrame asset against raw Arrow IPC over zmq."""
     ptr = client.datasets["bench"]["frame"]
     pd.testing.assert_frame_equal(ptr.get(), expected)
@@ -331,17 +335,21 @@ def print_machine() -> None:
     """The machine and library versions, so runs can be compared."""
     print_machine_common(
         f"pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, CURVE {zmq.has('curve')}; "
-          f"numpy {np.__version__}, pandas {pd.__version__}, pyarrow {pa.__version__}; "
-          f"syft-kernel {sk.__version__}")
+        f"numpy {np.__version__}, pandas {pd.__version__}, pyarrow {pa.__version__}; "
+        f"syft-kernel {sk.__version__}"
+    )
 
 
-def print_round_trips(results: dict[str, dict[str, Latency]],
-                      cfg: Config) -> dict[str, dict[str, float]]:
+def print_round_trips(results: dict[str, dict[str, Latency]], cfg: Config) -> dict[str, dict[str, float]]:
     """Table (a); returns the p50 ratio of each ``ptr + 1`` variant per transport."""
-    print(f"\n(a) remote op round trip, µs ({cfg.iterations} iterations after {cfg.warmup} "
-          f"warm-up, interleaved in chunks of {cfg.chunk})")
-    print(f"{'transport':<9}  {'path':<22} {'p50':>8} {'p99':>8} {'p50-raw':>8}  "
-          f"{'p50 ratio':>9} {'p99 ratio':>9}  target p50 <= {TARGET_RT_RATIO:g}x")
+    print(
+        f"\n(a) remote op round trip, µs ({cfg.iterations} iterations after {cfg.warmup} "
+        f"warm-up, interleaved in chunks of {cfg.chunk})"
+    )
+    print(
+        f"{'transport':<9}  {'path':<22} {'p50':>8} {'p99':>8} {'p50-raw':>8}  "
+        f"{'p50 ratio':>9} {'p99 ratio':>9}  target p50 <= {TARGET_RT_RATIO:g}x"
+    )
     ratios: dict[str, dict[str, float]] = {}
     for transport, lat in results.items():
         base = lat["raw zmq echo"]
@@ -352,36 +360,44 @@ def print_round_trips(results: dict[str, dict[str, Latency]],
             if name.startswith("ptr"):
                 mark = verdict(r50 <= TARGET_RT_RATIO)
                 ratios.setdefault(name, {})[transport] = r50
-            print(f"{transport:<9}  {name:<22} {v.pct(50):8.1f} {v.pct(99):8.1f} {extra:+8.1f}  "
-                  f"{r50:8.2f}x {r99:8.2f}x  {mark}")
+            print(
+                f"{transport:<9}  {name:<22} {v.pct(50):8.1f} {v.pct(99):8.1f} {extra:+8.1f}  "
+                f"{r50:8.2f}x {r99:8.2f}x  {mark}"
+            )
     return ratios
 
 
 def print_throughputs(title: str, rows: list[tuple[str, str, Throughput]]) -> None:
     """A throughput table: syft vs raw per transport and size."""
     print(f"\n{title}")
-    print(f"{'transport':<9}  {'payload':<16} {'syft ms':>9} {'raw ms':>9} {'syft GB/s':>10} "
-          f"{'raw GB/s':>9} {'syft/raw':>9}  target >= {TARGET_THROUGHPUT:.0%}")
+    print(
+        f"{'transport':<9}  {'payload':<16} {'syft ms':>9} {'raw ms':>9} {'syft GB/s':>10} "
+        f"{'raw GB/s':>9} {'syft/raw':>9}  target >= {TARGET_THROUGHPUT:.0%}"
+    )
     for transport, label, t in rows:
-        print(f"{transport:<9}  {label:<16} {t.syft_s * 1e3:9.1f} {t.raw_s * 1e3:9.1f} "
-              f"{t.syft_gbs:10.3f} {t.raw_gbs:9.3f} {t.ratio:8.0%}  "
-              f"{verdict(t.ratio >= TARGET_THROUGHPUT)}")
+        print(
+            f"{transport:<9}  {label:<16} {t.syft_s * 1e3:9.1f} {t.raw_s * 1e3:9.1f} "
+            f"{t.syft_gbs:10.3f} {t.raw_gbs:9.3f} {t.ratio:8.0%}  "
+            f"{verdict(t.ratio >= TARGET_THROUGHPUT)}"
+        )
 
 
 # ---------------------------------------------------------------- setup and main
 
 
 @contextmanager
-def raw_baseline(folder: Path, sizes: list[int]) -> Iterator[tuple[dict[str, str], bytes, bytes,
-                                                                   bytes]]:
+def raw_baseline(folder: Path, sizes: list[int]) -> Iterator[tuple[dict[str, str], bytes, bytes, bytes]]:
     """Start the raw server in a spawned process; yield its addresses and the CURVE keys."""
     server_public, server_secret = zmq.curve_keypair()
     client_public, client_secret = zmq.curve_keypair()
     ipc_path = str(folder / "raw.ipc")
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=raw_server, daemon=True, args=(
-        child, server_public, server_secret, client_public.decode(), ipc_path, sizes, FRAME_ROWS))
+    proc = ctx.Process(
+        target=raw_server,
+        daemon=True,
+        args=(child, server_public, server_secret, client_public.decode(), ipc_path, sizes, FRAME_ROWS),
+    )
     proc.start()
     port: int | None = None
     try:
@@ -392,8 +408,7 @@ def raw_baseline(folder: Path, sizes: list[int]) -> Iterator[tuple[dict[str, str
         yield addresses, server_public, client_public, client_secret
     finally:
         if port is not None and proc.is_alive():
-            stopper = RawClient.connect(f"tcp://127.0.0.1:{port}", server_public, client_public,
-                                        client_secret)
+            stopper = RawClient.connect(f"tcp://127.0.0.1:{port}", server_public, client_public, client_secret)
             stopper.stop_server()
             stopper.close()
             proc.join(10)
@@ -405,13 +420,12 @@ def raw_baseline(folder: Path, sizes: list[int]) -> Iterator[tuple[dict[str, str
 def main(argv: list[str] | None = None) -> int:
     """Run all three benchmarks over ipc and tcp and print the tables and the verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer iterations, no 256 MiB array: a smoke run")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="round trips per path and transport (default 2000, quick 300)")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, no 256 MiB array: a smoke run")
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="round trips per path and transport (default 2000, quick 300)"
+    )
     args = parser.parse_args(argv)
-    cfg = (Config(300, 50, 10, [1, 64], 3, 3, True) if args.quick
-           else Config(2000, 200, 10, [1, 64, 256], 7, 5, False))
+    cfg = Config(300, 50, 10, [1, 64], 3, 3, True) if args.quick else Config(2000, 200, 10, [1, 64, 256], 7, 5, False)
     if args.iterations:
         cfg.iterations = args.iterations
     print_machine()
@@ -428,21 +442,29 @@ def main(argv: list[str] | None = None) -> int:
             owner = node.login()
             owner.datasets.upload(
                 "bench",
-                assets={"small": np.arange(SMALL_ELEMENTS, dtype=np.float64), "frame": frame,
-                        **{f"a{n // MiB}": a for n, a in arrays.items()}},
-                mock={"small": np.zeros(SMALL_ELEMENTS), "frame": frame.head(100),
-                      **{f"a{n // MiB}": a[:100] for n, a in arrays.items()}},
-                description="wire benchmark data")
+                assets={
+                    "small": np.arange(SMALL_ELEMENTS, dtype=np.float64),
+                    "frame": frame,
+                    **{f"a{n // MiB}": a for n, a in arrays.items()},
+                },
+                mock={
+                    "small": np.zeros(SMALL_ELEMENTS),
+                    "frame": frame.head(100),
+                    **{f"a{n // MiB}": a[:100] for n, a in arrays.items()},
+                },
+                description="wire benchmark data",
+            )
             owner.close()
             transports = {"ipc": node.login(), "tcp": node.login(transport="tcp")}
             if not transports["ipc"].address.startswith("ipc://"):
-                print(f"note: no ipc:// address for the node ({transports['ipc'].address}); "
-                      "measuring tcp only")
+                print(f"note: no ipc:// address for the node ({transports['ipc'].address}); measuring tcp only")
                 transports["ipc"].close()
                 del transports["ipc"]
             clients = list(transports.values())
-            print(f"setup {time.perf_counter() - started:.1f} s (node pid {node.proc.pid}, "
-                  f"raw server and node each in their own process); node log level INFO")
+            print(
+                f"setup {time.perf_counter() - started:.1f} s (node pid {node.proc.pid}, "
+                f"raw server and node each in their own process); node log level INFO"
+            )
             rt: dict[str, dict[str, Latency]] = {}
             arr_rows: list[tuple[str, str, Throughput]] = []
             frame_rows: list[tuple[str, str, Throughput]] = []
@@ -450,8 +472,9 @@ def main(argv: list[str] | None = None) -> int:
                 raw = RawClient.connect(addresses[transport], server_public, public, secret)
                 raw.echo()  # handshake done before timing
                 rt[transport] = bench_round_trip(client, raw, cfg)
-                arr_rows += [(transport, f"{t.nbytes // MiB} MiB float64", t)
-                             for t in bench_arrays(client, raw, arrays, cfg)]
+                arr_rows += [
+                    (transport, f"{t.nbytes // MiB} MiB float64", t) for t in bench_arrays(client, raw, arrays, cfg)
+                ]
                 f = bench_frame(client, raw, frame, cfg)
                 frame_rows.append((transport, f"{FRAME_ROWS:.0e} x 4 float64", f))
                 raw.close()
@@ -463,22 +486,30 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     ratios = print_round_trips(rt, cfg)
-    print_throughputs(f"(b) get() of float64 arrays vs raw zero-copy zmq (median of {cfg.reps}, "
-                      f"{cfg.reps_big} for 256 MiB; GB/s = bytes / wall time of one call)",
-                      arr_rows)
-    print_throughputs(f"(c) get() of a DataFrame vs raw Arrow IPC over zmq (median of {cfg.reps}; "
-                      "GB/s of the 32 MB of column data)", frame_rows)
+    print_throughputs(
+        f"(b) get() of float64 arrays vs raw zero-copy zmq (median of {cfg.reps}, "
+        f"{cfg.reps_big} for 256 MiB; GB/s = bytes / wall time of one call)",
+        arr_rows,
+    )
+    print_throughputs(
+        f"(c) get() of a DataFrame vs raw Arrow IPC over zmq (median of {cfg.reps}; GB/s of the 32 MB of column data)",
+        frame_rows,
+    )
 
     print("\nsummary")
     for variant, by_transport in ratios.items():
         detail = ", ".join(f"{t} {r:.2f}x" for t, r in by_transport.items())
-        print(f"target (a) {variant} p50 <= {TARGET_RT_RATIO:g}x raw round trip: {detail} -> "
-              f"{verdict(max(by_transport.values()) <= TARGET_RT_RATIO)}")
+        print(
+            f"target (a) {variant} p50 <= {TARGET_RT_RATIO:g}x raw round trip: {detail} -> "
+            f"{verdict(max(by_transport.values()) <= TARGET_RT_RATIO)}"
+        )
     for label, rows in (("(b) array get()", arr_rows), ("(c) DataFrame get()", frame_rows)):
         worst = min(rows, key=lambda r: r[2].ratio)
-        print(f"target {label} >= {TARGET_THROUGHPUT:.0%} of raw throughput: worst "
-              f"{worst[2].ratio:.0%} ({worst[0]}, {worst[1]}) -> "
-              f"{verdict(worst[2].ratio >= TARGET_THROUGHPUT)}")
+        print(
+            f"target {label} >= {TARGET_THROUGHPUT:.0%} of raw throughput: worst "
+            f"{worst[2].ratio:.0%} ({worst[0]}, {worst[1]}) -> "
+            f"{verdict(worst[2].ratio >= TARGET_THROUGHPUT)}"
+        )
     print(f"total {time.perf_counter() - started:.1f} s{' (quick)' if cfg.quick else ''}")
     return 0
 

@@ -19,16 +19,18 @@ def print_machine(versions: str) -> None:
     """Print the machine (CPUs, platform, load) and Python plus ``versions``, so runs compare."""
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"machine: {os.cpu_count()} CPUs ({affinity} usable), {platform.platform()}, "
-          f"load avg {load}")
+    print(f"machine: {os.cpu_count()} CPUs ({affinity} usable), {platform.platform()}, load avg {load}")
     print(f"python {sys.version.split()[0]} ({platform.python_implementation()}); {versions}")
 
 
 def filesystem(path: Path) -> str:
     """The file system type under ``path`` (commits fsync there, so it sets request latency)."""
     try:
-        return subprocess.run(["df", "-T", str(path)], capture_output=True, text=True,
-                              timeout=10).stdout.splitlines()[-1].split()[1]
+        return (
+            subprocess.run(["df", "-T", str(path)], capture_output=True, text=True, timeout=10)
+            .stdout.splitlines()[-1]
+            .split()[1]
+        )
     except (OSError, IndexError, subprocess.SubprocessError):
         return "?"
 

@@ -81,8 +81,11 @@ def _no_regex(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Frame-level regexes run on pandas' backtracking ``re``: refused (``.str`` methods use RE2)."""
     positional = args[2] if name.endswith(".filter") and len(args) > 2 else None  # filter(items, like, regex)
     if kwargs.get("regex") not in (None, False) or positional is not None:
-        raise OpNotAllowed(f"{name}(regex=…) is not allowed: use .str.replace / .str.contains, which run "
-                           "regular expressions in linear time", op=f"{name}(regex=…)")
+        raise OpNotAllowed(
+            f"{name}(regex=…) is not allowed: use .str.replace / .str.contains, which run "
+            "regular expressions in linear time",
+            op=f"{name}(regex=…)",
+        )
 
 
 def _names(text: str, kind: str = "method", shape: str | None = None, check: Any = None) -> dict[str, Rule]:
@@ -92,52 +95,70 @@ def _names(text: str, kind: str = "method", shape: str | None = None, check: Any
 # ---- pandas -------------------------------------------------------------------------------
 
 _FRAME_COMMON = {
-    **_names("abs round clip isna isnull notna notnull astype fillna cumsum cumprod cummax cummin "
-             "rank shift diff pct_change add sub mul div truediv floordiv mod pow radd rsub rmul rdiv "
-             "eq ne lt le gt ge isin where mask replace copy sort_values sort_index to_numpy",
-             shape="same"),
-    **_names("sum mean median std var min max prod sem skew kurt nunique count idxmax idxmin all any "
-             "describe quantile value_counts mode nlargest nsmallest dropna drop_duplicates duplicated "
-             "head tail reset_index set_index rename groupby merge corr cov drop filter "
-             "select_dtypes melt explode equals between unique tolist to_list to_frame item map "
-             "transpose assign rolling expanding ewm first_valid_index last_valid_index"),
+    **_names(
+        "abs round clip isna isnull notna notnull astype fillna cumsum cumprod cummax cummin "
+        "rank shift diff pct_change add sub mul div truediv floordiv mod pow radd rsub rmul rdiv "
+        "eq ne lt le gt ge isin where mask replace copy sort_values sort_index to_numpy",
+        shape="same",
+    ),
+    **_names(
+        "sum mean median std var min max prod sem skew kurt nunique count idxmax idxmin all any "
+        "describe quantile value_counts mode nlargest nsmallest dropna drop_duplicates duplicated "
+        "head tail reset_index set_index rename groupby merge corr cov drop filter "
+        "select_dtypes melt explode equals between unique tolist to_list to_frame item map "
+        "transpose assign rolling expanding ewm first_valid_index last_valid_index"
+    ),
     **_names("agg aggregate transform", check=_check_agg_names),
     **_names("replace", shape="same", check=_no_regex),
     **_names("filter", check=_no_regex),
     **_names("sample", check=_seeded),
-    **_names("shape dtypes dtype columns index T values size ndim empty name iloc loc iat at str dt",
-             kind="attr"),
+    **_names("shape dtypes dtype columns index T values size ndim empty name iloc loc iat at str dt", kind="attr"),
 }
 
 _GROUPBY = {
-    **_names("sum mean median std var min max count size nunique first last prod sem quantile "
-             "describe cumcount cumsum cumprod cummax cummin head tail idxmax idxmin any all "
-             "value_counts rank"),
+    **_names(
+        "sum mean median std var min max count size nunique first last prod sem quantile "
+        "describe cumcount cumsum cumprod cummax cummin head tail idxmax idxmin any all "
+        "value_counts rank"
+    ),
     **_names("agg aggregate transform", check=_check_agg_names),
     **_names("ngroups groups indices", kind="attr"),
 }
 
-_WINDOW = {**_names("sum mean median std var min max count quantile sem skew kurt"),
-           **_names("agg aggregate", check=_check_agg_names)}
+_WINDOW = {
+    **_names("sum mean median std var min max count quantile sem skew kurt"),
+    **_names("agg aggregate", check=_check_agg_names),
+}
 
-_STR = _names("lower upper strip lstrip rstrip len contains startswith endswith replace slice get "
-              "zfill pad center isdigit isalpha isnumeric isspace islower isupper title capitalize "
-              "count find split")
+_STR = _names(
+    "lower upper strip lstrip rstrip len contains startswith endswith replace slice get "
+    "zfill pad center isdigit isalpha isnumeric isspace islower isupper title capitalize "
+    "count find split"
+)
 
-_DT = {**_names("year month day dayofweek day_of_week dayofyear day_of_year quarter hour minute "
-                "second date weekday is_month_start is_month_end", kind="attr", shape="same"),
-       **_names("strftime floor ceil round normalize month_name day_name", shape="same")}
+_DT = {
+    **_names(
+        "year month day dayofweek day_of_week dayofyear day_of_year quarter hour minute "
+        "second date weekday is_month_start is_month_end",
+        kind="attr",
+        shape="same",
+    ),
+    **_names("strftime floor ceil round normalize month_name day_name", shape="same"),
+}
 
-_INDEX = {**_names("tolist to_list to_numpy unique nunique isin min max argmax argmin sort_values"),
-          **_names("shape size dtype name names ndim values nlevels", kind="attr")}
+_INDEX = {
+    **_names("tolist to_list to_numpy unique nunique isin min max argmax argmin sort_values"),
+    **_names("shape size dtype name names ndim values nlevels", kind="attr"),
+}
 
 # ---- numpy --------------------------------------------------------------------------------
 
 _NDARRAY = {
     **_names("astype clip round copy cumsum cumprod abs conj", shape="same"),
     **_names("sum mean std var min max prod all any argmax argmin ptp", shape=None),
-    **_names("argsort dot flatten ravel reshape squeeze swapaxes transpose tolist item nonzero "
-             "take repeat diagonal trace"),
+    **_names(
+        "argsort dot flatten ravel reshape squeeze swapaxes transpose tolist item nonzero take repeat diagonal trace"
+    ),
     **_names("shape dtype ndim size T real imag nbytes itemsize", kind="attr"),
 }
 
@@ -152,16 +173,26 @@ NUMPY_UFUNCS = frozenset(
 
 _NUMPY_FUNCS = {
     **{f"numpy.{n}": Rule("function", "same") for n in NUMPY_UFUNCS},
-    **_names(" ".join(f"numpy.{n}" for n in "abs clip round around cumsum cumprod nan_to_num".split()),
-             kind="function", shape="same"),
-    **_names(" ".join(f"numpy.{n}" for n in (
-        "sum mean std var min max amin amax median percentile quantile nanmean nansum nanstd nanvar "
-        "nanmin nanmax nanmedian nanpercentile nanquantile argmax argmin argsort sort unique "
-        "dot matmul inner outer tensordot transpose reshape ravel concatenate stack vstack hstack "
-        "column_stack histogram histogram_bin_edges bincount digitize corrcoef cov diff "
-        "count_nonzero all any average einsum prod ptp squeeze expand_dims linspace isclose allclose "
-        "searchsorted where logaddexp linalg.norm linalg.inv linalg.det linalg.solve linalg.svd "
-        "linalg.eigh linalg.lstsq linalg.pinv trace diag").split()), kind="function"),
+    **_names(
+        " ".join(f"numpy.{n}" for n in "abs clip round around cumsum cumprod nan_to_num".split()),
+        kind="function",
+        shape="same",
+    ),
+    **_names(
+        " ".join(
+            f"numpy.{n}"
+            for n in (
+                "sum mean std var min max amin amax median percentile quantile nanmean nansum nanstd nanvar "
+                "nanmin nanmax nanmedian nanpercentile nanquantile argmax argmin argsort sort unique "
+                "dot matmul inner outer tensordot transpose reshape ravel concatenate stack vstack hstack "
+                "column_stack histogram histogram_bin_edges bincount digitize corrcoef cov diff "
+                "count_nonzero all any average einsum prod ptp squeeze expand_dims linspace isclose allclose "
+                "searchsorted where logaddexp linalg.norm linalg.inv linalg.det linalg.solve linalg.svd "
+                "linalg.eigh linalg.lstsq linalg.pinv trace diag"
+            ).split()
+        ),
+        kind="function",
+    ),
 }
 
 # ---- torch --------------------------------------------------------------------------------
@@ -181,17 +212,25 @@ _TORCH_OTHER = (
 _TORCH_FUNCS = {
     **_names(" ".join(f"torch.{n}" for n in _TORCH_ELEMENTWISE.split()), kind="function", shape="same"),
     **_names(" ".join(f"torch.{n}" for n in _TORCH_OTHER.split()), kind="function"),
-    **_names(" ".join(f"torch.nn.functional.{n}" for n in (
-        "relu sigmoid softmax log_softmax gelu silu tanh leaky_relu normalize").split()),
-        kind="function", shape="same"),
-    **_names(" ".join(f"torch.nn.functional.{n}" for n in (
-        "linear cross_entropy mse_loss l1_loss nll_loss binary_cross_entropy one_hot").split()),
-        kind="function"),
+    **_names(
+        " ".join(
+            f"torch.nn.functional.{n}"
+            for n in ("relu sigmoid softmax log_softmax gelu silu tanh leaky_relu normalize").split()
+        ),
+        kind="function",
+        shape="same",
+    ),
+    **_names(
+        " ".join(
+            f"torch.nn.functional.{n}"
+            for n in ("linear cross_entropy mse_loss l1_loss nll_loss binary_cross_entropy one_hot").split()
+        ),
+        kind="function",
+    ),
 }
 
 _TENSOR = {
-    **_names(_TORCH_ELEMENTWISE + " float double half int long bool contiguous detach clone",
-             shape="same"),
+    **_names(_TORCH_ELEMENTWISE + " float double half int long bool contiguous detach clone", shape="same"),
     **_names(_TORCH_OTHER + " view numpy tolist item size dim numel"),
     **_names("to", shape="same", check=_check_to),
     **_names("shape dtype ndim T mT requires_grad", kind="attr"),
@@ -199,8 +238,10 @@ _TENSOR = {
 
 # ---- pandas functions ---------------------------------------------------------------------
 
-_PANDAS_FUNCS = _names("pandas.merge pandas.concat pandas.cut pandas.qcut pandas.to_datetime "
-                       "pandas.to_numeric pandas.isna pandas.notna", kind="function")
+_PANDAS_FUNCS = _names(
+    "pandas.merge pandas.concat pandas.cut pandas.qcut pandas.to_datetime pandas.to_numeric pandas.isna pandas.notna",
+    kind="function",
+)
 
 # type key → attribute → rule
 TABLE: dict[str, dict[str, Rule]] = {
@@ -223,15 +264,19 @@ TABLE: dict[str, dict[str, Rule]] = {
 # Python operators a pointer records: name → (function, what the result's shape reveals)
 OPERATORS: dict[str, Callable[..., Any]] = {
     name: getattr(operator, name)
-    for name in ("add sub mul truediv floordiv mod pow matmul and_ or_ xor lshift rshift "
-                 "lt le eq ne gt ge neg pos abs invert getitem").split()
+    for name in (
+        "add sub mul truediv floordiv mod pow matmul and_ or_ xor lshift rshift "
+        "lt le eq ne gt ge neg pos abs invert getitem"
+    ).split()
 }
 ELEMENTWISE_OPERATORS = frozenset(OPERATORS) - {"matmul", "getitem"}
 _OPERATOR_FUNCTIONS = frozenset(OPERATORS.values())
 
 # types that may be indexed with []
-INDEXABLE = frozenset("DataFrame Series ndarray Tensor Index _iLocIndexer _LocIndexer _iAtIndexer "
-                      "_AtIndexer DataFrameGroupBy StringMethods".split())
+INDEXABLE = frozenset(
+    "DataFrame Series ndarray Tensor Index _iLocIndexer _LocIndexer _iAtIndexer "
+    "_AtIndexer DataFrameGroupBy StringMethods".split()
+)
 
 # keyword arguments that would write into existing objects: refused everywhere
 FORBIDDEN_KWARGS = frozenset({"inplace", "out"})
@@ -300,8 +345,9 @@ def _signature(op_name: str, fn: Callable[..., Any]) -> inspect.Signature | None
     return sig
 
 
-def check_writes(op_name: str, fn: Callable[..., Any], args: tuple[Any, ...] | list[Any],
-                 kwargs: dict[str, Any]) -> None:
+def check_writes(
+    op_name: str, fn: Callable[..., Any], args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]
+) -> None:
     """Bind the arguments to ``fn``'s signature and refuse any that name an output, by keyword or
     by position (``np.add(a, 0, b)`` writes into ``b``; ``arr.sum(0, None, b)`` too)."""
     import numpy as np
@@ -311,11 +357,14 @@ def check_writes(op_name: str, fn: Callable[..., Any], args: tuple[Any, ...] | l
             raise OpNotAllowed(
                 f"{op_name} takes {fn.nin} input(s); a further positional argument is its output "
                 "array, and operations on a node never write into a value: use the returned result",
-                op=f"{op_name}(out)")
+                op=f"{op_name}(out)",
+            )
         if "where" in kwargs:  # without out=, the masked-off elements are uninitialised memory
-            raise OpNotAllowed(f"{op_name}(where=…) is not allowed: it returns uninitialised memory where "
-                               "the mask is False; use numpy.where(mask, op(x), other) instead",
-                               op=f"{op_name}(where=…)")
+            raise OpNotAllowed(
+                f"{op_name}(where=…) is not allowed: it returns uninitialised memory where "
+                "the mask is False; use numpy.where(mask, op(x), other) instead",
+                op=f"{op_name}(where=…)",
+            )
         return
     if fn in _OPERATOR_FUNCTIONS:
         return  # Python's operators take their operands and nothing else
@@ -332,14 +381,19 @@ def check_writes(op_name: str, fn: Callable[..., Any], args: tuple[Any, ...] | l
         return  # the call itself will fail with the library's own error
     in_place = IN_PLACE_WHEN_FALSE.get(op_name)
     if in_place is not None and bound.arguments.get(in_place, True) is False:
-        raise OpNotAllowed(f"{op_name}({in_place}=False) writes into its input: operations on a node never "
-                           "modify a value; leave it out", op=f"{op_name}({in_place}=False)")
+        raise OpNotAllowed(
+            f"{op_name}({in_place}=False) writes into its input: operations on a node never "
+            "modify a value; leave it out",
+            op=f"{op_name}({in_place}=False)",
+        )
     for pname, value in bound.arguments.items():
         param = sig.parameters[pname]
         if (pname in OUTPUT_PARAMS or pname.startswith("overwrite")) and value is not None and value is not False:
             raise OpNotAllowed(
                 f"{op_name}({pname}=…) is not allowed (passed by position or keyword): operations on "
-                "a node never modify a value; use the returned result instead", op=f"{op_name}({pname}=…)")
+                "a node never modify a value; use the returned result instead",
+                op=f"{op_name}({pname}=…)",
+            )
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             check_kwargs(op_name, value)
 
@@ -382,14 +436,19 @@ def check_object_arrays(op_name: str, args: tuple[Any, ...] | list[Any], kwargs:
     if op_name.endswith(".astype") and args:
         requested = args[0] if len(args) == 1 else args[1]
     if requested is not None and _is_object_dtype(requested):
-        raise OpNotAllowed(f"{op_name}(dtype=object) is not allowed: arrays of Python objects are not "
-                           "computed on a node; keep numeric dtypes, or pandas' own string dtype",
-                           op=f"{op_name}(object)")
+        raise OpNotAllowed(
+            f"{op_name}(dtype=object) is not allowed: arrays of Python objects are not "
+            "computed on a node; keep numeric dtypes, or pandas' own string dtype",
+            op=f"{op_name}(object)",
+        )
     # Python's operators on object arrays are elementwise (linear), except @
     if op_name in OBJECT_ARRAY_OPS or not (op_name.startswith(("numpy.", "ndarray.")) or op_name == "matmul"):
         return
     for a in (*args, *kwargs.values()):
         if isinstance(a, np.ndarray) and a.dtype.kind == "O":
-            raise OpNotAllowed(f"{op_name} on an array of Python objects is not allowed (numpy's object "
-                               "loops hold the interpreter and stall the node); use pandas on the column, "
-                               "or convert to a numeric dtype first", op=op_name)
+            raise OpNotAllowed(
+                f"{op_name} on an array of Python objects is not allowed (numpy's object "
+                "loops hold the interpreter and stall the node); use pandas on the column, "
+                "or convert to a numeric dtype first",
+                op=op_name,
+            )

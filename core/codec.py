@@ -51,9 +51,7 @@ TAG = "~"
 # numpy dtype kinds that are plain fixed-size memory: safe to rebuild from bytes.
 _RAW_KINDS = frozenset("biufcmM")
 _PY_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str, "complex": complex}
-_TORCH_DTYPES = (
-    "float16 float32 float64 bfloat16 int8 int16 int32 int64 uint8 bool complex64 complex128"
-).split()
+_TORCH_DTYPES = ("float16 float32 float64 bfloat16 int8 int16 int32 int64 uint8 bool complex64 complex128").split()
 
 Buffer = Any  # bytes, memoryview, zmq.Frame: anything with the buffer protocol
 
@@ -169,8 +167,10 @@ class Encoder:
         try:
             table = make()
         except (pa.ArrowException, TypeError, ValueError) as e:  # e.g. a column mixing strings and numbers
-            raise InvalidArgument(f"values of mixed or unsupported types cannot be sent ({type(e).__name__}: "
-                                  f"{_clip(str(e))}): convert the column to one type") from None
+            raise InvalidArgument(
+                f"values of mixed or unsupported types cannot be sent ({type(e).__name__}: "
+                f"{_clip(str(e))}): convert the column to one type"
+            ) from None
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
@@ -211,7 +211,8 @@ class Encoder:
         }
         if arrow_cols:
             node["arrow"] = self._arrow(
-                lambda: pa.Table.from_pandas(pd.DataFrame(arrow_cols, copy=False), preserve_index=False))
+                lambda: pa.Table.from_pandas(pd.DataFrame(arrow_cols, copy=False), preserve_index=False)
+            )
         return node
 
 
@@ -226,8 +227,12 @@ class Decoder:
     buffers (writable when the buffer is, as received zmq frames are: the receiver owns them).
     """
 
-    def __init__(self, buffers: Sequence[Buffer], on_tag: Callable[[dict[str, Any]], Any] | None = None,
-                 max_nodes: int = MAX_VALUE_NODES) -> None:
+    def __init__(
+        self,
+        buffers: Sequence[Buffer],
+        on_tag: Callable[[dict[str, Any]], Any] | None = None,
+        max_nodes: int = MAX_VALUE_NODES,
+    ) -> None:
         self.buffers = buffers
         self.on_tag = on_tag
         self.max_nodes = max_nodes
@@ -271,8 +276,17 @@ class Decoder:
             raise
         except MemoryError:
             raise ProtocolError(f"a {short_repr(tag)} value is too big to decode on this node") from None
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError, NotImplementedError,
-                struct.error, pa.ArrowException) as e:
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+            ArithmeticError,
+            NotImplementedError,
+            struct.error,
+            pa.ArrowException,
+        ) as e:
             raise ProtocolError(f"malformed {short_repr(tag)} value: {type(e).__name__}: {_clip(str(e))}") from None
 
     def _tagged(self, tag: Any, node: dict[str, Any], depth: int) -> Any:
@@ -280,8 +294,10 @@ class Decoder:
         if kind is None:
             if self.on_tag is not None:
                 if self._in_label:
-                    raise ProtocolError("a name or label inside a value is plain data, not a reference "
-                                        "to an object: pass objects as op arguments")
+                    raise ProtocolError(
+                        "a name or label inside a value is plain data, not a reference "
+                        "to an object: pass objects as op arguments"
+                    )
                 return self.on_tag(node)
             raise ProtocolError(f"unknown value kind {short_repr(tag)}")
         return kind.decode(self, node, depth)
@@ -378,6 +394,7 @@ class Decoder:
 
 # ---------------------------------------------------------------- the registry of kinds
 
+
 @dataclass(frozen=True)
 class Kind:
     """A tagged kind of value on the wire: how it is decoded (checked) and, for kinds beyond the
@@ -398,9 +415,12 @@ KINDS: dict[str, Kind] = {}
 _EXTENSIONS: list[Kind] = []  # registered kinds that encode types the built-in encoder does not know
 
 
-def register_kind(tag: str, decode: Callable[[Decoder, dict[str, Any], int], Any],
-                  types: tuple[type, ...] | Callable[[], tuple[type, ...]] = (),
-                  encode: Callable[[Encoder, Any], Any] | None = None) -> Kind:
+def register_kind(
+    tag: str,
+    decode: Callable[[Decoder, dict[str, Any], int], Any],
+    types: tuple[type, ...] | Callable[[], tuple[type, ...]] = (),
+    encode: Callable[[Encoder, Any], Any] | None = None,
+) -> Kind:
     """Add a kind of value to the codec: ``decode(decoder, node, depth)`` rebuilds it from a node
     ``{"~": tag, …}`` (checking every field), ``encode(encoder, obj)`` makes that node for
     instances of ``types``."""
@@ -568,8 +588,20 @@ register_kind("tdtype", _decode_tdtype)
 
 _INT_RE = re.compile(rf"^-?[0-9]{{1,{MAX_INT_DIGITS}}}$")
 _TZ_RE = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9_+\-:][A-Za-z0-9_+\-:/]{0,63}$")
-_TORCH_ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8, "bfloat16": 2, "int8": 1, "int16": 2, "int32": 4,
-                   "int64": 8, "uint8": 1, "bool": 1, "complex64": 8, "complex128": 16}
+_TORCH_ITEMSIZE = {
+    "float16": 2,
+    "float32": 4,
+    "float64": 8,
+    "bfloat16": 2,
+    "int8": 1,
+    "int16": 2,
+    "int32": 4,
+    "int64": 8,
+    "uint8": 1,
+    "bool": 1,
+    "complex64": 8,
+    "complex128": 16,
+}
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
 _SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 6
@@ -608,10 +640,15 @@ def _int(node: dict[str, Any], key: str, tag: str, lo: int, hi: int) -> int:
 
 def _shape(node: dict[str, Any], tag: str) -> tuple[int, ...]:
     shape = node.get("shape")
-    if (not isinstance(shape, list) or len(shape) > MAX_DIMS
-            or not all(type(s) is int and 0 <= s <= MAX_ELEMENTS for s in shape)):
-        raise ProtocolError(f"malformed {tag!r} value: shape is a list of at most {MAX_DIMS} non-negative "
-                            f"integers, not {short_repr(shape)}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_DIMS
+        or not all(type(s) is int and 0 <= s <= MAX_ELEMENTS for s in shape)
+    ):
+        raise ProtocolError(
+            f"malformed {tag!r} value: shape is a list of at most {MAX_DIMS} non-negative "
+            f"integers, not {short_repr(shape)}"
+        )
     return tuple(shape)
 
 
@@ -621,8 +658,10 @@ def _check_size(buf: Buffer, shape: tuple[int, ...], dtype: np.dtype | str, what
     count = math.prod(shape)
     itemsize = dtype.itemsize if isinstance(dtype, np.dtype) else _TORCH_ITEMSIZE[dtype]
     if count > MAX_ELEMENTS or count * itemsize != nbytes:
-        raise ProtocolError(f"{what} buffer does not match shape {shape} and dtype {dtype} ({nbytes} bytes for "
-                            f"{count} element(s) of {itemsize} bytes)")
+        raise ProtocolError(
+            f"{what} buffer does not match shape {shape} and dtype {dtype} ({nbytes} bytes for "
+            f"{count} element(s) of {itemsize} bytes)"
+        )
     return nbytes
 
 
@@ -672,8 +711,13 @@ def _named_dtype(name: str) -> np.dtype:
         dtype = np.dtype(name)
     except Exception:  # numpy raises several types (and warnings) for names it does not know
         raise ProtocolError(f"unknown dtype {short_repr(name)}") from None
-    if (dtype.kind not in _RAW_KINDS or dtype.fields is not None or dtype.subdtype is not None
-            or dtype.itemsize == 0 or (dtype.kind in "mM" and np.datetime_data(dtype)[0] == "generic")):
+    if (
+        dtype.kind not in _RAW_KINDS
+        or dtype.fields is not None
+        or dtype.subdtype is not None
+        or dtype.itemsize == 0
+        or (dtype.kind in "mM" and np.datetime_data(dtype)[0] == "generic")
+    ):
         raise ProtocolError(f"dtype {short_repr(name)} is not a plain numeric dtype")
     return dtype
 
@@ -731,16 +775,20 @@ def _scan_arrow(data: pa.Buffer, budget: int, objects: bool) -> None:
             raise ProtocolError(f"unexpected Arrow {kind} message in a stream")
         compressed, nodes = _batch_layout(message.metadata)
         if compressed:
-            raise ProtocolError("compressed Arrow IPC is not accepted (the node never decompresses what a "
-                                "client sends): send the stream uncompressed")
+            raise ProtocolError(
+                "compressed Arrow IPC is not accepted (the node never decompresses what a "
+                "client sends): send the stream uncompressed"
+            )
         costs = schema_costs if kind == "record batch" else []
         for i, length in enumerate(nodes):
             if length < 0:
                 raise ProtocolError("an Arrow batch declares a negative length")
             cost += length * (costs[i] if i < len(costs) else _COST_OBJECT)
         if cost > budget:
-            raise ProtocolError(f"the Arrow stream would decode to about {cost:,} bytes, over this node's limit of "
-                                f"{budget:,} for a stream of its size: send fewer rows per message")
+            raise ProtocolError(
+                f"the Arrow stream would decode to about {cost:,} bytes, over this node's limit of "
+                f"{budget:,} for a stream of its size: send fewer rows per message"
+            )
     if schema_costs is None:
         raise ProtocolError("the Arrow stream is empty")
 
@@ -780,9 +828,16 @@ def _arrow_costs(t: pa.DataType, nested: bool, objects: bool, depth: int, out: l
             out.append(8)
         elif pa.types.is_boolean(t):
             out.append(2)
-        elif (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-              or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) or pa.types.is_decimal(t)
-              or pa.types.is_date(t) or pa.types.is_time(t)):
+        elif (
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+            or pa.types.is_fixed_size_binary(t)
+            or pa.types.is_decimal(t)
+            or pa.types.is_date(t)
+            or pa.types.is_time(t)
+        ):
             out.append(_COST_OBJECT)
         else:
             out.append(t.bit_width // 8 + 1)
@@ -796,10 +851,22 @@ def _arrow_leaf(t: pa.DataType) -> None:
     types = pa.types
     if types.is_timestamp(t) and t.tz is not None:
         _tz(t.tz)
-    if not (types.is_null(t) or types.is_boolean(t) or types.is_integer(t) or types.is_floating(t)
-            or types.is_decimal(t) or types.is_date(t) or types.is_time(t) or types.is_timestamp(t)
-            or types.is_duration(t) or types.is_string(t) or types.is_large_string(t) or types.is_binary(t)
-            or types.is_large_binary(t) or types.is_fixed_size_binary(t)):
+    if not (
+        types.is_null(t)
+        or types.is_boolean(t)
+        or types.is_integer(t)
+        or types.is_floating(t)
+        or types.is_decimal(t)
+        or types.is_date(t)
+        or types.is_time(t)
+        or types.is_timestamp(t)
+        or types.is_duration(t)
+        or types.is_string(t)
+        or types.is_large_string(t)
+        or types.is_binary(t)
+        or types.is_large_binary(t)
+        or types.is_fixed_size_binary(t)
+    ):
         raise ProtocolError(f"Arrow columns of type {_clip(str(t), 80)} are not accepted")
 
 
@@ -847,7 +914,8 @@ def _batch_layout(metadata: pa.Buffer) -> tuple[bool, list[int]]:
 _PANDAS_TYPE_RE = re.compile(r"^[a-z0-9_\[\], -]{1,64}$")
 _NUMPY_TYPE_RE = re.compile(
     r"^(?:[A-Za-z][A-Za-z0-9]{0,15}|(?:datetime|timedelta)64\[[a-z]{1,2}(?:, (?P<tz>[^\]]{1,64}))?\]"
-    r"|period\[[A-Za-z0-9-]{1,16}\]|interval\[[a-z0-9]{1,16}(?:\[[a-z]{1,2}\])?, (?:left|right|both|neither)\])$")
+    r"|period\[[A-Za-z0-9-]{1,16}\]|interval\[[a-z0-9]{1,16}(?:\[[a-z]{1,2}\])?, (?:left|right|both|neither)\])$"
+)
 _COLUMN_META: dict[str, Callable[[Any], bool]] = {
     "num_categories": lambda v: type(v) is int,
     "ordered": lambda v: type(v) is bool,
@@ -886,14 +954,21 @@ def _pandas_metadata(schema: pa.Schema) -> dict[bytes, bytes] | None:
         if not isinstance(c, dict):
             continue
         name, numpy_type, pandas_type = c.get("field_name"), c.get("numpy_type"), c.get("pandas_type")
-        if (not isinstance(name, str) or c.get("name") != name or name not in types
-                or not isinstance(pandas_type, str) or not _PANDAS_TYPE_RE.match(pandas_type)
-                or not isinstance(numpy_type, str) or not _numpy_type_fits(numpy_type, types[name])):
+        if (
+            not isinstance(name, str)
+            or c.get("name") != name
+            or name not in types
+            or not isinstance(pandas_type, str)
+            or not _PANDAS_TYPE_RE.match(pandas_type)
+            or not isinstance(numpy_type, str)
+            or not _numpy_type_fits(numpy_type, types[name])
+        ):
             continue
         md = c.get("metadata")
         md = {k: v for k, v in md.items() if k in _COLUMN_META and _COLUMN_META[k](v)} if isinstance(md, dict) else None
-        columns.append({"name": name, "field_name": name, "pandas_type": pandas_type, "numpy_type": numpy_type,
-                        "metadata": md})
+        columns.append(
+            {"name": name, "field_name": name, "pandas_type": pandas_type, "numpy_type": numpy_type, "metadata": md}
+        )
     clean = {"index_columns": [], "column_indexes": [], "columns": columns}
     return {b"pandas": json.dumps(clean).encode()}
 
@@ -958,8 +1033,9 @@ def unpack_header(frame: Buffer, require_id: bool = True) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise ProtocolError("header must be a msgpack map")
     if header.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol version {short_repr(header.get('v'))} is not supported; this node speaks "
-                            f"{PROTOCOL_VERSION}")
+        raise ProtocolError(
+            f"protocol version {short_repr(header.get('v'))} is not supported; this node speaks {PROTOCOL_VERSION}"
+        )
     if not isinstance(header.get("type"), str):
         raise ProtocolError("header has no message type")
     if require_id and (type(header.get("id")) not in (int, str)):
@@ -1009,7 +1085,7 @@ def _check_depth(value: Any, what: str) -> None:
         node, depth = stack.pop()
         if depth > MAX_BODY_DEPTH:
             raise ProtocolError(f"{what} is nested deeper than {MAX_BODY_DEPTH} levels")
-        for child in (node.values() if type(node) is dict else node):
+        for child in node.values() if type(node) is dict else node:
             if type(child) is list or type(child) is dict:
                 stack.append((child, depth + 1))
 

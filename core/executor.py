@@ -136,7 +136,9 @@ def compact(value: Any) -> Any:
         own = value.numel() * value.element_size()
         return value.clone() if value.untyped_storage().nbytes() > 2 * own + _SLACK else value
     if isinstance(value, (pd.Series, pd.DataFrame)):
-        columns = [value] if isinstance(value, pd.Series) else [value.iloc[:, i] for i in range(min(value.shape[1], 1000))]
+        columns = (
+            [value] if isinstance(value, pd.Series) else [value.iloc[:, i] for i in range(min(value.shape[1], 1000))]
+        )
         for col in columns:
             arr = col.to_numpy(copy=False) if col.dtype.kind in "biufcmM" else None
             if arr is not None and _keeps_more_alive(arr):
@@ -172,8 +174,13 @@ def freeze(value: Any, depth: int = 0) -> Any:
 class _Refs:
     """Decoder hook: resolves refs and earlier results, recording their lineage."""
 
-    def __init__(self, resolve: Callable[[str], Value], results: Sequence[Value],
-                 inputs: Sequence[Value] = (), twin: bool = False) -> None:
+    def __init__(
+        self,
+        resolve: Callable[[str], Value],
+        results: Sequence[Value],
+        inputs: Sequence[Value] = (),
+        twin: bool = False,
+    ) -> None:
         self.resolve = resolve
         self.results = results
         self.inputs = inputs
@@ -258,9 +265,14 @@ _DROPPED = Value(None)
 _HARD_CEILING = 10
 
 
-def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] = (),
-             inputs: Sequence[Value] = (), limits: RunLimits | None = None,
-             keep: Sequence[int] | None = None) -> list[Value]:
+def run_plan(
+    ops: Any,
+    resolve: Callable[[str], Value],
+    buffers: Sequence[Any] = (),
+    inputs: Sequence[Value] = (),
+    limits: RunLimits | None = None,
+    keep: Sequence[int] | None = None,
+) -> list[Value]:
     """Validate then run a plan; return every op's result as a ``Value``. With ``limits``
     (on the node), the plan stops between ops once past its time, and no result may exceed them;
     with ``keep``, a result no later op uses and the caller does not keep is dropped as soon as
@@ -282,10 +294,17 @@ def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] =
                 drop_after.setdefault(max(j, last_uses.get(j, j)), []).append(j)
     live, sizes = 0, [0] * len(ops)
     for i, op in enumerate(ops):
-        if limits is not None and i and (clock[0] > limits.timeout_s or
-                                         time.monotonic() - started > _HARD_CEILING * limits.timeout_s):
-            raise QuotaExceeded(f"the plan ran longer than the node's {limits.timeout_s:g} s limit and was "
-                                f"stopped before op {i}: split it into smaller plans", limit="time", op_index=i)
+        if (
+            limits is not None
+            and i
+            and (clock[0] > limits.timeout_s or time.monotonic() - started > _HARD_CEILING * limits.timeout_s)
+        ):
+            raise QuotaExceeded(
+                f"the plan ran longer than the node's {limits.timeout_s:g} s limit and was "
+                f"stopped before op {i}: split it into smaller plans",
+                limit="time",
+                op_index=i,
+            )
         try:
             results.append(_run_op(op, resolve, results, buffers, inputs, limits, clock))
         except SyftError as e:
@@ -298,7 +317,9 @@ def run_plan(ops: Any, resolve: Callable[[str], Value], buffers: Sequence[Any] =
                 raise QuotaExceeded(
                     f"the plan's results alive at op {i} take more than your {limits.max_bytes / 2**20:,.0f} MiB "
                     "quota on this node: keep fewer results, or work on a smaller part of the data",
-                    limit="bytes", op_index=i)
+                    limit="bytes",
+                    op_index=i,
+                )
             for j in drop_after.get(i, ()):
                 live -= sizes[j]
                 results[j] = _DROPPED
@@ -420,13 +441,20 @@ def _check_types(label: str, kind: str, name: str, args: list[Any], kwargs: dict
     has_type = _has_type
     positional = args[1:] if kind in ("method", "getattr", "bound", "op") else args
     for i, a in enumerate(positional):
-        if has_type(a) and not (kind == "method" and name in _DTYPE_METHODS and i == 0 and not isinstance(a, (list, tuple))):
-            raise InvalidArgument(f"{label}: a Python type is accepted only as a dtype (astype(int), dtype=float), "
-                                  "not as a key, a function or a value", op=label)
+        if has_type(a) and not (
+            kind == "method" and name in _DTYPE_METHODS and i == 0 and not isinstance(a, (list, tuple))
+        ):
+            raise InvalidArgument(
+                f"{label}: a Python type is accepted only as a dtype (astype(int), dtype=float), "
+                "not as a key, a function or a value",
+                op=label,
+            )
     for k, v in kwargs.items():
         if has_type(v) and k not in _DTYPE_KWARGS:
-            raise InvalidArgument(f"{label}: a Python type is accepted only as a dtype (astype(int), dtype=float); "
-                                  f"{k}= takes no type", op=label)
+            raise InvalidArgument(
+                f"{label}: a Python type is accepted only as a dtype (astype(int), dtype=float); {k}= takes no type",
+                op=label,
+            )
 
 
 def _invoke(kind: str, name: str, label: str, rule: al.Rule, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -460,8 +488,16 @@ def _columns_over(out: Any, limits: RunLimits | None) -> bool:
     return limits is not None and isinstance(out, pd.DataFrame) and out.shape[1] > limits.max_columns
 
 
-def _public_call(kind: str, label: str, name: str, rule: al.Rule, args: _Args, limits: RunLimits | None,
-                 clock: list[float] | None, on_mock: bool) -> Any:
+def _public_call(
+    kind: str,
+    label: str,
+    name: str,
+    rule: al.Rule,
+    args: _Args,
+    limits: RunLimits | None,
+    clock: list[float] | None,
+    on_mock: bool,
+) -> Any:
     """Run an op whose every input is public (plain public values, or the twins of private ones):
     its errors, its memory and its columns are public, its time counts toward the plan's limit."""
     t0 = time.monotonic()
@@ -470,13 +506,22 @@ def _public_call(kind: str, label: str, name: str, rule: al.Rule, args: _Args, l
     except SyftError:
         raise
     except MemoryError:
-        raise QuotaExceeded(f"{label} needs more memory than the node allows on the mock data" if on_mock else
-                            f"{label} needs more memory than the node allows; work on a smaller part of the data",
-                            limit="memory", op=label) from None
+        raise QuotaExceeded(
+            f"{label} needs more memory than the node allows on the mock data"
+            if on_mock
+            else f"{label} needs more memory than the node allows; work on a smaller part of the data",
+            limit="memory",
+            op=label,
+        ) from None
     except Exception as e:  # about public data (or mocks): the library's text says nothing private
-        text = (f"{label} fails on the mock data, so it does not run on the private data: "
-                f"{type(e).__name__}: {e} (try it on ptr.mock)") if on_mock else \
-            f"{label} failed on the node: {type(e).__name__}: {e}"
+        text = (
+            (
+                f"{label} fails on the mock data, so it does not run on the private data: "
+                f"{type(e).__name__}: {e} (try it on ptr.mock)"
+            )
+            if on_mock
+            else f"{label} failed on the node: {type(e).__name__}: {e}"
+        )
         raise RemoteError(text, op=label, exception=type(e).__name__) from None
     finally:
         if clock is not None:
@@ -484,13 +529,23 @@ def _public_call(kind: str, label: str, name: str, rule: al.Rule, args: _Args, l
     check_result(out, label)
     if _columns_over(out, limits):
         assert limits is not None
-        raise QuotaExceeded(f"{label} would make a frame of more than {limits.max_columns:,} columns, "
-                            "more than the node allows", limit="columns", op=label)
+        raise QuotaExceeded(
+            f"{label} would make a frame of more than {limits.max_columns:,} columns, more than the node allows",
+            limit="columns",
+            op=label,
+        )
     return freeze(out)
 
 
-def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any],
-            inputs: Sequence[Value] = (), limits: RunLimits | None = None, clock: list[float] | None = None) -> Value:
+def _run_op(
+    op: dict[str, Any],
+    resolve: Callable[[str], Value],
+    results: list[Value],
+    buffers: Sequence[Any],
+    inputs: Sequence[Value] = (),
+    limits: RunLimits | None = None,
+    clock: list[float] | None = None,
+) -> Value:
     kind, name = op["kind"], op["name"]
     refs = _Refs(resolve, results, inputs)
     real = _Args(op, refs, buffers)
@@ -504,17 +559,30 @@ def _run_op(op: dict[str, Any], resolve: Callable[[str], Value], results: list[V
     return Value(out, frozenset(), _shape(out))
 
 
-def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: list[Value],
-                 resolve: Callable[[str], Value], results: list[Value], buffers: Sequence[Any],
-                 inputs: Sequence[Value], limits: RunLimits | None, clock: list[float] | None = None) -> Value:
+def _run_private(
+    op: dict[str, Any],
+    kind: str,
+    name: str,
+    real: _Args,
+    seen: list[Value],
+    resolve: Callable[[str], Value],
+    results: list[Value],
+    buffers: Sequence[Any],
+    inputs: Sequence[Value],
+    limits: RunLimits | None,
+    clock: list[float] | None = None,
+) -> Value:
     """An op on private data: decided on its public twin, computed on the data. Whatever the
     scientist sees (errors, types, labels, shapes) comes from the twin and the public shapes."""
     fast = _array_and_number(kind, name, real, seen, clock)
     if fast is not None:
         return fast
     if any(v.private and v.twin is NO_TWIN for v in seen):
-        raise OpNotAllowed(f"{name}: this value came from a code run and has no mock to check ops against; "
-                           "ask for its release (ptr.request) and work on it once approved", op=name)
+        raise OpNotAllowed(
+            f"{name}: this value came from a code run and has no mock to check ops against; "
+            "ask for its release (ptr.request) and work on it once approved",
+            op=name,
+        )
     twin = real.twin(op, _Refs(resolve, results, inputs, twin=True), buffers)
     kind, label, rule = _resolve_rule(kind, name, twin.args)
     _check_types(label, kind, name, twin.args, twin.kwargs)
@@ -562,9 +630,18 @@ def _run_private(op: dict[str, Any], kind: str, name: str, real: _Args, seen: li
     privates = [v is not None and v.private for v in real.values]
     known = [v.public_shape if v is not None else None for v in real.values]
     failed = isinstance(out, Failed)
-    shape = _public_shape(None if failed else out, out_t, label, kind, rule, twin.operands, privates,
-                          known, _is_scalar(out_t),
-                          (lambda: _stand_in_result(kind, name, label, rule, twin, privates, known)) if failed else None)
+    shape = _public_shape(
+        None if failed else out,
+        out_t,
+        label,
+        kind,
+        rule,
+        twin.operands,
+        privates,
+        known,
+        _is_scalar(out_t),
+        (lambda: _stand_in_result(kind, name, label, rule, twin, privates, known)) if failed else None,
+    )
     labels = all(v.labels_public for v in seen if v.private)
     if labels and isinstance(out_t, (pd.DataFrame, pd.Series, pd.Index)):
         labels = labels_public(out_t, public_labels([v.public_view for v in seen], twin.operands))
@@ -588,8 +665,14 @@ def _array_and_number(kind: str, name: str, real: _Args, seen: list[Value], cloc
         return None
     v, k = seen[0], real.args[1]
     twin = v.twin
-    if real.values[0] is not v or type(k) not in (int, float, bool) or type(twin) is not np.ndarray \
-            or type(v.value) is not np.ndarray or twin.dtype.kind not in "biuf" or v.value.dtype != twin.dtype:
+    if (
+        real.values[0] is not v
+        or type(k) not in (int, float, bool)
+        or type(twin) is not np.ndarray
+        or type(v.value) is not np.ndarray
+        or twin.dtype.kind not in "biuf"
+        or v.value.dtype != twin.dtype
+    ):
         return None
     fn = al.OPERATORS[name]
     t0 = time.monotonic()
@@ -615,8 +698,15 @@ def _array_and_number(kind: str, name: str, real: _Args, seen: list[Value], cloc
     return Value(out, v.lineage, shape, out_t, stable, True, shape[0] if shape else v.rows_bound)
 
 
-def _stand_in_result(kind: str, name: str, label: str, rule: al.Rule, twin: _Args, privates: list[bool],
-                     known: list[tuple[int, ...] | None]) -> Any:
+def _stand_in_result(
+    kind: str,
+    name: str,
+    label: str,
+    rule: al.Rule,
+    twin: _Args,
+    privates: list[bool],
+    known: list[tuple[int, ...] | None],
+) -> Any:
     """The op on memoryless stand-ins of its private arrays (their public shapes, the twins'
     dtypes): what a success on the data would have looked like, shape-wise; None if unknown."""
     if label in _TO_ARRAY:
@@ -660,7 +750,10 @@ def _check_before(label: str, seen: list[Value], limits: RunLimits) -> None:
             raise QuotaExceeded(
                 f"{label} turns rows into columns: the node allows it on frames of at most "
                 f"{limits.max_columns:,} rows whose row count is public (this one's is "
-                f"{'private' if rows is None else f'{rows:,}'}); aggregate first", limit="columns", op=label)
+                f"{'private' if rows is None else f'{rows:,}'}); aggregate first",
+                limit="columns",
+                op=label,
+            )
 
 
 def _shape(value: Any) -> tuple[int, ...] | None:
@@ -725,5 +818,14 @@ def _label(x: Any) -> Any:
     return str(x)
 
 
-__all__ = ["Value", "run_plan", "describe", "type_key", "check_result", "InvalidArgument", "NO_TWIN", "Failed",
-           "charge"]
+__all__ = [
+    "Value",
+    "run_plan",
+    "describe",
+    "type_key",
+    "check_result",
+    "InvalidArgument",
+    "NO_TWIN",
+    "Failed",
+    "charge",
+]

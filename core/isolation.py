@@ -32,8 +32,9 @@ def _rowed(x: Any) -> Any:
 
 def _row_count(x: Any) -> int | None:
     x = _rowed(x)
-    if isinstance(x, (pd.Series, pd.DataFrame, np.ndarray)) or (loaded_torch() is not None and
-                                                                 isinstance(x, loaded_torch().Tensor)):
+    if isinstance(x, (pd.Series, pd.DataFrame, np.ndarray)) or (
+        loaded_torch() is not None and isinstance(x, loaded_torch().Tensor)
+    ):
         return _rows(x)
     return None
 
@@ -48,6 +49,7 @@ def _take(x: Any, a: int, b: int) -> Any:
 def _defaults(twin: Any, index: Any) -> Any:
     """Rows of the twin's type, one per label of ``index`` (or ``index`` rows of an array),
     holding each dtype's default (0, False, missing): what rows the op fails on become."""
+
     def default(d: Any) -> Any:
         if isinstance(d, np.dtype) and d.kind in "iufc":
             return 0
@@ -56,11 +58,14 @@ def _defaults(twin: Any, index: Any) -> Any:
         if isinstance(d, np.dtype) and d.kind in "mM":
             return pd.NaT
         return None
+
     if isinstance(twin, pd.Series):
         return pd.Series([default(twin.dtype)] * len(index), index=index, name=twin.name, dtype=twin.dtype)
     if isinstance(twin, pd.DataFrame):
-        return pd.DataFrame({c: pd.Series([default(d)] * len(index), index=index, dtype=d)
-                             for c, d in twin.dtypes.items()}, columns=twin.columns)
+        return pd.DataFrame(
+            {c: pd.Series([default(d)] * len(index), index=index, dtype=d) for c, d in twin.dtypes.items()},
+            columns=twin.columns,
+        )
     n = index if isinstance(index, int) else len(index)
     torch = loaded_torch()
     if torch is not None and isinstance(twin, torch.Tensor):
@@ -90,8 +95,16 @@ def _concat(pieces: list[Any], twin: Any) -> Any:
     return np.concatenate(pieces) if pieces else twin[:0]
 
 
-def isolate_rows(kind: str, name: str, label: str, rule: al.Rule, real: Any, twin_out: Any,
-                 invoke: Callable[..., Any], type_key: Callable[[Any], str]) -> Any:
+def isolate_rows(
+    kind: str,
+    name: str,
+    label: str,
+    rule: al.Rule,
+    real: Any,
+    twin_out: Any,
+    invoke: Callable[..., Any],
+    type_key: Callable[[Any], str],
+) -> Any:
     """A row-stable op that failed on the data, done again on parts of its rows (halving the
     parts that fail, then row by row): rows that fail alone take ``_defaults``. None when the
     op is not made of rows (the twin's result has none)."""
@@ -133,7 +146,7 @@ def isolate_rows(kind: str, name: str, label: str, rule: al.Rule, real: Any, twi
             pass
         if b - a == 1:
             rowed = _rowed(target)
-            where = rowed.index[a:a + 1] if isinstance(rowed, (pd.Series, pd.DataFrame)) else 1
+            where = rowed.index[a : a + 1] if isinstance(rowed, (pd.Series, pd.DataFrame)) else 1
             pieces.append(_defaults(twin_out, where))
         elif calls > _ISOLATE_CALLS:
             work.extend((i, i + 1) for i in range(b - 1, a - 1, -1))
@@ -152,9 +165,14 @@ MAY_LEAVE_GAPS = {name: True for name in "where mask floordiv rfloordiv mod rmod
 
 def widen(x: Any) -> Any:
     """int and bool columns as float64 (a frame's, a series'); others as they are."""
+
     def wide(d: Any) -> bool:
-        return isinstance(d, np.dtype) and d.kind in "biu" or str(d) in ("Int8", "Int16", "Int32", "Int64", "UInt8",
-                                                                           "UInt16", "UInt32", "UInt64", "boolean")
+        return (
+            isinstance(d, np.dtype)
+            and d.kind in "biu"
+            or str(d) in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "boolean")
+        )
+
     try:
         if isinstance(x, pd.Series):
             return x.astype(np.float64) if wide(x.dtype) or x.dtype == object and _all_boolish(x) else x

@@ -37,7 +37,9 @@ class KeyPair:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         if not self.sign_secret:
-            raise AuthenticationError(f"the key {self.name!r} has no signing key: make a new one with `syft-kernel keygen`")
+            raise AuthenticationError(
+                f"the key {self.name!r} has no signing key: make a new one with `syft-kernel keygen`"
+            )
         return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(self.sign_secret)).sign(message).hex()
 
 
@@ -88,8 +90,13 @@ def write_keypair(pair: KeyPair, folder: str | os.PathLike[str]) -> tuple[Path, 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     key_path, pub_path = folder / f"{pair.name}.key", folder / f"{pair.name}.pub"
-    secret = {"name": pair.name, "public_key": pair.public, "secret_key": pair.secret,
-              "signing_key": pair.sign_public, "signing_secret": pair.sign_secret}
+    secret = {
+        "name": pair.name,
+        "public_key": pair.public,
+        "secret_key": pair.secret,
+        "signing_key": pair.sign_public,
+        "signing_secret": pair.sign_secret,
+    }
     atomic_write(key_path, json.dumps(secret, indent=1).encode(), mode=0o600)
     public = {"name": pair.name, "public_key": pair.public, "signing_key": pair.sign_public}
     atomic_write(pub_path, json.dumps(public, indent=1).encode())
@@ -100,12 +107,15 @@ def read_keypair(path: str | os.PathLike[str]) -> KeyPair:
     """Read a key file written by ``syft-kernel keygen`` (or a ``.pub`` file: no secret)."""
     try:
         data = json.loads(Path(path).read_text())
-        pair = KeyPair(str(data.get("name", "")), data["public_key"], data.get("secret_key"),
-                       data.get("signing_key"), data.get("signing_secret"))
+        pair = KeyPair(
+            str(data.get("name", "")),
+            data["public_key"],
+            data.get("secret_key"),
+            data.get("signing_key"),
+            data.get("signing_secret"),
+        )
     except FileNotFoundError:
-        raise AuthenticationError(
-            f"key file {path} not found: make one with `syft-kernel keygen NAME`"
-        ) from None
+        raise AuthenticationError(f"key file {path} not found: make one with `syft-kernel keygen NAME`") from None
     except (ValueError, KeyError, TypeError) as e:
         raise AuthenticationError(f"{path} is not a syft-kernel key file ({e})") from None
     check_public_key(pair.public)

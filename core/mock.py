@@ -72,7 +72,11 @@ def _column(dtype: Any, n: int, rng: np.random.Generator, name: str, declared: S
     if isinstance(dtype, pd.CategoricalDtype):
         cats = dtype.categories
         codes = rng.integers(0, max(len(cats), 1), size=n)
-        return pd.Categorical.from_codes(codes % max(len(cats), 1), dtype=dtype) if len(cats) else pd.Categorical([None] * n)
+        return (
+            pd.Categorical.from_codes(codes % max(len(cats), 1), dtype=dtype)
+            if len(cats)
+            else pd.Categorical([None] * n)
+        )
     numeric = isinstance(dtype, np.dtype) and dtype.kind in "iuf"
     if numeric and declared is not None and float(declared[1]) >= float(declared[0]):
         lo, hi = float(declared[0]), float(declared[1])

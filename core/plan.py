@@ -45,8 +45,9 @@ def plan_hash(ops: list[dict[str, Any]], outputs: list[int], buffers: Sequence[A
     """A stable content hash of a plan: its ops (with abstract inputs), every literal including
     the raw buffers of arrays and frames (by their SHA-256), and which results it returns."""
     digests = [hashlib.sha256(memoryview(b)).hexdigest() for b in buffers]
-    return hashlib.sha256(msgpack.packb({"ops": ops, "outputs": outputs, "buffers": digests},
-                                        use_bin_type=True)).hexdigest()
+    return hashlib.sha256(
+        msgpack.packb({"ops": ops, "outputs": outputs, "buffers": digests}, use_bin_type=True)
+    ).hexdigest()
 
 
 def referenced_ids(ops: Any) -> list[str]:

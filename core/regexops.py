@@ -43,7 +43,9 @@ def _compile(op: str, pat: Any, flags: Any = 0, case: Any = True) -> Any:
     except re2.error:
         raise OpNotAllowed(
             f"{op}: the pattern is not valid in RE2, the linear-time engine the node uses on private "
-            "text (no backreferences such as \\1, no lookahead or lookbehind)", op=op) from None
+            "text (no backreferences such as \\1, no lookahead or lookbehind)",
+            op=op,
+        ) from None
 
 
 def _series(strings: Any) -> pd.Series:
@@ -53,6 +55,7 @@ def _series(strings: Any) -> pd.Series:
 def _map(s: pd.Series, fn: Any, missing: Any) -> list[Any]:
     """``fn`` on every string, ``missing`` elsewhere, and where ``fn`` fails on one string
     (text RE2 cannot take): whether an op fails as a whole must never depend on one value."""
+
     def one(v: Any) -> Any:
         if not isinstance(v, str):
             return missing
@@ -60,6 +63,7 @@ def _map(s: pd.Series, fn: Any, missing: Any) -> list[Any]:
             return fn(v)
         except Exception:
             return missing
+
     return [one(v) for v in s.to_numpy(dtype=object)]
 
 
@@ -76,8 +80,7 @@ def _check_template(op: str, rx: Any, repl: str) -> None:
             raise InvalidArgument(f"{op}: the replacement refers to group {ref!r}, which the pattern does not have")
 
 
-def contains(strings: Any, pat: Any, case: Any = True, flags: Any = 0, na: Any = False,
-             regex: Any = True) -> pd.Series:
+def contains(strings: Any, pat: Any, case: Any = True, flags: Any = 0, na: Any = False, regex: Any = True) -> pd.Series:
     """``Series.str.contains``; missing values give ``na`` (False unless given)."""
     s = _series(strings)
     if not regex:
@@ -96,8 +99,9 @@ def count(strings: Any, pat: Any, flags: Any = 0) -> pd.Series:
     return pd.Series(out, index=s.index, name=s.name, dtype=float)
 
 
-def replace(strings: Any, pat: Any, repl: Any, n: Any = -1, case: Any = None, flags: Any = 0,
-            regex: Any = False) -> pd.Series:
+def replace(
+    strings: Any, pat: Any, repl: Any, n: Any = -1, case: Any = None, flags: Any = 0, regex: Any = False
+) -> pd.Series:
     """``Series.str.replace``; a regex goes through RE2, a literal through pandas."""
     s = _series(strings)
     if not regex:
@@ -119,8 +123,11 @@ def split(strings: Any, pat: Any = None, n: Any = -1, expand: Any = False, regex
     if not as_regex:
         return s.str.split(pat, n=n, expand=expand, regex=False)
     if expand:
-        raise OpNotAllowed("StringMethods.split(expand=True) with a regex: the number of columns would "
-                           "depend on the data; use expand=False", op="StringMethods.split(expand=True)")
+        raise OpNotAllowed(
+            "StringMethods.split(expand=True) with a regex: the number of columns would "
+            "depend on the data; use expand=False",
+            op="StringMethods.split(expand=True)",
+        )
     if not isinstance(n, int) or isinstance(n, bool):
         raise InvalidArgument("StringMethods.split: n is an int")
     rx = _compile("StringMethods.split", pat)

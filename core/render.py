@@ -10,9 +10,27 @@ from typing import Any
 
 from .errors import ProtocolError
 
-SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%", "pow": "**",
-           "matmul": "@", "and_": "&", "or_": "|", "xor": "^", "lshift": "<<", "rshift": ">>", "lt": "<",
-           "le": "<=", "eq": "==", "ne": "!=", "gt": ">", "ge": ">="}
+SYMBOLS = {
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "truediv": "/",
+    "floordiv": "//",
+    "mod": "%",
+    "pow": "**",
+    "matmul": "@",
+    "and_": "&",
+    "or_": "|",
+    "xor": "^",
+    "lshift": "<<",
+    "rshift": ">>",
+    "lt": "<",
+    "le": "<=",
+    "eq": "==",
+    "ne": "!=",
+    "gt": ">",
+    "ge": ">=",
+}
 UNARY = {"neg": "-", "pos": "+", "invert": "~", "abs": "abs"}
 
 Provenance = dict[str, Any]  # {"ops": [...], "index": i}
@@ -83,10 +101,12 @@ def render(obj_id: str, lookup: Callable[[str], Provenance | None]) -> list[str]
         ops, index = prov["ops"], prov["index"]
         local: dict[int, str] = {}
         for i, op in enumerate(ops[: index + 1]):
+
             def names(node: dict[str, Any]) -> str:
                 if node.get("~") == "ref":
                     return name_of(str(node.get("id")))
                 return local.get(int(node.get("i", -1)), "?")
+
             text = render_op(op, names)
             var = f"v{len(lines) + 1}"
             lines.append(f"{var} = {text}")
@@ -98,8 +118,9 @@ def render(obj_id: str, lookup: Callable[[str], Provenance | None]) -> list[str]
     return lines
 
 
-def render_plan(ops: list[dict[str, Any]], outputs: list[int] | None = None,
-                input_name: Callable[[int], str] = lambda i: f"in{i}") -> list[str]:
+def render_plan(
+    ops: list[dict[str, Any]], outputs: list[int] | None = None, input_name: Callable[[int], str] = lambda i: f"in{i}"
+) -> list[str]:
     """One ``vN = …`` line per op of a plan (inputs named by ``input_name``), then its return."""
     names = [f"v{i + 1}" for i in range(len(ops))]
 
@@ -117,8 +138,9 @@ def render_plan(ops: list[dict[str, Any]], outputs: list[int] | None = None,
         try:
             lines.append(f"{names[i]} = {render_op(op, name)}")
         except (IndexError, KeyError, TypeError, ValueError, AttributeError, RecursionError):
-            raise ProtocolError(f"op {i} is malformed (its arguments do not fit its kind): it cannot be "
-                                "shown for review") from None
+            raise ProtocolError(
+                f"op {i} is malformed (its arguments do not fit its kind): it cannot be shown for review"
+            ) from None
     if outputs is not None:
         lines.append("return " + ", ".join(names[i] for i in outputs))
     return lines

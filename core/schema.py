@@ -21,8 +21,16 @@ from .names import check_name
 
 B = TypeVar("B", bound="Body")
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
-               dict: "a map", bytes: "bytes", type(None): "null"}
+_KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a map",
+    bytes: "bytes",
+    type(None): "null",
+}
 MISSING = dataclasses.MISSING
 
 
@@ -30,8 +38,14 @@ def kind_name(value: Any) -> str:
     return _KIND_NAMES.get(type(value), type(value).__name__)
 
 
-def spec(default: Any = MISSING, *, max_len: int | None = None, what: str | None = None,
-         invalid: str | None = None, name: str | None = None) -> Any:
+def spec(
+    default: Any = MISSING,
+    *,
+    max_len: int | None = None,
+    what: str | None = None,
+    invalid: str | None = None,
+    name: str | None = None,
+) -> Any:
     """A body field: its ``default`` (absent or null means that), the longest string or list
     (``max_len``), how to describe what is expected (``what``), an ``InvalidArgument`` message for
     a value of the wrong type (``invalid``; else a ``ProtocolError``), or ``name="user"`` (and
@@ -114,8 +128,21 @@ class Body:
                 default = f.default if f.default is not MISSING else None
                 factory = f.default_factory if f.default_factory is not MISSING else None
                 m = f.metadata
-                cached.append(_Field(f.name, _flatten(tp), items, nested, not has_default, default, factory,
-                                     m.get("max_len"), m.get("what"), m.get("invalid"), m.get("name")))
+                cached.append(
+                    _Field(
+                        f.name,
+                        _flatten(tp),
+                        items,
+                        nested,
+                        not has_default,
+                        default,
+                        factory,
+                        m.get("max_len"),
+                        m.get("what"),
+                        m.get("invalid"),
+                        m.get("name"),
+                    )
+                )
             cls._fields = cached
         return cached
 
@@ -157,7 +184,9 @@ def _check(f: _Field, raw: dict[str, Any]) -> Any:
             raise InvalidArgument(f.invalid)
         raise ProtocolError(f"{f.key} must be {expected}, not {kind_name(value)} {short_repr(value)}")
     if f.max_len is not None and isinstance(value, (str, list)) and len(value) > f.max_len:
-        raise InvalidArgument(f"{f.key} is at most {f.max_len} {'characters' if isinstance(value, str) else 'items'} long")
+        raise InvalidArgument(
+            f"{f.key} is at most {f.max_len} {'characters' if isinstance(value, str) else 'items'} long"
+        )
     if float in f.kinds and type(value) is int:
         value = float(value)  # a number is a float for the handler, whatever msgpack carried
     if f.nested is not None and isinstance(value, list):
@@ -252,8 +281,12 @@ class DatasetsUpload(Body):
     subject_column: str | None = spec(None, max_len=1000)
     owners: list[str] | None = spec(None, invalid="owners are users with the owner role on this node")
     policy: dict[str, Any] | None = spec(None)
-    bounds: dict[str, list[Any]] = spec({}, invalid="bounds map column names to public (lower, upper) pairs, lower < upper")
-    subject_limit: float = spec(0.0, invalid="subject_limit is a non-negative privacy loss per data subject (0: no limit)")
+    bounds: dict[str, list[Any]] = spec(
+        {}, invalid="bounds map column names to public (lower, upper) pairs, lower < upper"
+    )
+    subject_limit: float = spec(
+        0.0, invalid="subject_limit is a non-negative privacy loss per data subject (0: no limit)"
+    )
     max_rows_per_subject: int = spec(1, invalid="max_rows_per_subject is a whole number from 1 to 10000")
 
 

@@ -73,11 +73,14 @@ _PANDAS_SAME = frozenset(
 # pandas methods whose arguments beyond the target are values, not sizes: a private number there
 # changes values only (fillna(p.mean()), clip(lo, hi), p > p.mean())
 _VALUE_ARGS = _PANDAS_SAME | frozenset(
-    "add sub mul div truediv floordiv mod pow radd rsub rmul rdiv eq ne lt le gt ge between".split())
+    "add sub mul div truediv floordiv mod pow radd rsub rmul rdiv eq ne lt le gt ge between".split()
+)
 
 # ops whose every argument beyond the target sets the result's size (counts, repetitions)
-_SIZE_OPS = frozenset("ndarray.repeat Tensor.repeat numpy.linspace numpy.histogram numpy.histogram_bin_edges "
-                      "numpy.bincount Tensor.topk torch.topk ndarray.take".split())
+_SIZE_OPS = frozenset(
+    "ndarray.repeat Tensor.repeat numpy.linspace numpy.histogram numpy.histogram_bin_edges "
+    "numpy.bincount Tensor.topk torch.topk ndarray.take".split()
+)
 
 
 _TO_ARRAY = frozenset("Series.to_numpy DataFrame.to_numpy Series.values DataFrame.values".split())
@@ -100,11 +103,14 @@ def _scalar(x: Any) -> bool:
     if isinstance(x, (bool, int, float, complex, np.generic)):
         return True
     torch = loaded_torch()
-    return (isinstance(x, np.ndarray) and x.ndim == 0) or (torch is not None and isinstance(x, torch.Tensor) and x.ndim == 0)
+    return (isinstance(x, np.ndarray) and x.ndim == 0) or (
+        torch is not None and isinstance(x, torch.Tensor) and x.ndim == 0
+    )
 
 
-def check_private_sizes(kind: str, label: str, values: list[Any], twin_operands: list[Any],
-                        nested_private: list[bool]) -> None:
+def check_private_sizes(
+    kind: str, label: str, values: list[Any], twin_operands: list[Any], nested_private: list[bool]
+) -> None:
     """Refuse an op whose size, count or axis a private number would set (``repeat(k)``,
     ``linspace(0, 1, m[2, 3])``, ``head(n)``, ``sum(axis=n)``): its result's shape, its memory and
     its failure would tell the number. Elementwise uses (``x * n``, ``clip(x, n, m)``) are fine."""
@@ -117,14 +123,18 @@ def check_private_sizes(kind: str, label: str, values: list[Any], twin_operands:
         if i and nested_private[i]:
             raise OpNotAllowed(
                 f"{label}: argument {i} holds a private value inside a list or map, where it could set a "
-                "size, a count or a key; pass public values there", op=label)
+                "size, a count or a key; pass public values there",
+                op=label,
+            )
         if i == 0 or v is None or not v.private:
             continue
         if label in _SIZE_OPS or _scalar(x):
             raise OpNotAllowed(
                 f"{label}: argument {i} is a private value, and here it would set a size, a count or an "
                 "axis, which the result's shape would then tell; pass a public number (or get this one "
-                "released first)", op=label)
+                "released first)",
+                op=label,
+            )
 
 
 def _array_like(value: Any) -> bool:
@@ -152,18 +162,34 @@ def _public_literal(x: Any, depth: int = 0) -> bool:
     return torch is not None and isinstance(x, torch.dtype)
 
 
-def public_shape(real: Any, twin: Any, label: str, kind: str, rule: al.Rule, operands: list[tuple[Any, Any]],
-                 private: list[bool], known: list[tuple[int, ...] | None], twin_is_scalar: bool,
-                 dummy: Any = None) -> tuple[int, ...] | None:
+def public_shape(
+    real: Any,
+    twin: Any,
+    label: str,
+    kind: str,
+    rule: al.Rule,
+    operands: list[tuple[Any, Any]],
+    private: list[bool],
+    known: list[tuple[int, ...] | None],
+    twin_is_scalar: bool,
+    dummy: Any = None,
+) -> tuple[int, ...] | None:
     """The shape of a private result that its public inputs imply, or None.
 
     ``operands`` are the op's (real) positional then keyword argument values with, for each, whether
     it is a private value and its public shape (``known``); the target is ``operands[0]``."""
     if twin_is_scalar:
         return ()  # the twin's type is public, and the real result takes it
-    if kind == "op" and len(operands) == 2 and private[0] and not private[1] and known[0] is not None \
-            and isinstance(operands[1], (int, float, bool, complex)) and label in al.ELEMENTWISE_OPERATORS \
-            and isinstance(twin, np.ndarray):
+    if (
+        kind == "op"
+        and len(operands) == 2
+        and private[0]
+        and not private[1]
+        and known[0] is not None
+        and isinstance(operands[1], (int, float, bool, complex))
+        and label in al.ELEMENTWISE_OPERATORS
+        and isinstance(twin, np.ndarray)
+    ):
         return known[0]  # the common case, ptr + 1: an array and a public number
     if real is None and dummy is not None:
         # it failed on the data: the shape a success would have had, from a stand-in of the
@@ -183,14 +209,30 @@ def public_shape(real: Any, twin: Any, label: str, kind: str, rule: al.Rule, ope
                 return tuple(np.broadcast_shapes(*shapes))
             except ValueError:
                 return None
-        if label in _FROM_TARGET and private[0] and known[0] is not None and others_public \
-                and all(_public_literal(x) for x in operands[1:]):
+        if (
+            label in _FROM_TARGET
+            and private[0]
+            and known[0] is not None
+            and others_public
+            and all(_public_literal(x) for x in operands[1:])
+        ):
             return actual
-        if label in _FROM_SHAPES and arrays_ok and all(
-                private[i] or _array_like(operands[i]) or _public_literal(operands[i]) for i in range(n)):
+        if (
+            label in _FROM_SHAPES
+            and arrays_ok
+            and all(private[i] or _array_like(operands[i]) or _public_literal(operands[i]) for i in range(n))
+        ):
             return actual
-        if kind == "op" and label == "getitem" and private[0] and known[0] is not None and n == 2 \
-                and not private[1] and _public_literal(operands[1]) and not isinstance(operands[1], (str, list)):
+        if (
+            kind == "op"
+            and label == "getitem"
+            and private[0]
+            and known[0] is not None
+            and n == 2
+            and not private[1]
+            and _public_literal(operands[1])
+            and not isinstance(operands[1], (str, list))
+        ):
             return actual  # ints, slices, None and Ellipsis pick by position from a public shape
         return None
     if not isinstance(twin, (pd.Series, pd.DataFrame)) or not private[0] or known[0] is None:
@@ -198,8 +240,13 @@ def public_shape(real: Any, twin: Any, label: str, kind: str, rule: al.Rule, ope
     method = label.split(".", 1)[1] if "." in label else label
     if kind == "method" and method in _PANDAS_SAME and others_public:
         return known[0]
-    if kind == "op" and label in al.ELEMENTWISE_OPERATORS and others_public and n <= 2 and (
-            n == 1 or isinstance(operands[1], (bool, int, float, complex, np.generic))):
+    if (
+        kind == "op"
+        and label in al.ELEMENTWISE_OPERATORS
+        and others_public
+        and n <= 2
+        and (n == 1 or isinstance(operands[1], (bool, int, float, complex, np.generic)))
+    ):
         return known[0]  # a scalar broadcast over a frame or series: no alignment
     if kind == "op" and label == "getitem" and isinstance(operands[0], pd.DataFrame) and n == 2 and not private[1]:
         key = operands[1]

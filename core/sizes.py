@@ -36,7 +36,9 @@ def nbytes(value: Any, depth: int = 0) -> int:
     if isinstance(value, (tuple, list)) and depth < 4:
         return 8 * len(value) + sum(nbytes(v, depth + 1) for v in value[:100_000])
     if isinstance(value, dict) and depth < 4:
-        return 16 * len(value) + sum(nbytes(k, depth + 1) + nbytes(v, depth + 1) for k, v in list(value.items())[:100_000])
+        return 16 * len(value) + sum(
+            nbytes(k, depth + 1) + nbytes(v, depth + 1) for k, v in list(value.items())[:100_000]
+        )
     return 64
 
 

@@ -33,11 +33,18 @@ _STR_METHODS = frozenset(
     "isdigit isalpha isnumeric isspace islower isupper title capitalize count find".split()
 )
 _DT = frozenset(al._DT)
-_TENSOR_ROW = frozenset(al._TORCH_ELEMENTWISE.split()) - {"softmax", "log_softmax", "cumsum", "cumprod", "where"} \
-    | frozenset("float double half int long bool contiguous detach clone to".split())
-_NUMPY_ROW = frozenset(f"numpy.{n}" for n in al.NUMPY_UFUNCS) | frozenset(
-    f"numpy.{n}" for n in "abs clip round around nan_to_num".split()) | frozenset(
-    f"torch.{n}" for n in _TENSOR_ROW)
+_TENSOR_ROW = frozenset(al._TORCH_ELEMENTWISE.split()) - {
+    "softmax",
+    "log_softmax",
+    "cumsum",
+    "cumprod",
+    "where",
+} | frozenset("float double half int long bool contiguous detach clone to".split())
+_NUMPY_ROW = (
+    frozenset(f"numpy.{n}" for n in al.NUMPY_UFUNCS)
+    | frozenset(f"numpy.{n}" for n in "abs clip round around nan_to_num".split())
+    | frozenset(f"torch.{n}" for n in _TENSOR_ROW)
+)
 
 
 def _public_scalar(x: Any) -> bool:
@@ -69,8 +76,12 @@ def _column_key(key: Any, frame: Any) -> bool:
 
 def _row_slice(key: Any) -> bool:
     """``x[:, 3]``, ``x[:, 1:4]``: every row, some of its entries."""
-    return (isinstance(key, tuple) and len(key) >= 2 and key[0] == slice(None)
-            and all(isinstance(k, (int, slice)) and not isinstance(k, bool) for k in key[1:]))
+    return (
+        isinstance(key, tuple)
+        and len(key) >= 2
+        and key[0] == slice(None)
+        and all(isinstance(k, (int, slice)) and not isinstance(k, bool) for k in key[1:])
+    )
 
 
 def source_of(stable: str) -> str:
@@ -84,8 +95,14 @@ def _filtered(stable: str) -> str:
     return f"{source_of(stable)}#{secrets.token_hex(6)}"
 
 
-def stable_source(kind: str, label: str, operands: list[Any], values: list[Any], nested_private: bool,
-                  kwargs: dict[str, Any] | None = None) -> str | None:
+def stable_source(
+    kind: str,
+    label: str,
+    operands: list[Any],
+    values: list[Any],
+    nested_private: bool,
+    kwargs: dict[str, Any] | None = None,
+) -> str | None:
     """The stability mark of a private result: the asset its rows map into one for one, with
     which of its rows it holds (``"dataset/asset#token"`` after a filter); None if not stable.
 
@@ -94,9 +111,17 @@ def stable_source(kind: str, label: str, operands: list[Any], values: list[Any],
     for a plan literal); ``nested_private`` says a private value sits inside a list or map."""
     if nested_private:
         return None
-    if kind == "op" and len(values) == 2 and values[1] is None and values[0] is not None \
-            and isinstance(operands[1], (int, float, bool)) and label in al.ELEMENTWISE_OPERATORS \
-            and label != "pow" and isinstance(operands[0], np.ndarray) and operands[0].dtype.kind in "biuf":
+    if (
+        kind == "op"
+        and len(values) == 2
+        and values[1] is None
+        and values[0] is not None
+        and isinstance(operands[1], (int, float, bool))
+        and label in al.ELEMENTWISE_OPERATORS
+        and label != "pow"
+        and isinstance(operands[0], np.ndarray)
+        and operands[0].dtype.kind in "biuf"
+    ):
         return values[0].stable  # the common case, ptr + 1: one value and a public number
     if _may_fail_on_values(label, operands):
         return None  # whether it fails would depend on the data, and a DP refusal would say so
@@ -190,7 +215,8 @@ def _formats_as_a_column(d: Any) -> bool:
     """Dtypes whose text pandas formats for the column at once (``2020-01-01`` for all rows, or
     ``2020-01-01 00:00:00`` for all once one row has a time): one row changes every row."""
     return (isinstance(d, np.dtype) and d.kind in "mM") or isinstance(
-        d, (pd.DatetimeTZDtype, pd.PeriodDtype, pd.IntervalDtype))
+        d, (pd.DatetimeTZDtype, pd.PeriodDtype, pd.IntervalDtype)
+    )
 
 
 def _integer(d: Any) -> bool:
@@ -206,16 +232,22 @@ def _may_fail_on_values(label: str, operands: list[Any]) -> bool:
     op on object or categorical columns that can put new values in (fillna, where, replace)."""
     method = label.split(".", 1)[1] if "." in label else label
     target = operands[0] if operands else None
-    dtypes = [] if target is None else list(target.dtypes) if isinstance(target, pd.DataFrame) else \
-        [getattr(target, "dtype", None)]
+    dtypes = (
+        []
+        if target is None
+        else list(target.dtypes)
+        if isinstance(target, pd.DataFrame)
+        else [getattr(target, "dtype", None)]
+    )
     if any(isinstance(d, np.dtype) and d.kind == "O" for d in dtypes):
         return True  # Python objects: any op may meet a value of the wrong type
     if method in ("to_numpy", "numpy") and len(operands) > 1:
         return True  # to_numpy(dtype=…, na_value=…): a cast, with the cast's failures
     if method in ("floor", "ceil", "round", "normalize") and label.startswith("DatetimeProperties."):
         return True  # near the ends of the datetime range these raise, for some values only
-    if method in ("floordiv", "mod", "rfloordiv", "rmod", "floor_divide", "remainder", "fmod") and \
-            any(_integer(d) and not isinstance(d, np.dtype) for d in dtypes if d is not None):
+    if method in ("floordiv", "mod", "rfloordiv", "rmod", "floor_divide", "remainder", "fmod") and any(
+        _integer(d) and not isinstance(d, np.dtype) for d in dtypes if d is not None
+    ):
         return True  # torch raises on an integer division by zero
     if method in ("astype", "to"):
         wanted = operands[1] if len(operands) > 1 else None
@@ -226,10 +258,14 @@ def _may_fail_on_values(label: str, operands: list[Any]) -> bool:
             return True  # datetimes and durations as text share one format for the whole column
         # text to a number fails on the first value that is not one
         numeric = [t for t in targets if _dtype_kind(t) == "f"]
-        return bool(numeric) and any(not (isinstance(d, np.dtype) and d.kind in "biufcmM") for d in dtypes if d is not None)
+        return bool(numeric) and any(
+            not (isinstance(d, np.dtype) and d.kind in "biufcmM") for d in dtypes if d is not None
+        )
     if method in ("pow", "rpow", "power") and any(_integer(d) for d in dtypes if d is not None):
         return True  # an integer to a negative integer power raises
-    if method in ("fillna", "where", "mask", "replace", "clip") and any(isinstance(d, pd.CategoricalDtype) for d in dtypes):
+    if method in ("fillna", "where", "mask", "replace", "clip") and any(
+        isinstance(d, pd.CategoricalDtype) for d in dtypes
+    ):
         return True  # a value outside the categories raises only where one is needed
     return False
 

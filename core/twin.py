@@ -40,8 +40,10 @@ class Failed:
     detail: str = ""
 
     def public_text(self) -> str:
-        return (f"this value could not be computed on the real data: {self.op} raised {self.exception} there "
-                "(it worked on the mock); the data owner's audit log has the details")
+        return (
+            f"this value could not be computed on the real data: {self.op} raised {self.exception} there "
+            "(it worked on the mock); the data owner's audit log has the details"
+        )
 
 
 def first_failure(values: list[Any]) -> Failed | None:
@@ -111,9 +113,31 @@ def _scalar_as(real: Any, twin: Any, label: str) -> Any:
 
 
 # labels pandas makes up itself (value_counts' "count", reset_index's "index", …): schema, not data
-_LIBRARY_LABELS = frozenset({"count", "proportion", "index", "level_0", "level_1", "variable", "value",
-                             "mean", "std", "min", "max", "25%", "50%", "75%", "sum", "size", "unique",
-                             "top", "freq", "median", "var"})
+_LIBRARY_LABELS = frozenset(
+    {
+        "count",
+        "proportion",
+        "index",
+        "level_0",
+        "level_1",
+        "variable",
+        "value",
+        "mean",
+        "std",
+        "min",
+        "max",
+        "25%",
+        "50%",
+        "75%",
+        "sum",
+        "size",
+        "unique",
+        "top",
+        "freq",
+        "median",
+        "var",
+    }
+)
 
 
 def public_labels(twins: list[Any], literals: list[Any]) -> set[Any]:

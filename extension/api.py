@@ -32,8 +32,15 @@ from syft_kernel.requests import make_request
 from .registry import NodeRegistry
 
 # the node's refusals map to HTTP; the node failing (or refusing the owner key) is a bad gateway
-STATUS = {NotFound: 404, PermissionDenied: 403, Unauthorized: 403, NodeUnavailable: 503, InvalidArgument: 400,
-          RemoteError: 502, AuthenticationError: 502}
+STATUS = {
+    NotFound: 404,
+    PermissionDenied: 403,
+    Unauthorized: 403,
+    NodeUnavailable: 503,
+    InvalidArgument: 400,
+    RemoteError: 502,
+    AuthenticationError: 502,
+}
 AUTH_RESOURCE = "syft"
 
 
@@ -91,7 +98,7 @@ class NodesHandler(SyftAPIHandler):
         body = self.body()
         name = body.get("name")
         if not isinstance(name, str) or not name:
-            raise web.HTTPError(400, "give the node a name: {\"name\": \"clinic\"}")
+            raise web.HTTPError(400, 'give the node a name: {"name": "clinic"}')
         await self.run(lambda: self.registry.start(name))
 
 

@@ -22,8 +22,10 @@ class SyftExtension(ExtensionApp):
     load_other_extensions = True
     static_paths = [str(HERE / "static")]  # type: ignore[assignment]
 
-    nodes_dir = Unicode(help="Folder of local data nodes (one sub-folder per node); new nodes go here. "
-                             "Default: $SYFT_KERNEL_NODES or <jupyter data dir>/syft-kernel/nodes.").tag(config=True)
+    nodes_dir = Unicode(
+        help="Folder of local data nodes (one sub-folder per node); new nodes go here. "
+        "Default: $SYFT_KERNEL_NODES or <jupyter data dir>/syft-kernel/nodes."
+    ).tag(config=True)
     node_dirs = List(Unicode(), help="More node folders to show and manage (for example the demo's).").tag(config=True)
 
     @default("nodes_dir")
@@ -36,12 +38,14 @@ class SyftExtension(ExtensionApp):
         self.log.info("syft-kernel: dashboard at /syft/dashboard; nodes in %s", self.nodes_dir)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend([
-            *api_handlers("/syft/api"),
-            ("/syft/dashboard", DashboardHandler),
-            ("/syft/dashboard/fragments/nodes", NodesTableHandler),
-            (r"/syft/dashboard/nodes/(?P<node>[A-Za-z0-9_.\-]+)", NodeSectionHandler),
-        ])
+        self.handlers.extend(
+            [
+                *api_handlers("/syft/api"),
+                ("/syft/dashboard", DashboardHandler),
+                ("/syft/dashboard/fragments/nodes", NodesTableHandler),
+                (r"/syft/dashboard/nodes/(?P<node>[A-Za-z0-9_.\-]+)", NodeSectionHandler),
+            ]
+        )
 
     async def stop_extension(self) -> None:
         """Stop the nodes this server started; close owner connections."""

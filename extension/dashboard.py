@@ -87,17 +87,24 @@ def nodes_table(registry: NodeRegistry) -> str:
     rows = []
     for n in registry.list():
         running = n["status"] == "running"
-        button = (f"<button class='node-stop' data-node='{esc(n['name'])}'>Stop</button>" if running else
-                  f"<button class='node-start' data-node='{esc(n['name'])}'>Start</button>")
-        rows.append(f"<tr><td><b>{esc(n['name'])}</b></td><td>{_badge(n['status'])}</td>"
-                    f"<td><code>{esc(', '.join(n['addresses']))}</code></td>"
-                    f"<td><code>{esc(n['connection_file'])}</code><div class='muted'>in a notebook: <code>owner = "
-                    f"sk.login({esc(repr(n['connection_file']))}, key={esc(repr(n['owner_key']))})</code></div></td>"
-                    f"<td>{button}</td></tr>")
+        button = (
+            f"<button class='node-stop' data-node='{esc(n['name'])}'>Stop</button>"
+            if running
+            else f"<button class='node-start' data-node='{esc(n['name'])}'>Start</button>"
+        )
+        rows.append(
+            f"<tr><td><b>{esc(n['name'])}</b></td><td>{_badge(n['status'])}</td>"
+            f"<td><code>{esc(', '.join(n['addresses']))}</code></td>"
+            f"<td><code>{esc(n['connection_file'])}</code><div class='muted'>in a notebook: <code>owner = "
+            f"sk.login({esc(repr(n['connection_file']))}, key={esc(repr(n['owner_key']))})</code></div></td>"
+            f"<td>{button}</td></tr>"
+        )
     if not rows:
         return "<p class='muted'>No local nodes yet: create one below.</p>"
-    return ("<table id='nodes'><tr><th>node</th><th>status</th><th>addresses</th><th>connection file "
-            "(give it to scientists)</th><th></th></tr>" + "".join(rows) + "</table>")
+    return (
+        "<table id='nodes'><tr><th>node</th><th>status</th><th>addresses</th><th>connection file "
+        "(give it to scientists)</th><th></th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def node_section(registry: NodeRegistry, name: str) -> str:
@@ -106,12 +113,19 @@ def node_section(registry: NodeRegistry, name: str) -> str:
     try:
         if registry.describe(name)["status"] != "running":
             return head + "<p class='muted stopped'>stopped: start it above to see its queue.</p></section>"
-        requests, datasets, budget_rows = registry.call(name, lambda c: (
-            c.call("requests.list", {})[0]["requests"], c.call("datasets.list", {})[0]["datasets"], budgets(c)))
+        requests, datasets, budget_rows = registry.call(
+            name,
+            lambda c: (
+                c.call("requests.list", {})[0]["requests"],
+                c.call("datasets.list", {})[0]["datasets"],
+                budgets(c),
+            ),
+        )
     except SyftError as e:
         return head + f"<p class='error'>{esc(e.message)} (this page retries by itself)</p></section>"
-    return (head + requests_html(requests) + datasets_html(datasets) + budgets_html(budget_rows["budgets"])
-            + "</section>")
+    return (
+        head + requests_html(requests) + datasets_html(datasets) + budgets_html(budget_rows["budgets"]) + "</section>"
+    )
 
 
 MAX_PENDING = 100  # requests drawn per node: every pending one up to this, then the latest decided
@@ -126,23 +140,35 @@ def requests_html(requests: list[dict[str, Any]]) -> str:
     shown = pending[:MAX_PENDING] + decided[:MAX_DECIDED]
     items = "".join(request_html(r) for r in shown) or "<p class='muted'>No requests.</p>"
     hidden = len(requests) - len(shown)
-    more = (f"<p class='muted'>{hidden} older or further requests are not shown here: list them with "
-            f"<code>owner.requests</code> or GET /syft/api/nodes/…/requests</p>") if hidden else ""
-    return (f"<h3>Requests <span class='muted'>({len(pending)} pending)</span></h3>"
-            f"<div class='requests'>{items}</div>{more}")
+    more = (
+        (
+            f"<p class='muted'>{hidden} older or further requests are not shown here: list them with "
+            f"<code>owner.requests</code> or GET /syft/api/nodes/…/requests</p>"
+        )
+        if hidden
+        else ""
+    )
+    return (
+        f"<h3>Requests <span class='muted'>({len(pending)} pending)</span></h3>"
+        f"<div class='requests'>{items}</div>{more}"
+    )
 
 
 def request_html(r: dict[str, Any]) -> str:
     rid = esc(r["id"])
-    lines = [f"<div class='request' id='request-{rid}' data-request='{rid}' data-status='{esc(r['status'])}'>",
-             f"<div><b>{rid}</b> {_badge(r['status'])} {esc(r['kind'])} request by <b>{esc(r['requester'])}</b>"
-             f" · {esc(when(r.get('created_at')))}{' · ' + esc(size_text(r.get('size'))) if r.get('size') else ''}</div>",
-             f"<div>target <code>{esc(r['target'])}</code> — reason: {esc(r['reason'])}</div>"]
+    lines = [
+        f"<div class='request' id='request-{rid}' data-request='{rid}' data-status='{esc(r['status'])}'>",
+        f"<div><b>{rid}</b> {_badge(r['status'])} {esc(r['kind'])} request by <b>{esc(r['requester'])}</b>"
+        f" · {esc(when(r.get('created_at')))}{' · ' + esc(size_text(r.get('size'))) if r.get('size') else ''}</div>",
+        f"<div>target <code>{esc(r['target'])}</code> — reason: {esc(r['reason'])}</div>",
+    ]
     if r["kind"] == "budget":
         lines.append(f"<div>DP cost: <b>ε +{esc((r.get('inputs') or {}).get('epsilon'))}</b></div>")
     for p in r.get("progress") or []:
-        lines.append(f"<div class='progress'>{esc(p['dataset'])}: <b>{esc(p['approvals'])} of {esc(p['needed'])}</b> approvals"
-                     f" ({esc(p['policy'].get('kind', ''))})</div>")
+        lines.append(
+            f"<div class='progress'>{esc(p['dataset'])}: <b>{esc(p['approvals'])} of {esc(p['needed'])}</b> approvals"
+            f" ({esc(p['policy'].get('kind', ''))})</div>"
+        )
     for a in r.get("approvals") or []:
         comment = f" — “{esc(a['comment'])}”" if a.get("comment") else ""
         lines.append(f"<div class='muted'>{esc(a['owner'])}: {esc(a['decision'])}{comment}</div>")
@@ -150,15 +176,22 @@ def request_html(r: dict[str, Any]) -> str:
     if code:
         title = "code" if r.get("source") else "plan"
         count = len(code.splitlines())
-        cut = "" if count <= MAX_CODE_LINES else (
-            f"<div class='muted'>first {MAX_CODE_LINES} of {count} lines: read it all with "
-            f"<code>owner.requests[{esc(repr(r['id']))}]</code></div>")
+        cut = (
+            ""
+            if count <= MAX_CODE_LINES
+            else (
+                f"<div class='muted'>first {MAX_CODE_LINES} of {count} lines: read it all with "
+                f"<code>owner.requests[{esc(repr(r['id']))}]</code></div>"
+            )
+        )
         shown = "\n".join(code.splitlines()[:MAX_CODE_LINES])
         lines.append(f"<details><summary>{title} ({count} lines)</summary>{highlight(shown)}{cut}</details>")
     if r["status"] == "pending":
-        lines.append(f"<div class='actions'><textarea class='comment' rows='1' placeholder='comment (the requester "
-                     f"sees it)'></textarea><button class='approve' data-request='{rid}'>Approve</button>"
-                     f"<button class='deny' data-request='{rid}'>Deny</button></div>")
+        lines.append(
+            f"<div class='actions'><textarea class='comment' rows='1' placeholder='comment (the requester "
+            f"sees it)'></textarea><button class='approve' data-request='{rid}'>Approve</button>"
+            f"<button class='deny' data-request='{rid}'>Deny</button></div>"
+        )
     lines.append("</div>")
     return "".join(lines)
 
@@ -168,9 +201,16 @@ def datasets_html(datasets: list[dict[str, Any]]) -> str:
         f"<tr><td><b>{esc(d['name'])}</b></td><td>{esc(' '.join(d['tags']))}</td><td>{esc(d['description'])}</td>"
         f"<td>{esc(', '.join(a['name'] for a in d['assets']))}</td>"
         f"<td>{esc(', '.join(str(a['shape'][0]) for a in d['assets'] if a.get('shape')))}</td></tr>"
-        for d in datasets)
-    body = (f"<table class='datasets'><tr><th>name</th><th>tags</th><th>description</th><th>assets</th><th>rows</th>"
-            f"</tr>{rows}</table>") if rows else "<p class='muted'>No datasets.</p>"
+        for d in datasets
+    )
+    body = (
+        (
+            f"<table class='datasets'><tr><th>name</th><th>tags</th><th>description</th><th>assets</th><th>rows</th>"
+            f"</tr>{rows}</table>"
+        )
+        if rows
+        else "<p class='muted'>No datasets.</p>"
+    )
     return f"<h3>Datasets</h3>{body}"
 
 
@@ -180,12 +220,16 @@ def budgets_html(rows: list[dict[str, Any]]) -> str:
     out = []
     for b in rows:
         pct = 100.0 if b["epsilon"] <= 0 else min(100.0, 100 * b["spent"] / b["epsilon"])
-        out.append(f"<tr><td>{esc(b['user'])}</td><td>{esc(b['dataset'])}</td><td><span class='bar'>"
-                   f"<span class='fill {bar_style(b['spent'], b['epsilon'])}' style='width:{pct:.0f}%'></span></span>"
-                   f"</td><td>{b['spent']:.4g} of {b['epsilon']:.4g}</td><td>{b['left']:.4g}</td>"
-                   f"<td>{esc(b['releases'])}</td></tr>")
-    return ("<h3>Privacy budgets</h3><table class='budgets'><tr><th>scientist</th><th>dataset</th><th>spent</th>"
-            "<th>ε</th><th>left</th><th>releases</th></tr>" + "".join(out) + "</table>")
+        out.append(
+            f"<tr><td>{esc(b['user'])}</td><td>{esc(b['dataset'])}</td><td><span class='bar'>"
+            f"<span class='fill {bar_style(b['spent'], b['epsilon'])}' style='width:{pct:.0f}%'></span></span>"
+            f"</td><td>{b['spent']:.4g} of {b['epsilon']:.4g}</td><td>{b['left']:.4g}</td>"
+            f"<td>{esc(b['releases'])}</td></tr>"
+        )
+    return (
+        "<h3>Privacy budgets</h3><table class='budgets'><tr><th>scientist</th><th>dataset</th><th>spent</th>"
+        "<th>ε</th><th>left</th><th>releases</th></tr>" + "".join(out) + "</table>"
+    )
 
 
 def _badge(status: str) -> str:

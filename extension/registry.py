@@ -66,10 +66,16 @@ class NodeRegistry:
     def describe(self, name: str) -> dict[str, Any]:
         folder = self.folder(name)
         pid = serving_pid(folder)
-        return {"name": name, "folder": str(folder), "status": "running" if pid else "stopped", "pid": pid,
-                "addresses": _connection(folder).get("addresses", []) if pid else [],
-                "managed": name in self.started and self.started[name].alive(),
-                "connection_file": str(folder / "connection.json"), "owner_key": str(folder / "keys" / "owner.key")}
+        return {
+            "name": name,
+            "folder": str(folder),
+            "status": "running" if pid else "stopped",
+            "pid": pid,
+            "addresses": _connection(folder).get("addresses", []) if pid else [],
+            "managed": name in self.started and self.started[name].alive(),
+            "connection_file": str(folder / "connection.json"),
+            "owner_key": str(folder / "keys" / "owner.key"),
+        }
 
     def list(self) -> list[dict[str, Any]]:
         return [self.describe(name) for name in self.folders()]
@@ -130,10 +136,14 @@ class NodeRegistry:
             if client is None:
                 folder = self.folder(name)
                 if not serving_pid(folder):
-                    raise NodeUnavailable(f"node {name!r} is stopped: start it from the dashboard "
-                                          f"or POST /syft/api/nodes/{name}/start")
-                client = Client(read_connection_file(folder / "connection.json"),
-                                read_keypair(folder / "keys" / "owner.key"), timeout=CALL_TIMEOUT)
+                    raise NodeUnavailable(
+                        f"node {name!r} is stopped: start it from the dashboard or POST /syft/api/nodes/{name}/start"
+                    )
+                client = Client(
+                    read_connection_file(folder / "connection.json"),
+                    read_keypair(folder / "keys" / "owner.key"),
+                    timeout=CALL_TIMEOUT,
+                )
                 self._clients[name] = client
             return client
 

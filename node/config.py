@@ -37,23 +37,44 @@ class NodeConfig(Configurable):
     """Where a data node listens and the limits it keeps (see the module's docstring)."""
 
     host = Unicode("127.0.0.1", help="The address the node's TCP socket binds.").tag(config=True)
-    port = Int(0, min=0, max=65535, help="The TCP port (0: a free one, written to the connection file).").tag(config=True)
-    ipc = Bool(True, help="Also listen on an ipc:// socket in the node folder for clients on this host.").tag(config=True)
+    port = Int(0, min=0, max=65535, help="The TCP port (0: a free one, written to the connection file).").tag(
+        config=True
+    )
+    ipc = Bool(True, help="Also listen on an ipc:// socket in the node folder for clients on this host.").tag(
+        config=True
+    )
 
     workers = Int(8, min=1, help="Handlers that may run at once.").tag(config=True)
     per_user = Int(2, min=1, help="Of the workers, how many one user may hold.").tag(config=True)
     per_connection = Int(128, min=1, help="Messages one connection may have waiting.").tag(config=True)
-    max_queued_mb = Int(512, min=0, help="MB of messages one user may have waiting, on all connections.").tag(config=True)
+    max_queued_mb = Int(512, min=0, help="MB of messages one user may have waiting, on all connections.").tag(
+        config=True
+    )
     max_message_mb = Int(4096, min=1, help="A bigger message is dropped by libzmq before it is read.").tag(config=True)
-    memory_mb = Int(0, min=0, help="The node process's address space in MB (0: three quarters of the RAM).").tag(config=True)
+    memory_mb = Int(0, min=0, help="The node process's address space in MB (0: three quarters of the RAM).").tag(
+        config=True
+    )
     quota_mb = Int(4096, min=0, help="MB of results one user may hold on the node.").tag(config=True)
     max_objects = Int(100_000, min=0, help="Results one user may hold on the node.").tag(config=True)
     max_pending_requests = Int(1000, min=0, help="Undecided requests one user may have filed.").tag(config=True)
-    plan_timeout_s = Float(300.0, min=0.0, help="A plan stops between ops once it has run this long (s).").tag(config=True)
+    plan_timeout_s = Float(300.0, min=0.0, help="A plan stops between ops once it has run this long (s).").tag(
+        config=True
+    )
     max_columns = Int(10_000, min=1, help="Columns of a frame result.").tag(config=True)
 
-    LIMITS = ("workers", "per_user", "per_connection", "max_queued_mb", "max_message_mb", "memory_mb", "quota_mb",
-              "max_objects", "max_pending_requests", "plan_timeout_s", "max_columns")
+    LIMITS = (
+        "workers",
+        "per_user",
+        "per_connection",
+        "max_queued_mb",
+        "max_message_mb",
+        "memory_mb",
+        "quota_mb",
+        "max_objects",
+        "max_pending_requests",
+        "plan_timeout_s",
+        "max_columns",
+    )
 
     @property
     def memory_bytes(self) -> int:
@@ -80,8 +101,10 @@ class NodeConfig(Configurable):
                 config.NodeConfig[key] = value
         unknown = set(config.get("NodeConfig", {})) - set(cls.class_trait_names(config=True))
         if unknown:
-            raise InvalidArgument(f"unknown node settings {', '.join(sorted(unknown))}: "
-                                  f"the settings are {', '.join(cls.class_trait_names(config=True))}")
+            raise InvalidArgument(
+                f"unknown node settings {', '.join(sorted(unknown))}: "
+                f"the settings are {', '.join(cls.class_trait_names(config=True))}"
+            )
         try:
             return cls(config=config)
         except TraitError as e:

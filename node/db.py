@@ -156,8 +156,10 @@ class Database:
     # ---- users
     def add_user(self, name: str, public_key: str, role: str, signing_key: str | None = None) -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO users(name, public_key, role, signing_key, created_at) VALUES (?, ?, ?, ?, ?)",
-                      (name, public_key, role, signing_key, time.time()))
+            c.execute(
+                "INSERT INTO users(name, public_key, role, signing_key, created_at) VALUES (?, ?, ?, ?, ?)",
+                (name, public_key, role, signing_key, time.time()),
+            )
 
     def remove_user(self, name: str) -> bool:
         with self.tx() as c:
@@ -168,20 +170,44 @@ class Database:
         return [dict(r) for r in rows]
 
     # ---- datasets
-    def add_dataset(self, name: str, description: str, tags: list[str], subject_column: str | None,
-                    created_by: str, assets: list[dict[str, Any]], owners: list[str] | None = None,
-                    policy: dict[str, Any] | None = None, bounds: dict[str, Any] | None = None,
-                    max_rows_per_subject: int = 1, subject_limit: float = 0.0) -> None:
+    def add_dataset(
+        self,
+        name: str,
+        description: str,
+        tags: list[str],
+        subject_column: str | None,
+        created_by: str,
+        assets: list[dict[str, Any]],
+        owners: list[str] | None = None,
+        policy: dict[str, Any] | None = None,
+        bounds: dict[str, Any] | None = None,
+        max_rows_per_subject: int = 1,
+        subject_limit: float = 0.0,
+    ) -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO datasets(name, description, tags, subject_column, owners, policy, bounds,"
-                      " max_rows_per_subject, subject_limit, created_by, created_at)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (name, description, json.dumps(tags), subject_column, json.dumps(owners or [created_by]),
-                       json.dumps(policy or {"kind": "single"}), json.dumps(bounds or {}), max_rows_per_subject,
-                       subject_limit, created_by, time.time()))
+            c.execute(
+                "INSERT INTO datasets(name, description, tags, subject_column, owners, policy, bounds,"
+                " max_rows_per_subject, subject_limit, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    description,
+                    json.dumps(tags),
+                    subject_column,
+                    json.dumps(owners or [created_by]),
+                    json.dumps(policy or {"kind": "single"}),
+                    json.dumps(bounds or {}),
+                    max_rows_per_subject,
+                    subject_limit,
+                    created_by,
+                    time.time(),
+                ),
+            )
             for a in assets:
-                c.execute("INSERT INTO assets(dataset, name, kind, path, mock_path, meta) VALUES (?, ?, ?, ?, ?, ?)",
-                          (name, a["name"], a["kind"], a["path"], a["mock_path"], json.dumps(a["meta"])))
+                c.execute(
+                    "INSERT INTO assets(dataset, name, kind, path, mock_path, meta) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, a["name"], a["kind"], a["path"], a["mock_path"], json.dumps(a["meta"])),
+                )
 
     def remove_dataset(self, name: str) -> tuple[list[dict[str, Any]], list[str]]:
         """Delete a dataset, every persisted object derived from it, and close the requests still
@@ -192,14 +218,19 @@ class Database:
             if not assets:
                 return [], []
             c.execute("DELETE FROM datasets WHERE name=?", (name,))
-            gone = [(r["id"], r["path"]) for r in c.execute("SELECT id, path, lineage FROM objects")
-                    if any(str(e).split("/", 1)[0] == name for e in json.loads(r["lineage"]))]
+            gone = [
+                (r["id"], r["path"])
+                for r in c.execute("SELECT id, path, lineage FROM objects")
+                if any(str(e).split("/", 1)[0] == name for e in json.loads(r["lineage"]))
+            ]
             for obj_id, _ in gone:
                 c.execute("DELETE FROM objects WHERE id=?", (obj_id,))
             for r in c.execute("SELECT id, datasets FROM requests WHERE status='pending'").fetchall():
                 if any(str(e).split("/", 1)[0] == name for e in json.loads(r["datasets"])):
-                    c.execute("UPDATE requests SET status='denied', comment=?, decided_at=? WHERE id=?",
-                              (f"the dataset {name} was deleted", time.time(), r["id"]))
+                    c.execute(
+                        "UPDATE requests SET status='denied', comment=?, decided_at=? WHERE id=?",
+                        (f"the dataset {name} was deleted", time.time(), r["id"]),
+                    )
         return assets, [path for _, path in gone]
 
     def dataset(self, name: str) -> dict[str, Any] | None:
@@ -235,11 +266,19 @@ class Database:
     # ---- audit
     def audit(self, user: str, action: str, target: str = "", **detail: Any) -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                      (time.time(), user, action, target, json.dumps(detail, default=str)))
+            c.execute(
+                "INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                (time.time(), user, action, target, json.dumps(detail, default=str)),
+            )
 
-    def audit_log(self, limit: int = 1000, user: str | None = None, action: str | None = None,
-                  target: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+    def audit_log(
+        self,
+        limit: int = 1000,
+        user: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+    ) -> list[dict[str, Any]]:
         where, args = ["1=1"], []
         for column, value in (("user", user), ("action", action), ("target", target)):
             if value is not None:
@@ -248,16 +287,19 @@ class Database:
         if since is not None:
             where.append("at >= ?")
             args.append(since)
-        rows = self.conn.execute(f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-                                 (*args, limit))
+        rows = self.conn.execute(
+            f"SELECT * FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*args, limit)
+        )
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
 
     # ---- persisted objects and who may read them
     def add_object(self, obj_id: str, owner: str, lineage: list[str], public_shape: Any, path: str, size: int) -> None:
         with self.tx() as c:
-            c.execute("INSERT OR IGNORE INTO objects(id, owner, lineage, public_shape, path, size, created_at)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (obj_id, owner, json.dumps(lineage), json.dumps(public_shape), path, size, time.time()))
+            c.execute(
+                "INSERT OR IGNORE INTO objects(id, owner, lineage, public_shape, path, size, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (obj_id, owner, json.dumps(lineage), json.dumps(public_shape), path, size, time.time()),
+            )
 
     def object(self, obj_id: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM objects WHERE id=?", (obj_id,)).fetchone()
@@ -278,32 +320,41 @@ class Database:
         """The newest pending or approved object request for ``target`` by ``requester``."""
         row = self.conn.execute(
             "SELECT * FROM requests WHERE target=? AND requester=? AND kind='object' AND status!='denied'"
-            " ORDER BY created_at DESC LIMIT 1", (target, requester)).fetchone()
+            " ORDER BY created_at DESC LIMIT 1",
+            (target, requester),
+        ).fetchone()
         return self._request_row(row) if row else None
 
     def latest_request_for(self, target: str, requester: str) -> dict[str, Any] | None:
         """The newest object request for ``target`` by ``requester``, whatever its status."""
         row = self.conn.execute(
-            "SELECT * FROM requests WHERE target=? AND requester=? AND kind='object'"
-            " ORDER BY created_at DESC LIMIT 1", (target, requester)).fetchone()
+            "SELECT * FROM requests WHERE target=? AND requester=? AND kind='object' ORDER BY created_at DESC LIMIT 1",
+            (target, requester),
+        ).fetchone()
         return self._request_row(row) if row else None
 
-    def requests(self, status: str | None = None, requester: str | None = None, kind: str | None = None,
-                 limit: int = 100_000) -> list[dict[str, Any]]:
+    def requests(
+        self, status: str | None = None, requester: str | None = None, kind: str | None = None, limit: int = 100_000
+    ) -> list[dict[str, Any]]:
         where, args = ["1=1"], []
         for column, value in (("status", status), ("requester", requester), ("kind", kind)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
         rows = self.conn.execute(
-            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?", (*args, limit))
+            f"SELECT * FROM requests WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?", (*args, limit)
+        )
         return [self._request_row(r) for r in rows]
 
     def _request_row(self, row: sqlite3.Row) -> dict[str, Any]:
         d = dict(row)
         for key in ("datasets", "plan", "inputs", "limits"):
             d[key] = json.loads(d[key])
-        d["approvals"] = [dict(a) for a in self.conn.execute(
-            "SELECT owner, decision, comment, at, signature FROM approvals WHERE request_id=? ORDER BY at",
-            (d["id"],))]
+        d["approvals"] = [
+            dict(a)
+            for a in self.conn.execute(
+                "SELECT owner, decision, comment, at, signature FROM approvals WHERE request_id=? ORDER BY at",
+                (d["id"],),
+            )
+        ]
         return d

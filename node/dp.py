@@ -54,8 +54,9 @@ def _positive(name: str, x: Any, least: float = 0.0) -> float:
     return float(x)
 
 
-def check_scales(query: str, sensitivities: list[float], parts: int, mechanism: str, epsilon: float,
-                 rho: float) -> None:
+def check_scales(
+    query: str, sensitivities: list[float], parts: int, mechanism: str, epsilon: float, rho: float
+) -> None:
     """Refuse, before anything is charged, a release whose noise scale is not a positive finite
     number (huge public bounds, or a budget split too thin): it could not be released."""
     for s in sensitivities:
@@ -64,8 +65,10 @@ def check_scales(query: str, sensitivities: list[float], parts: int, mechanism: 
         else:
             scale = s / math.sqrt(2 * rho / parts) if rho / parts > 0 else math.inf
         if not (math.isfinite(s) and math.isfinite(scale) and scale > 0):
-            raise InvalidArgument(f"this {query} cannot be released: its noise scale is not finite (bounds too "
-                                  "wide, or epsilon too small): narrow the bounds or spend more epsilon")
+            raise InvalidArgument(
+                f"this {query} cannot be released: its noise scale is not finite (bounds too "
+                "wide, or epsilon too small): narrow the bounds or spend more epsilon"
+            )
 
 
 def mechanism_of(params: dict[str, Any]) -> tuple[str, float, float]:
@@ -88,8 +91,10 @@ def _bounds(params: dict[str, Any], declared: dict[str, Any], column: Any) -> tu
     if b is None:
         b = declared.get(str(column))
     if b is None:
-        raise InvalidArgument(f"bounds=(lower, upper) are required for {column!r} (the owner declared none): "
-                              "values are clamped to them and they set the noise")
+        raise InvalidArgument(
+            f"bounds=(lower, upper) are required for {column!r} (the owner declared none): "
+            "values are clamped to them and they set the noise"
+        )
     if not isinstance(b, (list, tuple)) or len(b) != 2:
         raise InvalidArgument("bounds are (lower, upper)")
     lo, hi = (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan for v in b)
@@ -97,8 +102,10 @@ def _bounds(params: dict[str, Any], declared: dict[str, Any], column: Any) -> tu
         raise InvalidArgument(f"bounds must be finite with lower < upper (got {tuple(b)!r})")
     own = declared.get(str(column))
     if own is not None and not (float(own[0]) <= lo and hi <= float(own[1])):
-        raise InvalidArgument(f"bounds for {column!r} must lie within the owner's declared bounds {tuple(own)!r} "
-                              f"(got {(lo, hi)!r}): leave them out to use the declared ones")
+        raise InvalidArgument(
+            f"bounds for {column!r} must lie within the owner's declared bounds {tuple(own)!r} "
+            f"(got {(lo, hi)!r}): leave them out to use the declared ones"
+        )
     return lo, hi
 
 
@@ -130,11 +137,14 @@ def _check_stable(node: DataNode, value: Value) -> None:
             "condition, column selection, elementwise maps and comparisons with public numbers, clamping); "
             "this value comes from an aggregate, a positional lookup, repeated or reordered rows, a join "
             "or a reshaping, so one person could count more than once. Build it from the asset's columns "
-            "row by row, and let the DP query aggregate")
+            "row by row, and let the DP query aggregate"
+        )
     source = node.store.get(f"asset:{source_of(value.stable)}", "", True).value
     if isinstance(source, (pd.Series, pd.DataFrame)) and not source.index.is_unique:
-        raise InvalidArgument(f"the asset {source_of(value.stable)!r} has repeated index labels, so its rows cannot be told "
-                              "apart: ask the owner to give it a unique index")
+        raise InvalidArgument(
+            f"the asset {source_of(value.stable)!r} has repeated index labels, so its rows cannot be told "
+            "apart: ask the owner to give it a unique index"
+        )
     if value.failed is not None:  # unreachable for stable values (their ops cannot fail on values alone)
         raise InvalidArgument("this value could not be computed on the data; a DP query needs a value that exists")
 
@@ -146,8 +156,10 @@ def _declared_keys(node: DataNode, value: Value, by: Any) -> list[Any]:
     source = node.store.get(f"asset:{source_of(value.stable)}", "", True).value
     dtype = source[by].dtype if isinstance(source, pd.DataFrame) and by in source.columns else None
     if not isinstance(dtype, pd.CategoricalDtype):
-        raise InvalidArgument(f"grouping by {by!r} needs public keys: pass categories=[…] (its values are "
-                              "private; only a column the owner stored as categorical has public categories)")
+        raise InvalidArgument(
+            f"grouping by {by!r} needs public keys: pass categories=[…] (its values are "
+            "private; only a column the owner stored as categorical has public categories)"
+        )
     return list(dtype.categories)
 
 
@@ -171,8 +183,10 @@ def _subject_rows(node: DataNode, value: Value, data: Any, dataset: dict[str, An
     try:
         ids = source[subject].reindex(data.index)
     except Exception:
-        raise InvalidArgument("the rows of this value cannot be traced back to their subjects (keep the "
-                              "frame's index: no reset_index before a DP query)") from None
+        raise InvalidArgument(
+            "the rows of this value cannot be traced back to their subjects (keep the "
+            "frame's index: no reset_index before a DP query)"
+        ) from None
     # a row whose subject id is missing is a subject of its own (never one shared "nan" subject)
     missing = ids.isna()
     if missing.any():
@@ -204,13 +218,24 @@ def _check_params(params: dict[str, Any]) -> None:
             # one person moving several bins while the noise assumes one
             raise InvalidArgument("categories must be distinct (1, 1.0 and True count as the same key)")
     bins = params.get("bins")
-    if bins is not None and (not isinstance(bins, list) or not all(
-            type(x) in (int, float) and math.isfinite(x) for x in bins)):
+    if bins is not None and (
+        not isinstance(bins, list) or not all(type(x) in (int, float) and math.isfinite(x) for x in bins)
+    ):
         raise InvalidArgument("bins are a list of finite numbers (the edges)")
 
 
-def _individual_losses(query: str, data: Any, params: dict[str, Any], declared: dict[str, Any], sens: list[float],
-                       parts: int, mechanism: str, epsilon: float, rho: float, ids: np.ndarray) -> pd.Series:
+def _individual_losses(
+    query: str,
+    data: Any,
+    params: dict[str, Any],
+    declared: dict[str, Any],
+    sens: list[float],
+    parts: int,
+    mechanism: str,
+    epsilon: float,
+    rho: float,
+    ids: np.ndarray,
+) -> pd.Series:
     """Each subject's own privacy loss in this release (epsilon for Laplace, rho for Gaussian):
     their actual contribution over the noise scale, never more than the worst case."""
     if query == "quantile":
@@ -223,8 +248,13 @@ def _individual_losses(query: str, data: Any, params: dict[str, Any], declared: 
         values = data[column] if isinstance(data, pd.DataFrame) else data
         lo, hi = _bounds(params, declared, column)
         x = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), lo, hi)
-        contributions = {"sum": [np.abs(x)], "group_sum": [np.abs(x)], "mean": [np.abs(x), ones],
-                         "group_mean": [np.abs(x), ones], "var": [np.abs(x), x * x, ones]}[query]
+        contributions = {
+            "sum": [np.abs(x)],
+            "group_sum": [np.abs(x)],
+            "mean": [np.abs(x), ones],
+            "group_mean": [np.abs(x), ones],
+            "var": [np.abs(x), x * x, ones],
+        }[query]
     total = pd.Series(0.0, index=pd.unique(ids))
     for contrib, s in zip(contributions, sens):
         per_subject = pd.Series(contrib).groupby(ids).sum()
@@ -261,8 +291,9 @@ def _numeric(data: Any, what: str) -> np.ndarray:
     return arr[~missing] if missing.any() else arr  # no copy when nothing is missing
 
 
-def _aggregate(query: str, data: Any, params: dict[str, Any], declared: dict[str, Any],
-               c: int) -> tuple[list[Any], list[float], int, dict[str, Any]]:
+def _aggregate(
+    query: str, data: Any, params: dict[str, Any], declared: dict[str, Any], c: int
+) -> tuple[list[Any], list[float], int, dict[str, Any]]:
     """Exact aggregates, their sensitivities (L1 for one subject's c rows), the number of budget
     parts, and what ``_finish`` needs."""
     name = getattr(data, "name", None)
@@ -306,8 +337,9 @@ def _histogram(data: Any, params: dict[str, Any], c: int) -> tuple[list[Any], li
     return [counts.astype(np.float64)], [float(c)], 1, {"edges": bins}
 
 
-def _grouped(query: str, data: Any, params: dict[str, Any], declared: dict[str, Any],
-             c: int) -> tuple[list[Any], list[float], int, dict[str, Any]]:
+def _grouped(
+    query: str, data: Any, params: dict[str, Any], declared: dict[str, Any], c: int
+) -> tuple[list[Any], list[float], int, dict[str, Any]]:
     if not isinstance(data, pd.DataFrame):
         raise InvalidArgument("a grouped DP query runs on a frame: births.dp.groupby('sex').mean('weight', …)")
     by = params.get("by")
@@ -317,8 +349,10 @@ def _grouped(query: str, data: Any, params: dict[str, Any], declared: dict[str, 
     if keys is None:
         dtype = data[by].dtype
         if not isinstance(dtype, pd.CategoricalDtype):
-            raise InvalidArgument(f"grouping by {by!r} needs public keys: pass categories=[…] (its values are "
-                                  "private; a declared categorical column's categories are public)")
+            raise InvalidArgument(
+                f"grouping by {by!r} needs public keys: pass categories=[…] (its values are "
+                "private; a declared categorical column's categories are public)"
+            )
         keys = list(dtype.categories)
     if not isinstance(keys, list) or not 0 < len(keys) <= MAX_GROUPS:
         raise InvalidArgument(f"a grouped DP query has 1 to {MAX_GROUPS} public keys")
@@ -370,8 +404,9 @@ def _finish(query: str, noisy: list[np.ndarray], extra: dict[str, Any], params: 
     if query == "histogram":
         edges = extra.get("edges") or []
         # numpy's last bin includes its upper edge; values outside the edges are not counted
-        index = extra.get("index") or [f"[{a}, {b}{']' if i == len(edges) - 2 else ')'}"
-                                       for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+        index = extra.get("index") or [
+            f"[{a}, {b}{']' if i == len(edges) - 2 else ')'}" for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))
+        ]
         return pd.Series(noisy[0], index=index, name="count")
     index = pd.Index(extra["index"], name=extra["by"])
     if query in ("group_count", "group_sum"):

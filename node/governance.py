@@ -48,8 +48,17 @@ def evaluate(datasets: list[dict[str, Any]], votes: dict[str, str]) -> tuple[str
         else:
             state = "pending"
         states.append(state)
-        progress.append({"dataset": d["name"], "policy": policy, "owners": owners, "approvals": yes,
-                         "denials": no, "needed": need, "state": state})
+        progress.append(
+            {
+                "dataset": d["name"],
+                "policy": policy,
+                "owners": owners,
+                "approvals": yes,
+                "denials": no,
+                "needed": need,
+                "state": state,
+            }
+        )
     if "denied" in states:
         return "denied", progress
     if states and all(s == "approved" for s in states):

@@ -36,8 +36,9 @@ def plan_lineage(node: Any, user: Any, ops: Any, input_ids: Sequence[str]) -> se
     return lineage
 
 
-def plan_grant(node: Any, user: Any, claimed: Any, ops: Any, keep: list[int], input_ids: list[str],
-               buffers: Sequence[Any]) -> dict[str, Any] | None:
+def plan_grant(
+    node: Any, user: Any, claimed: Any, ops: Any, keep: list[int], input_ids: list[str], buffers: Sequence[Any]
+) -> dict[str, Any] | None:
     """The approved plan request covering exactly this run (same hash over ops, literals and
     buffers; same inputs; same versions of every asset it touches), if any."""
     if claimed is None or user.is_owner:

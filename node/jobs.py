@@ -64,8 +64,10 @@ def _redacted(text: str, sending: bool) -> str:
     kinds = [p for p in parts if p.isidentifier() and p[:1].isupper()]  # an exception's class name
     kind = kinds[0] if kinds else "an error"
     what = f"the code's result could not be sent ({kind})" if sending else f"the code raised {kind}"
-    return (f"{what}; its message and output could describe private data, so only the data owner's "
-            "audit log has them (they can tell you what went wrong)")
+    return (
+        f"{what}; its message and output could describe private data, so only the data owner's "
+        "audit log has them (they can tell you what went wrong)"
+    )
 
 
 def check_limits(limits: Any) -> dict[str, float]:
@@ -86,10 +88,12 @@ class SandboxUnavailable(Exception):
 
 
 def _refused(why: str) -> str:
-    return (f"code requests run only in an operating-system sandbox, and {why}: the run was refused "
-            f"(the code never runs without the sandbox). Install bubblewrap with `{INSTALL}` "
-            "(user namespaces must be enabled), or point the node's "
-            f"{BWRAP_ENV} at a working bwrap")
+    return (
+        f"code requests run only in an operating-system sandbox, and {why}: the run was refused "
+        f"(the code never runs without the sandbox). Install bubblewrap with `{INSTALL}` "
+        "(user namespaces must be enabled), or point the node's "
+        f"{BWRAP_ENV} at a working bwrap"
+    )
 
 
 def bwrap_path() -> str:
@@ -172,19 +176,51 @@ def bwrap_version(bwrap: str) -> tuple[int, ...]:
 
 def sandbox_command(bwrap: str, roots: list[str], probes: list[str], torch: bool) -> list[str]:
     """The bwrap command line of one sandbox."""
-    cmd = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent",
-           "--new-session", "--cap-drop", "ALL", "--uid", str(sandbox.UID), "--gid", str(sandbox.UID),
-           "--hostname", "sandbox", "--clearenv"]
+    cmd = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        str(sandbox.UID),
+        "--gid",
+        str(sandbox.UID),
+        "--hostname",
+        "sandbox",
+        "--clearenv",
+    ]
     if bwrap_version(bwrap) >= (0, 8):  # older ones lack it; the seccomp filter refuses new namespaces anyway
         cmd.insert(3, "--disable-userns")
-    for k, v in (("PATH", "/usr/bin:/bin"), ("HOME", "/tmp"), ("TMPDIR", "/tmp"), ("LANG", "C.UTF-8"),
-                 ("OMP_NUM_THREADS", "1"), ("PYTHONHASHSEED", "0"),
-                 # Arrow's default pool (mimalloc) reserves a GiB of address space on first use,
-                 # which RLIMIT_AS would count as the code's memory: the system allocator does not
-                 ("ARROW_DEFAULT_MEMORY_POOL", "system")):
+    for k, v in (
+        ("PATH", "/usr/bin:/bin"),
+        ("HOME", "/tmp"),
+        ("TMPDIR", "/tmp"),
+        ("LANG", "C.UTF-8"),
+        ("OMP_NUM_THREADS", "1"),
+        ("PYTHONHASHSEED", "0"),
+        # Arrow's default pool (mimalloc) reserves a GiB of address space on first use,
+        # which RLIMIT_AS would count as the code's memory: the system allocator does not
+        ("ARROW_DEFAULT_MEMORY_POOL", "system"),
+    ):
         cmd += ["--setenv", k, v]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
-            "--size", str(TMP_MB * MiB), "--tmpfs", "/tmp", "--ro-bind", "/usr", "/usr"]
+    cmd += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--remount-ro",
+        "/dev",
+        "--size",
+        str(TMP_MB * MiB),
+        "--tmpfs",
+        "/tmp",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             cmd += ["--symlink", os.readlink(top), top]
@@ -200,8 +236,18 @@ def sandbox_command(bwrap: str, roots: list[str], probes: list[str], torch: bool
             path = os.path.join(folder, entry)
             cmd += ["--ro-bind", path, path]
         cmd += ["--remount-ro", folder]
-    cmd += ["--remount-ro", "/", "--chdir", "/tmp", "--",
-            os.path.realpath(sys.executable), "-I", "-B", "-m", "syft_kernel.node.sandbox"]
+    cmd += [
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/tmp",
+        "--",
+        os.path.realpath(sys.executable),
+        "-I",
+        "-B",
+        "-m",
+        "syft_kernel.node.sandbox",
+    ]
     if torch:
         cmd.append("--torch")
     return [*cmd, "--", *probes]
@@ -246,9 +292,18 @@ class _Spawner:
         while True:
             cmd, fut = self.jobs.get()
             try:
-                fut.set_result(subprocess.Popen(
-                    cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    env={"PATH": "/usr/bin:/bin"}, cwd="/", start_new_session=True, close_fds=True))
+                fut.set_result(
+                    subprocess.Popen(
+                        cmd,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        env={"PATH": "/usr/bin:/bin"},
+                        cwd="/",
+                        start_new_session=True,
+                        close_fds=True,
+                    )
+                )
             except BaseException as e:  # reported to whoever waits for this sandbox
                 fut.set_exception(e)
 
@@ -323,7 +378,7 @@ class Sandbox:
                 return
             self._tail += chunk
             if len(self._tail) > STDERR_TAIL:
-                del self._tail[:len(self._tail) - STDERR_TAIL]
+                del self._tail[: len(self._tail) - STDERR_TAIL]
 
     def stderr_lines(self) -> list[str]:
         return [s for s in self._tail.decode(errors="replace").splitlines() if s.strip()]
@@ -367,13 +422,20 @@ class Sandbox:
         self.kill()
 
     # ---- the run
-    def run(self, request_id: str, source: str, fn_name: str, inputs: dict[str, Value],
-            limits: dict[str, float]) -> JobOutcome:
+    def run(
+        self, request_id: str, source: str, fn_name: str, inputs: dict[str, Value], limits: dict[str, float]
+    ) -> JobOutcome:
         self.ready()
         proc = self.proc
         names = list(inputs)
-        header = {"request_id": request_id, "source": source, "fn_name": fn_name, "inputs": names,
-                  "limits": limits, "torch": any(type_key(v.value) == "Tensor" for v in inputs.values())}
+        header = {
+            "request_id": request_id,
+            "source": source,
+            "fn_name": fn_name,
+            "inputs": names,
+            "limits": limits,
+            "torch": any(type_key(v.value) == "Tensor" for v in inputs.values()),
+        }
         timer = threading.Timer(limits["timeout"], self._expire)
         timer.start()
         value: Any = None
@@ -401,15 +463,20 @@ class Sandbox:
             timer.cancel()
             self.close()
         if self.expired:
-            return JobOutcome(False, error=f"the code ran longer than its {limits['timeout']:g} s limit and was stopped")
+            return JobOutcome(
+                False, error=f"the code ran longer than its {limits['timeout']:g} s limit and was stopped"
+            )
         if failure:
             return JobOutcome(False, error=failure)
         if code != 0:
             why = self._why(code, limits)
             if code in (sandbox.EXIT_ERROR, sandbox.EXIT_RESULT) or not why.startswith("the code"):
                 # the code's own message or output, computed on private data: the owner's to read
-                return JobOutcome(False, error=_redacted(why, code == sandbox.EXIT_RESULT),
-                                  detail="\n".join(self.stderr_lines()[-20:])[-4000:] or why)
+                return JobOutcome(
+                    False,
+                    error=_redacted(why, code == sandbox.EXIT_RESULT),
+                    detail="\n".join(self.stderr_lines()[-20:])[-4000:] or why,
+                )
             return JobOutcome(False, error=why)
         if not got:
             return JobOutcome(False, error="the code's process ended without a result")
@@ -432,8 +499,14 @@ class Sandbox:
             return lines[-1][:2000]
         if code > 128:
             sig = code - 128
-            why = {9: "killed (time or memory limit)", 24: "CPU time limit", 25: "output size limit",
-                   11: "crashed (segmentation fault)", 6: "aborted", 31: "a refused system call"}.get(sig, f"signal {sig}")
+            why = {
+                9: "killed (time or memory limit)",
+                24: "CPU time limit",
+                25: "output size limit",
+                11: "crashed (segmentation fault)",
+                6: "aborted",
+                31: "a refused system call",
+            }.get(sig, f"signal {sig}")
             return f"the code's process ended: {why}"
         return lines[-1][:2000] if lines else f"the code's process ended with exit code {code}"
 
@@ -459,8 +532,11 @@ class JobRunner:
         roots = readonly_roots()
         inside = [r for r in ["/usr", *roots] if self.node_folder.is_relative_to(r)]
         if inside:
-            return Sandbox(None, self._torch, _refused(
-                f"the node folder {self.node_folder} is inside {inside[0]}, which the sandbox must see"))
+            return Sandbox(
+                None,
+                self._torch,
+                _refused(f"the node folder {self.node_folder} is inside {inside[0]}, which the sandbox must see"),
+            )
         probes = [str(self.node_folder), str(self.node_folder / "node.db"), str(self.node_folder / "keys")]
         return Sandbox(sandbox_command(bwrap, roots, probes, self._torch), self._torch, cold=cold)
 
@@ -491,11 +567,14 @@ class JobRunner:
         self.prestart()  # the next run's sandbox starts now
         return sb
 
-    def start(self, request_id: str, source: str, fn_name: str, inputs: dict[str, Value],
-              limits: dict[str, float]) -> None:
+    def start(
+        self, request_id: str, source: str, fn_name: str, inputs: dict[str, Value], limits: dict[str, float]
+    ) -> None:
         failed = next((name for name, v in inputs.items() if v.failed is not None), None)
         if failed is not None:  # approved already: the requester may learn that it failed
-            self.on_done(request_id, JobOutcome(False, error=f"input {failed!r}: {inputs[failed].failed.public_text()}"))  # type: ignore[union-attr]
+            self.on_done(
+                request_id, JobOutcome(False, error=f"input {failed!r}: {inputs[failed].failed.public_text()}")
+            )  # type: ignore[union-attr]
             return
         sb = self._take(any(type_key(v.value) == "Tensor" for v in inputs.values()))
 

@@ -64,8 +64,9 @@ def epsilon_of_rho(rho: float, delta: float) -> float:
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    gaussian = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float),
-                                  scale=1.0 / math.sqrt(2.0 * rho))
+    gaussian = dp.m.make_gaussian(
+        dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), scale=1.0 / math.sqrt(2.0 * rho)
+    )
     return float(dp.c.make_zCDP_to_approxDP(gaussian).map(1.0).epsilon(delta))
 
 
@@ -106,24 +107,34 @@ class Ledger:
 
     def set_budget(self, user: str, dataset: str, epsilon: float, delta: float) -> None:
         with self.db.tx() as c:
-            c.execute("INSERT INTO budgets(user, dataset, epsilon, delta) VALUES (?, ?, ?, ?)"
-                      " ON CONFLICT(user, dataset) DO UPDATE SET epsilon=excluded.epsilon, delta=excluded.delta",
-                      (user, dataset, epsilon, delta))
+            c.execute(
+                "INSERT INTO budgets(user, dataset, epsilon, delta) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(user, dataset) DO UPDATE SET epsilon=excluded.epsilon, delta=excluded.delta",
+                (user, dataset, epsilon, delta),
+            )
 
     def set_default(self, user: str, epsilon: float, delta: float, datasets: list[str]) -> None:
         """``user``'s budget on every dataset: those given (the node's now) and each one uploaded
         later; a budget the owner set for one dataset is kept. One transaction."""
         with self.db.tx() as c:
-            c.execute("INSERT INTO default_budgets(user, epsilon, delta) VALUES (?, ?, ?) ON CONFLICT(user)"
-                      " DO UPDATE SET epsilon=excluded.epsilon, delta=excluded.delta", (user, epsilon, delta))
-            c.executemany("INSERT OR IGNORE INTO budgets(user, dataset, epsilon, delta) VALUES (?, ?, ?, ?)",
-                          [(user, d, epsilon, delta) for d in datasets])
+            c.execute(
+                "INSERT INTO default_budgets(user, epsilon, delta) VALUES (?, ?, ?) ON CONFLICT(user)"
+                " DO UPDATE SET epsilon=excluded.epsilon, delta=excluded.delta",
+                (user, epsilon, delta),
+            )
+            c.executemany(
+                "INSERT OR IGNORE INTO budgets(user, dataset, epsilon, delta) VALUES (?, ?, ?, ?)",
+                [(user, d, epsilon, delta) for d in datasets],
+            )
 
     def apply_defaults(self, dataset: str) -> None:
         """A new dataset: every user with a default budget gets it there."""
         with self.db.tx() as c:
-            c.execute("INSERT OR IGNORE INTO budgets(user, dataset, epsilon, delta)"
-                      " SELECT user, ?, epsilon, delta FROM default_budgets", (dataset,))
+            c.execute(
+                "INSERT OR IGNORE INTO budgets(user, dataset, epsilon, delta)"
+                " SELECT user, ?, epsilon, delta FROM default_budgets",
+                (dataset,),
+            )
 
     def forget_default(self, user: str) -> None:
         with self.db.tx() as c:
@@ -135,18 +146,27 @@ class Ledger:
     def status(self, user: str, dataset: str | None = None) -> list[dict[str, Any]]:
         rows = self.db.conn.execute(
             "SELECT * FROM budgets WHERE user=?" + (" AND dataset=?" if dataset else "") + " ORDER BY dataset",
-            (user, dataset) if dataset else (user,)).fetchall()
+            (user, dataset) if dataset else (user,),
+        ).fetchall()
         return [self._status(self.db.conn, dict(r)) for r in rows]
 
     def _status(self, c: Any, budget: dict[str, Any]) -> dict[str, Any]:
-        charges = c.execute("SELECT epsilon, rho FROM dp_charges WHERE user=? AND dataset=?",
-                            (budget["user"], budget["dataset"])).fetchall()
+        charges = c.execute(
+            "SELECT epsilon, rho FROM dp_charges WHERE user=? AND dataset=?", (budget["user"], budget["dataset"])
+        ).fetchall()
         pure = [r["epsilon"] for r in charges if r["epsilon"] > 0]
         rho = float(sum(r["rho"] for r in charges))
         spent = float(spent_epsilon(pure, rho, budget["delta"]))
         left = round(max(0.0, budget["epsilon"] - spent), 12)  # no float dust in what users read
-        return {"dataset": budget["dataset"], "epsilon": budget["epsilon"], "delta": budget["delta"],
-                "spent": round(spent, 12), "left": left, "rho": rho, "releases": len(charges)}
+        return {
+            "dataset": budget["dataset"],
+            "epsilon": budget["epsilon"],
+            "delta": budget["delta"],
+            "spent": round(spent, 12),
+            "left": left,
+            "rho": rho,
+            "releases": len(charges),
+        }
 
     def subject_losses(self, user: str, dataset: str, mechanism: str, subjects: list[str]) -> Any:
         """Each subject's accumulated loss so far, in the unit of ``mechanism`` (epsilon or rho)."""
@@ -154,7 +174,8 @@ class Ledger:
 
         column = "epsilon" if mechanism == "laplace" else "rho"
         rows = self.db.conn.execute(
-            f"SELECT subject, {column} AS loss FROM subject_losses WHERE user=? AND dataset=?", (user, dataset))
+            f"SELECT subject, {column} AS loss FROM subject_losses WHERE user=? AND dataset=?", (user, dataset)
+        )
         spent = pd.Series({r["subject"]: r["loss"] for r in rows}, dtype=float)
         return spent.reindex(subjects, fill_value=0.0) if len(subjects) else spent
 
@@ -162,11 +183,21 @@ class Ledger:
         """How many (scientist, subject) pairs have reached the per-subject limit."""
         row = self.db.conn.execute(
             "SELECT COUNT(*) AS n FROM subject_losses WHERE dataset=? AND (epsilon >= ? OR rho >= ?)",
-            (dataset, limit - 1e-12, limit - 1e-12)).fetchone()
+            (dataset, limit - 1e-12, limit - 1e-12),
+        ).fetchone()
         return int(row["n"])
 
-    def charge(self, user: str, dataset: str, query: str, mechanism: str, epsilon: float, rho: float,
-               params: dict[str, Any], subject_losses: Any = None) -> dict[str, Any]:
+    def charge(
+        self,
+        user: str,
+        dataset: str,
+        query: str,
+        mechanism: str,
+        epsilon: float,
+        rho: float,
+        params: dict[str, Any],
+        subject_losses: Any = None,
+    ) -> dict[str, Any]:
         """Record a charge if it fits the budget (atomic); return the budget after it.
         Raises ``BudgetExceeded`` (from syft_kernel.core.errors) if it does not fit."""
         from syft_kernel.core.errors import BudgetExceeded
@@ -177,13 +208,18 @@ class Ledger:
                 raise BudgetExceeded(
                     f"you have no privacy budget on {dataset!r}: ask the owner to set one "
                     f"(owner.budget.set({user!r}, {dataset!r}, epsilon=…, delta=…))",
-                    left=0.0, dataset=dataset)
+                    left=0.0,
+                    dataset=dataset,
+                )
             budget = dict(row)
             if rho > 0 and budget["delta"] <= 0:
-                raise InvalidArgument("your budget has delta = 0: Gaussian releases need a delta; use epsilon alone (Laplace)")
+                raise InvalidArgument(
+                    "your budget has delta = 0: Gaussian releases need a delta; use epsilon alone (Laplace)"
+                )
             before = self._status(c, budget)
-            charges = c.execute("SELECT epsilon FROM dp_charges WHERE user=? AND dataset=? AND epsilon > 0",
-                                (user, dataset)).fetchall()
+            charges = c.execute(
+                "SELECT epsilon FROM dp_charges WHERE user=? AND dataset=? AND epsilon > 0", (user, dataset)
+            ).fetchall()
             pure = [r["epsilon"] for r in charges] + ([epsilon] if epsilon > 0 else [])
             after = spent_epsilon(pure, before["rho"] + rho, budget["delta"])
             if after > budget["epsilon"] + 1e-12:
@@ -191,17 +227,32 @@ class Ledger:
                     f"this release would spend your privacy budget on {dataset!r} to epsilon {after:.4g} of "
                     f"{budget['epsilon']:.4g} (left: {before['left']:.4g}); ask for more with "
                     f"ds.budget.request({dataset!r}, epsilon=…, reason='…')",
-                    left=before["left"], dataset=dataset, needed=round(after - before["spent"], 12))
-            c.execute("INSERT INTO dp_charges(user, dataset, query, mechanism, epsilon, rho, params, at, spent_after)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (user, dataset, query, mechanism, epsilon, rho, json.dumps(params, default=str), time.time(),
-                       float(after)))
+                    left=before["left"],
+                    dataset=dataset,
+                    needed=round(after - before["spent"], 12),
+                )
+            c.execute(
+                "INSERT INTO dp_charges(user, dataset, query, mechanism, epsilon, rho, params, at, spent_after)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user,
+                    dataset,
+                    query,
+                    mechanism,
+                    epsilon,
+                    rho,
+                    json.dumps(params, default=str),
+                    time.time(),
+                    float(after),
+                ),
+            )
             if subject_losses is not None and len(subject_losses):
                 column = "epsilon" if mechanism == "laplace" else "rho"
                 c.executemany(
                     f"INSERT INTO subject_losses(user, dataset, subject, {column}) VALUES (?, ?, ?, ?)"
                     f" ON CONFLICT(user, dataset, subject) DO UPDATE SET {column} = {column} + excluded.{column}",
-                    [(user, dataset, str(k), float(v)) for k, v in subject_losses.items()])
+                    [(user, dataset, str(k), float(v)) for k, v in subject_losses.items()],
+                )
             return self._status(c, budget)
 
     def history(self, user: str, dataset: str | None = None) -> list[dict[str, Any]]:
@@ -209,7 +260,8 @@ class Ledger:
         made (recorded with the charge; recomputed only for rows older than that column)."""
         rows = self.db.conn.execute(
             "SELECT * FROM dp_charges WHERE user=?" + (" AND dataset=?" if dataset else "") + " ORDER BY id",
-            (user, dataset) if dataset else (user,)).fetchall()
+            (user, dataset) if dataset else (user,),
+        ).fetchall()
         delta: dict[str, float] | None = None
         pure: dict[str, list[float]] = {}
         rho: dict[str, float] = {}
@@ -222,8 +274,12 @@ class Ledger:
             spent = r["spent_after"]
             if spent is None:
                 if delta is None:
-                    delta = {b["dataset"]: b["delta"] for b in self.db.conn.execute(
-                        "SELECT dataset, delta FROM budgets WHERE user=?", (user,)).fetchall()}
+                    delta = {
+                        b["dataset"]: b["delta"]
+                        for b in self.db.conn.execute(
+                            "SELECT dataset, delta FROM budgets WHERE user=?", (user,)
+                        ).fetchall()
+                    }
                 spent = spent_epsilon(pure.get(d, []), rho[d], delta.get(d, 0.0))
             row = {k: r[k] for k in r.keys() if k != "spent_after"}
             out.append({**row, "params": json.loads(r["params"]), "spent": round(float(spent), 12)})

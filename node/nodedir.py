@@ -21,8 +21,9 @@ from syft_kernel.core.names import check_name
 from .db import Database
 
 
-def init_node(folder: str | Path, name: str, host: str = "127.0.0.1", port: int = 5555,
-              owner: str = "owner") -> dict[str, str]:
+def init_node(
+    folder: str | Path, name: str, host: str = "127.0.0.1", port: int = 5555, owner: str = "owner"
+) -> dict[str, str]:
     """Make a new node folder; refuse to overwrite an existing node. Returns the paths made."""
     folder = Path(folder)
     check_name(name, "node")
@@ -46,12 +47,15 @@ def init_node(folder: str | Path, name: str, host: str = "127.0.0.1", port: int 
     db.close()
     make_private(folder)
     conn = folder / "connection.json"
-    write_connection_file(conn, {
-        "name": name,
-        "addresses": [f"tcp://{host}:{port}"],
-        "node_public_key": node_pair.public,
-        "protocol_version": codec.PROTOCOL_VERSION,
-    })
+    write_connection_file(
+        conn,
+        {
+            "name": name,
+            "addresses": [f"tcp://{host}:{port}"],
+            "node_public_key": node_pair.public,
+            "protocol_version": codec.PROTOCOL_VERSION,
+        },
+    )
     return {"folder": str(folder), "connection": str(conn), "owner_key": str(owner_key), "owner_pub": str(owner_pub)}
 
 

@@ -53,10 +53,10 @@ def read_value(path: Path) -> Any:
     if bytes(data[:8]) != MAGIC:
         raise codec.ProtocolError(f"{path.name} is not a stored object")
     (n,) = struct.unpack("<Q", data[8:16])
-    head = msgpack.unpackb(data[16:16 + n], raw=False)
+    head = msgpack.unpackb(data[16 : 16 + n], raw=False)
     offset = 16 + n
     buffers = []
     for size in head["sizes"]:
-        buffers.append(data[offset:offset + size])
+        buffers.append(data[offset : offset + size])
         offset += size
     return codec.decode_value(head["tree"], buffers)

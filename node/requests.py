@@ -50,7 +50,9 @@ def public_request(node: DataNode, row: dict[str, Any], user: User) -> dict[str,
     _, progress = governance.evaluate(datasets, votes)
     out = {k: v for k, v in row.items() if k not in ("limits",)}
     out["progress"] = progress
-    out["approvals"] = [{k: a[k] for k in ("owner", "decision", "comment", "at", "signature")} for a in row["approvals"]]
+    out["approvals"] = [
+        {k: a[k] for k in ("owner", "decision", "comment", "at", "signature")} for a in row["approvals"]
+    ]
     if not user.is_owner and row["requester"] != user.name:
         raise NotFound(f"no request {row['id']!r}")
     if not user.is_owner and row.get("status") != "approved":
@@ -77,8 +79,12 @@ def _persist(node: DataNode, obj: StoredObject) -> int:
         size = write_value(path, None)
     if v.private and v.twin is not NO_TWIN:  # its public twin, so it is described the same after a restart
         write_value(node.objects_dir / f"{obj.id}.twin.bin", v.twin)
-    facts: dict[str, Any] = {"shape": list(v.public_shape) if v.public_shape is not None else None,
-                             "stable": v.stable, "labels": v.labels_public, "rows": v.rows_bound}
+    facts: dict[str, Any] = {
+        "shape": list(v.public_shape) if v.public_shape is not None else None,
+        "stable": v.stable,
+        "labels": v.labels_public,
+        "rows": v.rows_bound,
+    }
     if failed:
         facts["failed"] = {"op": failed.op, "exception": failed.exception, "detail": failed.detail}
     node.db.add_object(obj.id, obj.owner, sorted(v.lineage), facts, path.name, size)
@@ -93,27 +99,52 @@ def check_request_quota(node: DataNode, user: User) -> None:
     """A user may have at most ``limits.max_pending_requests`` undecided requests persisted."""
     limit = node.limits.max_pending_requests
     (pending,) = node.db.conn.execute(
-        "SELECT COUNT(*) FROM requests WHERE requester=? AND status='pending'", (user.name,)).fetchone()
+        "SELECT COUNT(*) FROM requests WHERE requester=? AND status='pending'", (user.name,)
+    ).fetchone()
     if pending >= limit:
-        raise QuotaExceeded(f"you have {pending} requests waiting for a decision on {node.name} (at most "
-                            f"{limit}): wait for the owners, or withdraw some, before filing more",
-                            limit="requests")
+        raise QuotaExceeded(
+            f"you have {pending} requests waiting for a decision on {node.name} (at most "
+            f"{limit}): wait for the owners, or withdraw some, before filing more",
+            limit="requests",
+        )
 
 
-def _file(node: DataNode, user: User, kind: str, target: str, lineage: list[str], reason: str,
-          content_hash: str, action: str, detail: dict[str, Any], **columns: Any) -> tuple[Any, list[Any]]:
+def _file(
+    node: DataNode,
+    user: User,
+    kind: str,
+    target: str,
+    lineage: list[str],
+    reason: str,
+    content_hash: str,
+    action: str,
+    detail: dict[str, Any],
+    **columns: Any,
+) -> tuple[Any, list[Any]]:
     """Record a new pending request and its audit entry in one transaction; tell the owners."""
     check_request_quota(node, user)
     request_id = "r" + secrets.token_hex(8)
     now = time.time()
-    cols = {"id": request_id, "requester": user.name, "kind": kind, "target": target,
-            "datasets": json.dumps(lineage), "reason": reason, "status": "pending",
-            "content_hash": content_hash, "created_at": now, **columns}
+    cols = {
+        "id": request_id,
+        "requester": user.name,
+        "kind": kind,
+        "target": target,
+        "datasets": json.dumps(lineage),
+        "reason": reason,
+        "status": "pending",
+        "content_hash": content_hash,
+        "created_at": now,
+        **columns,
+    }
     with node.db.tx() as c:
-        c.execute(f"INSERT INTO requests({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                  tuple(cols.values()))
-        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                  (now, user.name, action, request_id, json.dumps(detail, default=str)))
+        c.execute(
+            f"INSERT INTO requests({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", tuple(cols.values())
+        )
+        c.execute(
+            "INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (now, user.name, action, request_id, json.dumps(detail, default=str)),
+        )
     row = node.db.request(request_id)
     assert row is not None
     node.notify_owners({"event": "request.new", "request": request_id})
@@ -124,8 +155,9 @@ def grant_reader(node: DataNode, obj: StoredObject, user: str, request_id: str) 
     """A run of an approved plan: its private results are released to the requester."""
     _persist(node, obj)
     with node.db.tx() as c:
-        c.execute("INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
-                  (obj.id, user, request_id))
+        c.execute(
+            "INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)", (obj.id, user, request_id)
+        )
 
 
 def job_finished(node: DataNode, request_id: str, outcome: JobOutcome) -> None:
@@ -135,23 +167,34 @@ def job_finished(node: DataNode, request_id: str, outcome: JobOutcome) -> None:
         return
     now = time.time()
     if outcome.ok and outcome.value is not None:
-        obj = StoredObject("o" + secrets.token_hex(12), outcome.value, row["requester"],
-                           provenance=None)
+        obj = StoredObject("o" + secrets.token_hex(12), outcome.value, row["requester"], provenance=None)
         size = _persist(node, obj)
         node.store.adopt(obj)
         with node.db.tx() as c:
-            c.execute("UPDATE requests SET run_status='done', result_id=?, size=? WHERE id=?", (obj.id, size, request_id))
-            c.execute("INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
-                      (obj.id, row["requester"], request_id))
-            c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.run', ?, ?)",
-                      (now, row["requester"], request_id, json.dumps({"result": "done", "bytes": size})))
+            c.execute(
+                "UPDATE requests SET run_status='done', result_id=?, size=? WHERE id=?", (obj.id, size, request_id)
+            )
+            c.execute(
+                "INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
+                (obj.id, row["requester"], request_id),
+            )
+            c.execute(
+                "INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.run', ?, ?)",
+                (now, row["requester"], request_id, json.dumps({"result": "done", "bytes": size})),
+            )
         log.info("code request %s finished (%d bytes of output)", request_id, size)
     else:
         with node.db.tx() as c:
             c.execute("UPDATE requests SET run_status='failed', run_error=? WHERE id=?", (outcome.error, request_id))
-            c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.run', ?, ?)",
-                      (now, row["requester"], request_id,
-                       json.dumps({"result": "failed", "error": outcome.error, "detail": outcome.detail})))
+            c.execute(
+                "INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, 'code.run', ?, ?)",
+                (
+                    now,
+                    row["requester"],
+                    request_id,
+                    json.dumps({"result": "failed", "error": outcome.error, "detail": outcome.detail}),
+                ),
+            )
         log.warning("code request %s failed: %s", request_id, outcome.error)
     node.notify(row["requester"], {"event": "job.finished", "request": request_id})
     node.notify_owners({"event": "job.finished", "request": request_id})

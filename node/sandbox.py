@@ -119,10 +119,32 @@ def install_seccomp() -> None:
     f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # 32-bit / x32 system calls end the process
     f.set_attr(sc.Attr.CTL_TSYNC, 1)  # threads started by the imports get the filter too
     f.set_attr(sc.Attr.CTL_NNP, 1)
-    for name in ("execve", "execveat", "fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev",
-                 "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "io_uring_setup", "bpf",
-                 "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load",
-                 "init_module", "finit_module", "delete_module"):
+    for name in (
+        "execve",
+        "execveat",
+        "fork",
+        "vfork",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "unshare",
+        "setns",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "io_uring_setup",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "kexec_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+    ):
         f.add_rule(sc.ERRNO(errno.EPERM), name)
     clone_thread = 0x00010000
     f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, clone_thread, 0))
@@ -146,11 +168,19 @@ def self_check(probes: list[str]) -> dict[str, Any]:
     st = _status()
     with open("/proc/self/net/dev") as f:
         interfaces = sorted(line.split(":")[0].strip() for line in f.readlines()[2:])
-    return {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
-            "cap_eff": int(st.get("CapEff", "1"), 16), "cap_prm": int(st.get("CapPrm", "1"), 16),
-            "cap_bnd": int(st.get("CapBnd", "1"), 16), "no_new_privs": int(st.get("NoNewPrivs", "0")),
-            "seccomp": int(st.get("Seccomp", "0")), "interfaces": interfaces,
-            "visible": [p for p in probes if os.path.lexists(p)], "pid": os.getpid()}
+    return {
+        "uid": os.getuid(),
+        "euid": os.geteuid(),
+        "gid": os.getgid(),
+        "cap_eff": int(st.get("CapEff", "1"), 16),
+        "cap_prm": int(st.get("CapPrm", "1"), 16),
+        "cap_bnd": int(st.get("CapBnd", "1"), 16),
+        "no_new_privs": int(st.get("NoNewPrivs", "0")),
+        "seccomp": int(st.get("Seccomp", "0")),
+        "interfaces": interfaces,
+        "visible": [p for p in probes if os.path.lexists(p)],
+        "pid": os.getpid(),
+    }
 
 
 def _vm_size() -> int:
@@ -186,7 +216,7 @@ def _fail(code: int, message: str) -> None:
 
 def main(argv: list[str]) -> None:
     torch_first = "--torch" in argv
-    probes = argv[argv.index("--") + 1:] if "--" in argv else []
+    probes = argv[argv.index("--") + 1 :] if "--" in argv else []
     # fd 1 becomes stderr (the code's prints); the result goes out on a private copy of it
     result = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -39,9 +39,21 @@ HANDOFF_S = 0.01  # a leader busy this long hands receiving to another thread
 
 
 # what a node close to its memory limit still answers: nothing that makes new values
-LOW_MEMORY_ALLOWED = frozenset({"hello", "del", "node.stats", "objects.describe", "datasets.list",
-                                "datasets.get", "requests.list", "requests.get", "budgets.get",
-                                "audit.list", "users.list"})
+LOW_MEMORY_ALLOWED = frozenset(
+    {
+        "hello",
+        "del",
+        "node.stats",
+        "objects.describe",
+        "datasets.list",
+        "datasets.get",
+        "requests.list",
+        "requests.get",
+        "budgets.get",
+        "audit.list",
+        "users.list",
+    }
+)
 
 
 def _address_space(page: int) -> int:
@@ -75,9 +87,16 @@ class _KeyCheck:
 class NodeServer:
     """Serves one node folder on TCP (and ``ipc://`` for clients on the same host)."""
 
-    def __init__(self, folder: str | Path, host: str | None = None, port: int | None = None,
-                 ipc: bool | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE,
-                 parent_pid: int | None = None, argv: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        host: str | None = None,
+        port: int | None = None,
+        ipc: bool | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE,
+        parent_pid: int | None = None,
+        argv: Sequence[str] = (),
+    ) -> None:
         self.folder = Path(folder)
         self.config = NodeConfig.load(self.folder, argv, host=host, port=port, ipc=ipc)
         self.host, self.port, self.use_ipc = self.config.host, self.config.port, self.config.ipc
@@ -135,8 +154,12 @@ class NodeServer:
                 os.chmod(ipc_path, 0o666)  # local users may connect; CURVE decides who gets in
                 self.addresses.insert(0, f"ipc://{ipc_path}")
             self._write_connection()
-            log.info("node %s serving on %s (CURVE on; %d user(s))", self.node.name,
-                     ", ".join(self.addresses), len(self.node.db.users()))
+            log.info(
+                "node %s serving on %s (CURVE on; %d user(s))",
+                self.node.name,
+                ", ".join(self.addresses),
+                len(self.node.db.users()),
+            )
             self._loop(sock)
         finally:
             log.info("node %s shutting down", self.node.name)
@@ -183,12 +206,13 @@ class NodeServer:
         self._wake_r, self._wake = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake, False)  # a full pipe means the leader is waking anyway
-        self.work = WorkQueue(self.workers, self.per_user, self.per_connection,
-                              self.node.limits.max_queued_mb * 2**20)
+        self.work = WorkQueue(self.workers, self.per_user, self.per_connection, self.node.limits.max_queued_mb * 2**20)
         self.node.on_event = self._wake_leader  # events from job threads go out at once too
         # one thread more than may run handlers: someone is always free to receive
-        threads = [threading.Thread(target=self._serve_forever, name=f"node-worker-{i}", daemon=True)
-                   for i in range(self.workers + 1)]
+        threads = [
+            threading.Thread(target=self._serve_forever, name=f"node-worker-{i}", daemon=True)
+            for i in range(self.workers + 1)
+        ]
         for t in threads:
             t.start()
         last_check = time.monotonic()
@@ -286,8 +310,7 @@ class NodeServer:
         with self._sock_lock:
             return not self._closing and bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
-    def _run(self, identity: bytes, name: str, frames: list[zmq.Frame], user: Any,
-             check_pending: bool = True) -> bool:
+    def _run(self, identity: bytes, name: str, frames: list[zmq.Frame], user: Any, check_pending: bool = True) -> bool:
         """Handle one message and send its reply; True if more messages are waiting (when asked)."""
         try:
             out = self._serve_one(frames, user)
@@ -334,11 +357,16 @@ class NodeServer:
                 return n, (identity, name, (frames, user))
             if status == "refused":
                 header = _peek_header(frames)
-                body = QuotaExceeded(f"you have too many messages waiting on this node (at most {self.per_connection} "
-                            f"per connection and {self.node.limits.max_queued_mb} MB in all): wait for "
-                            "their replies before sending more", limit="messages waiting").to_wire()
-                self._send(identity, codec.pack_message(
-                    {"id": header.get("id"), "type": "reply", "status": "error", "ms": 0.0}, body))
+                body = QuotaExceeded(
+                    f"you have too many messages waiting on this node (at most {self.per_connection} "
+                    f"per connection and {self.node.limits.max_queued_mb} MB in all): wait for "
+                    "their replies before sending more",
+                    limit="messages waiting",
+                ).to_wire()
+                self._send(
+                    identity,
+                    codec.pack_message({"id": header.get("id"), "type": "reply", "status": "error", "ms": 0.0}, body),
+                )
         return n, None
 
     def _send(self, identity: bytes, out: list[Any]) -> None:
@@ -386,7 +414,9 @@ class NodeServer:
             if len(frames) < 3:
                 raise ProtocolError(f"a message has a header and a body frame; got {len(frames) - 1} frame(s)")
             if len(frames) > codec.MAX_BUFFERS + 3:
-                raise ProtocolError(f"a message carries at most {codec.MAX_BUFFERS} buffer frames; got {len(frames) - 3}")
+                raise ProtocolError(
+                    f"a message carries at most {codec.MAX_BUFFERS} buffer frames; got {len(frames) - 3}"
+                )
             if sum(len(f) for f in frames[1:]) > self.max_message_bytes:
                 raise ProtocolError(f"a message is at most {self.max_message_bytes} bytes in all its frames")
             header = codec.unpack_header(frames[1])
@@ -395,8 +425,11 @@ class NodeServer:
             if user is None:
                 raise Unauthorized("your key is no longer registered on this node")
             if self.node.memory_low and header["type"] not in LOW_MEMORY_ALLOWED:
-                raise QuotaExceeded("the node is close to its memory limit and takes no new work for now: "
-                                    "free objects you no longer need (del ptr) and try again", limit="memory")
+                raise QuotaExceeded(
+                    "the node is close to its memory limit and takes no new work for now: "
+                    "free objects you no longer need (del ptr) and try again",
+                    limit="memory",
+                )
             body = codec.unpack_body(frames[2])
             self._free_first(user, header.get("free"))
             reply_body, reply_bufs = dispatch.handle(self.node, user, header["type"], body, frames[3:])
@@ -405,9 +438,11 @@ class NodeServer:
             reply_body, reply_bufs, status = e.to_wire(), [], "error"
             log.info("%.100s refused: %s: %.500s", header.get("type", "message"), type(e).__name__, e.message)
         except MemoryError:  # the address-space limit refused an allocation: the node lives on
-            reply_body = QuotaExceeded(f"{str(header.get('type', 'this message'))[:100]} needed more memory "
-                                       "than the node allows; work on a smaller part of the data",
-                                       limit="memory").to_wire()
+            reply_body = QuotaExceeded(
+                f"{str(header.get('type', 'this message'))[:100]} needed more memory "
+                "than the node allows; work on a smaller part of the data",
+                limit="memory",
+            ).to_wire()
             reply_bufs, status = [], "error"
             log.warning("%.100s refused: out of the node's memory limit", header.get("type", "message"))
         except Exception as e:  # a bug must not take the node down: report it, keep serving
@@ -423,13 +458,20 @@ class NodeServer:
             out = codec.pack_message(reply_header, reply_body, reply_bufs)
         except Exception as e:
             log.exception("could not encode the reply")
-            out = codec.pack_message({**reply_header, "status": "error"},
-                                     SyftError(f"the result could not be sent: {e}").to_wire())
+            out = codec.pack_message(
+                {**reply_header, "status": "error"}, SyftError(f"the result could not be sent: {e}").to_wire()
+            )
         return out
 
 
-def serve(folder: str | Path, host: str | None = None, port: int | None = None, ipc: bool | None = None,
-          parent_pid: int | None = None, argv: Sequence[str] = ()) -> None:
+def serve(
+    folder: str | Path,
+    host: str | None = None,
+    port: int | None = None,
+    ipc: bool | None = None,
+    parent_pid: int | None = None,
+    argv: Sequence[str] = (),
+) -> None:
     """Serve a node folder until SIGTERM or Ctrl-C (or until ``parent_pid`` exits, if given);
     ``argv`` holds ``--NodeConfig.name=value`` settings."""
     os.umask(0o077)  # every file the node makes (database, objects, logs) is its user's alone

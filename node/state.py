@@ -108,21 +108,31 @@ class DataNode:
         row = self.db.asset(dataset, asset)
         if row is None:
             raise NotFound(f"dataset {dataset!r} has no asset {asset!r}")
-        value = freeze(storage.read_asset(self.assets_dir, row["kind"], row["path"],
-                                          series=row["meta"].get("series", False)))
+        value = freeze(
+            storage.read_asset(self.assets_dir, row["kind"], row["path"], series=row["meta"].get("series", False))
+        )
         # its twin is its mock: every op on it runs on the mock too, and only that is described
-        mock = freeze(storage.read_asset(self.assets_dir, row["kind"], row["mock_path"],
-                                         series=row["meta"].get("series", False)))
+        mock = freeze(
+            storage.read_asset(self.assets_dir, row["kind"], row["mock_path"], series=row["meta"].get("series", False))
+        )
         shape = tuple(getattr(value, "shape", ()))
         key = f"{dataset}/{asset}"
-        return Value(value, frozenset({key}), tuple(int(s) for s in shape), twin=mock, stable=key,
-                     rows_bound=int(shape[0]) if shape else None)
+        return Value(
+            value,
+            frozenset({key}),
+            tuple(int(s) for s in shape),
+            twin=mock,
+            stable=key,
+            rows_bound=int(shape[0]) if shape else None,
+        )
 
     def _read_mock(self, dataset: str, asset: str) -> Any:
         row = self.db.asset(dataset, asset)
         if row is None:
             raise NotFound(f"dataset {dataset!r} has no asset {asset!r}")
-        return storage.read_asset(self.assets_dir, row["kind"], row["mock_path"], series=row["meta"].get("series", False))
+        return storage.read_asset(
+            self.assets_dir, row["kind"], row["mock_path"], series=row["meta"].get("series", False)
+        )
 
     def _load_persisted(self, obj_id: str) -> StoredObject | None:
         row = self.db.object(obj_id)
@@ -140,17 +150,27 @@ class DataNode:
         if isinstance(failed, dict):
             value = Failed(str(failed.get("op", "")), str(failed.get("exception", "")), str(failed.get("detail", "")))
         shape = facts.get("shape")
-        return StoredObject(obj_id, Value(value, frozenset(json.loads(row["lineage"])),
-                                          tuple(shape) if shape is not None else None, twin=twin,
-                                          stable=facts.get("stable"), labels_public=bool(facts.get("labels", True)),
-                                          rows_bound=facts.get("rows")),
-                            row["owner"])
+        return StoredObject(
+            obj_id,
+            Value(
+                value,
+                frozenset(json.loads(row["lineage"])),
+                tuple(shape) if shape is not None else None,
+                twin=twin,
+                stable=facts.get("stable"),
+                labels_public=bool(facts.get("labels", True)),
+                rows_bound=facts.get("rows"),
+            ),
+            row["owner"],
+        )
 
     def _recover_runs(self) -> None:
         """Code runs the node was doing when it died end as failures, never silently lost."""
         with self.db.tx() as c:
-            n = c.execute("UPDATE requests SET run_status='failed', run_error=? WHERE run_status IN ('queued', 'running')",
-                          ("the node stopped during the run; ask the owner to approve a new submission",)).rowcount
+            n = c.execute(
+                "UPDATE requests SET run_status='failed', run_error=? WHERE run_status IN ('queued', 'running')",
+                ("the node stopped during the run; ask the owner to approve a new submission",),
+            ).rowcount
         if n:
             log.warning("marked %d interrupted code run(s) as failed", n)
 

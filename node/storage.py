@@ -29,8 +29,7 @@ def kind_of(value: Any) -> str:
     kind = KINDS.get(type_key(value))
     if kind is None:
         raise InvalidArgument(
-            f"an asset is a pandas DataFrame or Series, a numpy ndarray or a torch tensor, "
-            f"not a {type(value).__name__}"
+            f"an asset is a pandas DataFrame or Series, a numpy ndarray or a torch tensor, not a {type(value).__name__}"
         )
     return kind
 

@@ -36,8 +36,11 @@ class StoredObject:
 class ObjectStore:
     """Thread-safe map of stored objects plus a cache of loaded assets."""
 
-    def __init__(self, load_asset: Callable[[str, str], Value],
-                 load_persisted: Callable[[str], StoredObject | None] = lambda obj_id: None) -> None:
+    def __init__(
+        self,
+        load_asset: Callable[[str, str], Value],
+        load_persisted: Callable[[str], StoredObject | None] = lambda obj_id: None,
+    ) -> None:
         self._objects: dict[str, StoredObject] = {}
         self._assets: dict[str, Value] = {}
         self._load_asset = load_asset
@@ -60,7 +63,9 @@ class ObjectStore:
             if self._counts.get(owner, 0) >= self.max_objects:
                 raise QuotaExceeded(
                     f"you hold {self.max_objects} objects on this node: delete pointers you no "
-                    "longer need (del ptr) before making more", limit="objects")
+                    "longer need (del ptr) before making more",
+                    limit="objects",
+                )
             held = self._bytes.get(owner, 0)
             if held + size > self.max_bytes:
                 # no byte counts in the message: the sizes of private results with hidden shapes
@@ -68,7 +73,9 @@ class ObjectStore:
                 raise QuotaExceeded(
                     f"this result would take your objects on this node past your {self.max_bytes / 2**20:,.0f} "
                     "MiB quota: delete pointers you no longer need (del ptr), or ask the owner for a "
-                    "larger quota", limit="bytes")
+                    "larger quota",
+                    limit="bytes",
+                )
             obj = StoredObject("o" + secrets.token_hex(12), value, owner, provenance=provenance)
             obj.size = size
             self._objects[obj.id] = obj

@@ -51,8 +51,12 @@ class WorkQueue:
         """A message just received: "run" if it may start at once (marked running, one lock
         instead of add and take), else "queued", or "refused" as ``add`` would."""
         with self._lock:
-            if (connection not in self._queues and connection not in self._busy
-                    and self._active[user] < self.per_user and len(self._busy) < self.workers):
+            if (
+                connection not in self._queues
+                and connection not in self._busy
+                and self._active[user] < self.per_user
+                and len(self._busy) < self.workers
+            ):
                 self._busy.add(connection)
                 self._active[user] += 1
                 self._user_of[connection] = user

@@ -11,19 +11,33 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_ERRORS = ("AuthenticationError BudgetExceeded CompositeError InvalidArgument NodeUnavailable NotFound "
-           "OpNotAllowed PermissionDenied ProtocolError QuotaExceeded RemoteError SyftError Unauthorized").split()
+_ERRORS = (
+    "AuthenticationError BudgetExceeded CompositeError InvalidArgument NodeUnavailable NotFound "
+    "OpNotAllowed PermissionDenied ProtocolError QuotaExceeded RemoteError SyftError Unauthorized"
+).split()
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     **{name: ".core.errors" for name in _ERRORS},
-    "KeyPair": ".core.keys", "generate_keypair": ".core.keys", "read_keypair": ".core.keys",
+    "KeyPair": ".core.keys",
+    "generate_keypair": ".core.keys",
+    "read_keypair": ".core.keys",
     "write_keypair": ".core.keys",
-    "AsyncClient": ".aio", "Client": ".client", "login": ".client",
-    "Job": ".code", "Dataset": ".datasets", "Budget": ".dp",
-    "Consensus": ".governance", "Single": ".governance", "Threshold": ".governance",
-    "NodeProcess": ".launcher", "start_node": ".launcher",
-    "Plan": ".plans", "plan": ".plans", "Pointer": ".pointer", "Request": ".requests",
+    "AsyncClient": ".aio",
+    "Client": ".client",
+    "login": ".client",
+    "Job": ".code",
+    "Dataset": ".datasets",
+    "Budget": ".dp",
+    "Consensus": ".governance",
+    "Single": ".governance",
+    "Threshold": ".governance",
+    "NodeProcess": ".launcher",
+    "start_node": ".launcher",
+    "Plan": ".plans",
+    "plan": ".plans",
+    "Pointer": ".pointer",
+    "Request": ".requests",
 }
 
 if TYPE_CHECKING:

@@ -41,8 +41,9 @@ Listener = Callable[[dict[str, Any]], None]
 class AsyncClient:
     """A logged-in user on one node, for ``async`` code. Make one with ``await connect(…)``."""
 
-    def __init__(self, connection: dict[str, Any], key: KeyPair, timeout: float = DEFAULT_TIMEOUT,
-                 address: str | None = None) -> None:
+    def __init__(
+        self, connection: dict[str, Any], key: KeyPair, timeout: float = DEFAULT_TIMEOUT, address: str | None = None
+    ) -> None:
         if key.secret is None:
             raise AuthenticationError("that key file holds only a public key: log in with NAME.key, not NAME.pub")
         self.connection = connection
@@ -83,11 +84,13 @@ class AsyncClient:
                 raise AuthenticationError(
                     f"{self.connection.get('name', 'the node')} refused the key {self.key.public[:8]}…: "
                     "ask the data owner to add you (owner.users.add(name, role=…, public_key=…)) "
-                    "and check that the connection file is this node's")
+                    "and check that the connection file is this node's"
+                )
             if hello not in done:
                 raise NodeUnavailable(
                     f"{self.connection.get('name', 'the node')} at {self.address} did not answer in "
-                    f"{self.timeout:.0f}s: is it running (`syft-kernel node serve DIR`)?")
+                    f"{self.timeout:.0f}s: is it running (`syft-kernel node serve DIR`)?"
+                )
             body, _ = hello.result()
         except BaseException:
             hello.cancel()
@@ -102,8 +105,7 @@ class AsyncClient:
         return self
 
     # ---- messaging
-    def send(self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (),
-             noreply: bool = False) -> int:
+    def send(self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (), noreply: bool = False) -> int:
         """Send one message now (it is queued on the socket at once) and return its id."""
         if self._sock is None or self._closed:
             raise NodeUnavailable(f"this connection to {self.node_label} is closed: log in again (sk.login(…))")
@@ -111,16 +113,23 @@ class AsyncClient:
         self._sock.send_multipart(frames, copy=codec.copy_cheaper(frames))
         return msg_id
 
-    async def call(self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (),
-                   timeout: float | None = None) -> tuple[Any, list[Any]]:
+    async def call(
+        self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (), timeout: float | None = None
+    ) -> tuple[Any, list[Any]]:
         """One request and its reply; other calls may be in flight on the same socket meanwhile.
         Raises the node's error as a ``SyftError``."""
         future: asyncio.Future[tuple[Any, list[Any]]] = asyncio.get_running_loop().create_future()
         self.start_call(future, msg, body, buffers, timeout)
         return await future
 
-    def start_call(self, future: Any, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (),
-                   timeout: float | None = None) -> None:
+    def start_call(
+        self,
+        future: Any,
+        msg: str | schema.Body,
+        body: Any = None,
+        buffers: Sequence[Any] = (),
+        timeout: float | None = None,
+    ) -> None:
         """Send a request whose reply (or error, or timeout) completes ``future`` (an asyncio or a
         ``concurrent.futures`` future). Runs on the event loop; the sync facade calls it there."""
         try:
@@ -137,8 +146,9 @@ class AsyncClient:
     def _expire(self, msg_id: int, limit: float) -> None:
         future = self._pending.pop(msg_id, None)
         if future is not None and not future.done():
-            future.set_exception(NodeUnavailable(
-                f"{self.node_label} did not reply within {limit:.0f}s; it may be busy or down"))
+            future.set_exception(
+                NodeUnavailable(f"{self.node_label} did not reply within {limit:.0f}s; it may be busy or down")
+            )
 
     async def _read(self) -> None:
         """The one reader of the socket: replies go to their call, events to the event queue."""
@@ -263,7 +273,7 @@ def pick_address(connection: dict[str, Any]) -> str:
     addresses = [str(a) for a in connection["addresses"]]
     same_host = connection.get("hostname") in (None, os.uname().nodename)
     for a in addresses:
-        if a.startswith("ipc://") and same_host and os.path.exists(a[len("ipc://"):]):
+        if a.startswith("ipc://") and same_host and os.path.exists(a[len("ipc://") :]):
             return a
     for a in addresses:
         if not a.startswith("ipc://"):
@@ -271,8 +281,11 @@ def pick_address(connection: dict[str, Any]) -> str:
     return addresses[0]
 
 
-def resolve_login(connection: str | os.PathLike[str] | dict[str, Any], key: str | os.PathLike[str] | KeyPair,
-                  transport: str | None = None) -> tuple[dict[str, Any], KeyPair, str | None]:
+def resolve_login(
+    connection: str | os.PathLike[str] | dict[str, Any],
+    key: str | os.PathLike[str] | KeyPair,
+    transport: str | None = None,
+) -> tuple[dict[str, Any], KeyPair, str | None]:
     """The connection info, the key pair and the forced address (``transport="tcp"``) of a login."""
     info = connection if isinstance(connection, dict) else read_connection_file(connection)
     pair = key if isinstance(key, KeyPair) else read_keypair(Path(key))
@@ -280,8 +293,12 @@ def resolve_login(connection: str | os.PathLike[str] | dict[str, Any], key: str 
     return info, pair, address
 
 
-async def connect(connection: str | os.PathLike[str] | dict[str, Any], key: str | os.PathLike[str] | KeyPair,
-                  timeout: float = DEFAULT_TIMEOUT, transport: str | None = None) -> AsyncClient:
+async def connect(
+    connection: str | os.PathLike[str] | dict[str, Any],
+    key: str | os.PathLike[str] | KeyPair,
+    timeout: float = DEFAULT_TIMEOUT,
+    transport: str | None = None,
+) -> AsyncClient:
     """``await connect(connection_file, key=…)``: an ``AsyncClient`` logged in to that node."""
     info, pair, address = resolve_login(connection, key, transport)
     return await AsyncClient(info, pair, timeout=timeout, address=address).connect()

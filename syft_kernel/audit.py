@@ -22,8 +22,14 @@ class AuditLog(Table[AuditEntry]):
         self._loaded = False
         super().__init__([], COLUMNS, f"audit log of {client.node_label}")
 
-    def __call__(self, user: str | None = None, action: str | None = None, target: str | None = None,
-                 since: float | None = None, limit: int = 1000) -> Table[AuditEntry]:
+    def __call__(
+        self,
+        user: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> Table[AuditEntry]:
         """Entries by user, action (get, release, approve, deny, code.run, dp.release, …), target
         and time (``since``, a Unix time), newest first (owners only)."""
         body = schema.AuditList(user=user, action=action, target=target, since=since, limit=limit)

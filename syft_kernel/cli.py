@@ -24,8 +24,14 @@ def _node_init(args: argparse.Namespace) -> int:
 def _node_serve(args: argparse.Namespace) -> int:
     from syft_kernel.node.server import serve
 
-    serve(args.dir, host=args.host, port=args.port, ipc=False if args.no_ipc else None,
-          parent_pid=args.parent_pid, argv=args.settings)
+    serve(
+        args.dir,
+        host=args.host,
+        port=args.port,
+        ipc=False if args.no_ipc else None,
+        parent_pid=args.parent_pid,
+        argv=args.settings,
+    )
     return 0
 
 
@@ -106,12 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     settings = [a for a in extra if a.startswith("--NodeConfig.")]
     if len(settings) != len(extra) or (settings and not hasattr(args, "settings")):
-        parser.error(f"unrecognized arguments: {' '.join(a for a in extra if a not in settings) or ' '.join(extra)}"
-                     " (node settings are --NodeConfig.name=value, for node serve and node config)")
+        parser.error(
+            f"unrecognized arguments: {' '.join(a for a in extra if a not in settings) or ' '.join(extra)}"
+            " (node settings are --NodeConfig.name=value, for node serve and node config)"
+        )
     if hasattr(args, "settings"):
         args.settings = settings
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.fn(args))
     except SyftError as e:

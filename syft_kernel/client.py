@@ -30,8 +30,9 @@ class Client:
     ``async`` code and for many requests at once.
     """
 
-    def __init__(self, connection: dict[str, Any], key: KeyPair, timeout: float = DEFAULT_TIMEOUT,
-                 address: str | None = None) -> None:
+    def __init__(
+        self, connection: dict[str, Any], key: KeyPair, timeout: float = DEFAULT_TIMEOUT, address: str | None = None
+    ) -> None:
         if key.secret is None:
             raise AuthenticationError("that key file holds only a public key: log in with NAME.key, not NAME.pub")
         self.connection = connection
@@ -49,7 +50,8 @@ class Client:
             self._io.close()
             raise NodeUnavailable(
                 f"{connection.get('name', 'the node')} at {self.address} did not answer in "
-                f"{timeout:.0f}s: is it running (`syft-kernel node serve DIR`)?") from None
+                f"{timeout:.0f}s: is it running (`syft-kernel node serve DIR`)?"
+            ) from None
         except BaseException:
             self._io.close()
             raise
@@ -80,8 +82,13 @@ class Client:
     def _sock(self) -> zmq.Socket:
         return self._io.sock
 
-    def call(self, msg: str | schema.Body, body: Any = None, buffers: list[Any] | tuple[Any, ...] = (),
-             timeout: float | None = None) -> tuple[Any, list[Any]]:
+    def call(
+        self,
+        msg: str | schema.Body,
+        body: Any = None,
+        buffers: list[Any] | tuple[Any, ...] = (),
+        timeout: float | None = None,
+    ) -> tuple[Any, list[Any]]:
         """One request and its reply. ``msg`` is a typed body (``core.schema``) or a message type
         with its ``body`` map. Raises the node's error as a ``SyftError``."""
         return self._io.wait(self._io.send(msg, body, buffers), timeout or self.timeout)
@@ -175,8 +182,12 @@ class Client:
         return f"<syft_kernel.Client {self.user} ({self.role}) on {self.node_name} via {self.address}>"
 
 
-def login(connection: str | os.PathLike[str] | dict[str, Any], key: str | os.PathLike[str] | KeyPair,
-          timeout: float = DEFAULT_TIMEOUT, transport: str | None = None) -> Client:
+def login(
+    connection: str | os.PathLike[str] | dict[str, Any],
+    key: str | os.PathLike[str] | KeyPair,
+    timeout: float = DEFAULT_TIMEOUT,
+    transport: str | None = None,
+) -> Client:
     """Connect to a node as the holder of ``key``.
 
     ``connection`` is a connection file (or its dict); ``key`` a key file from ``syft-kernel

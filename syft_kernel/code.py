@@ -20,8 +20,13 @@ if TYPE_CHECKING:
 class Job(Request):
     """A code request; after approval its run's state is ``run_status`` (running, done, failed)."""
 
-    def __init__(self, client: Client, info: dict[str, Any], fn: Callable[..., Any] | None = None,
-                 inputs: dict[str, Pointer] | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        info: dict[str, Any],
+        fn: Callable[..., Any] | None = None,
+        inputs: dict[str, Pointer] | None = None,
+    ) -> None:
         super().__init__(client, info)
         self._fn = fn
         self._inputs = inputs or {}
@@ -43,8 +48,13 @@ class Job(Request):
         self.wait(timeout)
         while self.run_status in ("queued", "running"):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if self._client.wait_event(lambda e: e.get("request") == self.id and e.get("event") == "job.finished",
-                                       left) is None and left is not None:
+            if (
+                self._client.wait_event(
+                    lambda e: e.get("request") == self.id and e.get("event") == "job.finished", left
+                )
+                is None
+                and left is not None
+            ):
                 break
             self.refresh()
         self.refresh()
@@ -72,7 +82,9 @@ class CodeAPI:
         try:
             source = textwrap.dedent(inspect.getsource(fn))
         except (OSError, TypeError):
-            raise InvalidArgument("submit a function defined in a file or a notebook cell (its source must be readable)") from None
+            raise InvalidArgument(
+                "submit a function defined in a file or a notebook cell (its source must be readable)"
+            ) from None
         ids = {}
         for name, ptr in inputs.items():
             if getattr(ptr, "client", None) is not self._client:

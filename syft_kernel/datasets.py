@@ -43,9 +43,11 @@ class Dataset:
         return asset in self.assets
 
     def __repr__(self) -> str:
-        lines = [f"Dataset {self.name!r} on {self._client.node_label}",
-                 f"  {self.description}" if self.description else "",
-                 f"  tags: {' '.join(self.tags)}" if self.tags else ""]
+        lines = [
+            f"Dataset {self.name!r} on {self._client.node_label}",
+            f"  {self.description}" if self.description else "",
+            f"  tags: {' '.join(self.tags)}" if self.tags else "",
+        ]
         for a in self.assets.values():
             shape = tuple(a["shape"]) if a.get("shape") is not None else "?"
             cols = f" columns: {', '.join(map(str, a['columns']))}" if a.get("columns") else ""
@@ -83,16 +85,24 @@ class DatasetsAPI(Mapping[str, Dataset]):
         """An asset's mock (fetched once, then cached); ``timeout`` bounds the wait for the node."""
         key = (dataset, asset)
         if key not in self._mocks:
-            body, buffers = self._client.call(schema.DatasetsMock(dataset=dataset, asset=asset),
-                                              timeout=timeout)
+            body, buffers = self._client.call(schema.DatasetsMock(dataset=dataset, asset=asset), timeout=timeout)
             self._mocks[key] = codec.decode_value(body["value"], buffers)
         return self._mocks[key]
 
-    def upload(self, name: str, assets: dict[str, Any], mock: dict[str, Any] | None = None,
-               description: str = "", tags: list[str] | None = None,
-               subject_column: str | None = None, owners: list[str] | None = None,
-               policy: Any = None, bounds: dict[str, tuple[float, float]] | None = None,
-               max_rows_per_subject: int = 1, subject_limit: float = 0.0) -> Dataset:
+    def upload(
+        self,
+        name: str,
+        assets: dict[str, Any],
+        mock: dict[str, Any] | None = None,
+        description: str = "",
+        tags: list[str] | None = None,
+        subject_column: str | None = None,
+        owners: list[str] | None = None,
+        policy: Any = None,
+        bounds: dict[str, tuple[float, float]] | None = None,
+        max_rows_per_subject: int = 1,
+        subject_limit: float = 0.0,
+    ) -> Dataset:
         """Publish a dataset (owners). Assets stay private on the node; each gets a mock, the one
         given in ``mock`` or one generated from its schema with synthetic values. ``owners``
         (default: you) decide requests under ``policy`` (default one owner; ``sk.Consensus()``,
@@ -107,13 +117,22 @@ class DatasetsAPI(Mapping[str, Dataset]):
             from .core.errors import InvalidArgument
 
             raise InvalidArgument(f"mocks given for assets that do not exist: {', '.join(sorted(unknown))}")
-        items = [schema.AssetUpload(name=k, value=enc.encode(v), mock=enc.encode(mock[k]) if k in mock else None)
-                 for k, v in assets.items()]
+        items = [
+            schema.AssetUpload(name=k, value=enc.encode(v), mock=enc.encode(mock[k]) if k in mock else None)
+            for k, v in assets.items()
+        ]
         body = schema.DatasetsUpload(
-            name=name, assets=items, description=description, tags=list(tags or []),
-            subject_column=subject_column, owners=owners, policy=policy.to_wire() if policy is not None else None,
+            name=name,
+            assets=items,
+            description=description,
+            tags=list(tags or []),
+            subject_column=subject_column,
+            owners=owners,
+            policy=policy.to_wire() if policy is not None else None,
             bounds={k: list(v) for k, v in (bounds or {}).items()},
-            max_rows_per_subject=max_rows_per_subject, subject_limit=subject_limit)
+            max_rows_per_subject=max_rows_per_subject,
+            subject_limit=subject_limit,
+        )
         info, _ = self._client.call(body, buffers=enc.buffers)
         return Dataset(self._client, info)
 

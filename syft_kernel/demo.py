@@ -34,10 +34,13 @@ def prepare_demo(folder: Path, port: int = 5555) -> dict[str, Path]:
                 for month in (1, 2, 3):
                     name = MONTHS[month - 1][:3].lower()
                     owner.datasets.upload(
-                        f"birth-records-{name}", assets={"births": birth_records(month=month)},
+                        f"birth-records-{name}",
+                        assets={"births": birth_records(month=month)},
                         description=f"Birth records of {MONTHS[month - 1]} 2026 (generated sample data)",
-                        tags=[f"#{MONTHS[month - 1]}", "#birth-records"], subject_column="mother_id",
-                        bounds={"weight": (0.5, 6.0)})
+                        tags=[f"#{MONTHS[month - 1]}", "#birth-records"],
+                        subject_column="mother_id",
+                        bounds={"weight": (0.5, 6.0)},
+                    )
                 owner.budget.set("alice", "birth-records-feb", epsilon=1.0)
             from .client import login
 
@@ -49,8 +52,12 @@ def prepare_demo(folder: Path, port: int = 5555) -> dict[str, Path]:
                 births.groupby("day")["weight"].max().request(reason="heaviest baby per day")
     finally:
         node.stop()
-    return {"node": node_dir, "connection": node_dir / "connection.json", "owner_key": node_dir / "keys" / "owner.key",
-            "alice_key": users / "alice.key"}
+    return {
+        "node": node_dir,
+        "connection": node_dir / "connection.json",
+        "owner_key": node_dir / "keys" / "owner.key",
+        "alice_key": users / "alice.key",
+    }
 
 
 @dataclass
@@ -79,8 +86,9 @@ def open_demo() -> Demo:
 
     if os.environ.get("SYFT_DEMO_CONNECTION"):
         conn = os.environ["SYFT_DEMO_CONNECTION"]
-        return Demo(login(conn, key=os.environ["SYFT_DEMO_OWNER_KEY"]),
-                    login(conn, key=os.environ["SYFT_DEMO_ALICE_KEY"]))
+        return Demo(
+            login(conn, key=os.environ["SYFT_DEMO_OWNER_KEY"]), login(conn, key=os.environ["SYFT_DEMO_ALICE_KEY"])
+        )
     workdir = Path(tempfile.mkdtemp(prefix="syft-tutorial-"))
     paths = prepare_demo(workdir, port=0)
     node = start_node(paths["node"], name="hospital")
@@ -101,9 +109,13 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
     print(f"  owner key:       {paths['owner_key']}")
     print(f"  scientist key:   {paths['alice_key']}")
     print("  try: import syft_kernel as sk; ds = sk.login(CONNECTION, key=ALICE_KEY)")
-    env = {**os.environ, "SYFT_DEMO_CONNECTION": str(paths["connection"]),
-           "SYFT_DEMO_OWNER_KEY": str(paths["owner_key"]), "SYFT_DEMO_ALICE_KEY": str(paths["alice_key"]),
-           "SYFT_KERNEL_NODES": str(folder)}
+    env = {
+        **os.environ,
+        "SYFT_DEMO_CONNECTION": str(paths["connection"]),
+        "SYFT_DEMO_OWNER_KEY": str(paths["owner_key"]),
+        "SYFT_DEMO_ALICE_KEY": str(paths["alice_key"]),
+        "SYFT_KERNEL_NODES": str(folder),
+    }
     try:
         if lab:
             if shutil.which("jupyter") is None and not _has_module("jupyterlab"):
@@ -111,8 +123,16 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
                 return 2
             notebooks = Path(__file__).resolve().parent.parent / "notebooks"
             root = notebooks if notebooks.is_dir() else Path.cwd()
-            cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={lab_port}",
-                   "--ip=127.0.0.1", f"--ServerApp.root_dir={root}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "jupyter",
+                "lab",
+                "--no-browser",
+                f"--port={lab_port}",
+                "--ip=127.0.0.1",
+                f"--ServerApp.root_dir={root}",
+            ]
             if (root / START_NOTEBOOK).exists():
                 cmd.append(f"--LabApp.default_url=/lab/tree/{START_NOTEBOOK}")
             if hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -42,23 +42,48 @@ class DPQueries:
     def count(self, epsilon: float | None = None, *, delta: float | None = None, rho: float | None = None) -> float:
         return self._run("count", _params(epsilon, delta, rho))
 
-    def sum(self, epsilon: float | None = None, bounds: tuple[float, float] | None = None, *,
-            delta: float | None = None, rho: float | None = None) -> float:
+    def sum(
+        self,
+        epsilon: float | None = None,
+        bounds: tuple[float, float] | None = None,
+        *,
+        delta: float | None = None,
+        rho: float | None = None,
+    ) -> float:
         return self._run("sum", _params(epsilon, delta, rho, bounds=bounds))
 
-    def mean(self, epsilon: float | None = None, bounds: tuple[float, float] | None = None, *,
-             delta: float | None = None, rho: float | None = None) -> float:
+    def mean(
+        self,
+        epsilon: float | None = None,
+        bounds: tuple[float, float] | None = None,
+        *,
+        delta: float | None = None,
+        rho: float | None = None,
+    ) -> float:
         return self._run("mean", _params(epsilon, delta, rho, bounds=bounds))
 
-    def var(self, epsilon: float | None = None, bounds: tuple[float, float] | None = None, *,
-            delta: float | None = None, rho: float | None = None) -> float:
+    def var(
+        self,
+        epsilon: float | None = None,
+        bounds: tuple[float, float] | None = None,
+        *,
+        delta: float | None = None,
+        rho: float | None = None,
+    ) -> float:
         return self._run("var", _params(epsilon, delta, rho, bounds=bounds))
 
     def quantile(self, q: float, bounds: tuple[float, float] | None = None, epsilon: float | None = None) -> float:
         return self._run("quantile", _params(epsilon, None, None, q=q, bounds=bounds))
 
-    def histogram(self, bins: list[float] | None = None, categories: list[Any] | None = None,
-                  epsilon: float | None = None, *, delta: float | None = None, rho: float | None = None) -> Any:
+    def histogram(
+        self,
+        bins: list[float] | None = None,
+        categories: list[Any] | None = None,
+        epsilon: float | None = None,
+        *,
+        delta: float | None = None,
+        rho: float | None = None,
+    ) -> Any:
         return self._run("histogram", _params(epsilon, delta, rho, bins=bins, categories=categories))
 
     def groupby(self, by: str, categories: list[Any] | None = None) -> DPGroupBy:
@@ -70,20 +95,35 @@ class DPGroupBy:
     def __init__(self, queries: DPQueries, by: str, categories: list[Any] | None) -> None:
         self._q, self._by, self._categories = queries, by, categories
 
-    def _run(self, query: str, column: str | None, epsilon: float | None, bounds: Any, delta: float | None,
-             rho: float | None) -> Any:
+    def _run(
+        self, query: str, column: str | None, epsilon: float | None, bounds: Any, delta: float | None, rho: float | None
+    ) -> Any:
         params = _params(epsilon, delta, rho, by=self._by, column=column, bounds=bounds, categories=self._categories)
         return self._q._run(query, params)
 
     def count(self, epsilon: float | None = None, *, delta: float | None = None, rho: float | None = None) -> Any:
         return self._run("group_count", None, epsilon, None, delta, rho)
 
-    def sum(self, column: str, bounds: tuple[float, float] | None = None, epsilon: float | None = None, *,
-            delta: float | None = None, rho: float | None = None) -> Any:
+    def sum(
+        self,
+        column: str,
+        bounds: tuple[float, float] | None = None,
+        epsilon: float | None = None,
+        *,
+        delta: float | None = None,
+        rho: float | None = None,
+    ) -> Any:
         return self._run("group_sum", column, epsilon, bounds, delta, rho)
 
-    def mean(self, column: str, bounds: tuple[float, float] | None = None, epsilon: float | None = None, *,
-             delta: float | None = None, rho: float | None = None) -> Any:
+    def mean(
+        self,
+        column: str,
+        bounds: tuple[float, float] | None = None,
+        epsilon: float | None = None,
+        *,
+        delta: float | None = None,
+        rho: float | None = None,
+    ) -> Any:
         return self._run("group_mean", column, epsilon, bounds, delta, rho)
 
 
@@ -165,8 +205,10 @@ def budget_table(data: dict[str, Any]) -> str:
         return f"no privacy budgets for {data['user']}"
     lines = [f"{'dataset':<24} {'epsilon':>9} {'spent':>9} {'left':>9} {'delta':>9} releases"]
     for b in data["budgets"]:
-        lines.append(f"{b['dataset']:<24} {b['epsilon']:>9.4g} {b['spent']:>9.4g} {b['left']:>9.4g} "
-                     f"{b['delta']:>9.2g} {b['releases']}")
+        lines.append(
+            f"{b['dataset']:<24} {b['epsilon']:>9.4g} {b['spent']:>9.4g} {b['left']:>9.4g} "
+            f"{b['delta']:>9.2g} {b['releases']}"
+        )
     return "\n".join(lines)
 
 

@@ -29,12 +29,17 @@ def install(user: bool = False, prefix: str | None = None) -> str:
     """Install the ``syft`` kernelspec (into ``sys.prefix`` unless ``user`` or ``prefix``)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    spec = {"argv": [sys.executable, "-m", "syft_kernel.kernel", "-f", "{connection_file}"],
-            "display_name": DISPLAY_NAME, "language": "python", "metadata": {"debugger": True}}
+    spec = {
+        "argv": [sys.executable, "-m", "syft_kernel.kernel", "-f", "{connection_file}"],
+        "display_name": DISPLAY_NAME,
+        "language": "python",
+        "metadata": {"debugger": True},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=1))
         return KernelSpecManager().install_kernel_spec(
-            tmp, KERNEL_NAME, user=user, prefix=None if user else (prefix or sys.prefix))
+            tmp, KERNEL_NAME, user=user, prefix=None if user else (prefix or sys.prefix)
+        )
 
 
 def enable_server_extension(prefix: str | None = None, user: bool = False) -> Path:

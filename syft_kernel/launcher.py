@@ -84,9 +84,17 @@ class NodeProcess:
         return f"<NodeProcess {self.folder} pid {self.proc.pid} {state}>"
 
 
-def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0, host: str = "127.0.0.1",
-               ipc: bool = True, timeout: float = 30.0, log_level: str = "INFO",
-               stop_with_parent: bool = True, settings: dict[str, Any] | None = None) -> NodeProcess:
+def start_node(
+    folder: str | os.PathLike[str],
+    name: str = "node",
+    port: int = 0,
+    host: str = "127.0.0.1",
+    ipc: bool = True,
+    timeout: float = 30.0,
+    log_level: str = "INFO",
+    stop_with_parent: bool = True,
+    settings: dict[str, Any] | None = None,
+) -> NodeProcess:
     """Serve ``folder`` in a child process (creating the node first if the folder is new).
 
     ``port=0`` picks a free port; the connection file is rewritten with the real address. With
@@ -98,8 +106,20 @@ def start_node(folder: str | os.PathLike[str], name: str = "node", port: int = 0
         from syft_kernel.node.nodedir import init_node
 
         init_node(folder, name, host=host, port=port)
-    cmd = [sys.executable, "-m", "syft_kernel.cli", "--log-level", log_level, "node", "serve", str(folder),
-           "--port", str(port), "--host", host]
+    cmd = [
+        sys.executable,
+        "-m",
+        "syft_kernel.cli",
+        "--log-level",
+        log_level,
+        "node",
+        "serve",
+        str(folder),
+        "--port",
+        str(port),
+        "--host",
+        host,
+    ]
     if not ipc:
         cmd.append("--no-ipc")
     if stop_with_parent:
@@ -130,5 +150,3 @@ def _serving(connection_file: Path, pid: int) -> bool:
         return read_connection_file(connection_file).get("pid") == pid
     except Exception:  # not written yet, or mid-rename
         return False
-
-

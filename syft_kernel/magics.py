@@ -32,8 +32,9 @@ class FlushAtCellEnd(ast.NodeTransformer):
     def visit_Module(self, node: ast.Module) -> ast.Module:
         if node.body and isinstance(node.body[-1], ast.Expr):
             last = node.body[-1]
-            last.value = _located(ast.Call(func=ast.Name(id=FLUSH_NAME, ctx=ast.Load()), args=[last.value],
-                                           keywords=[]), last.value)
+            last.value = _located(
+                ast.Call(func=ast.Name(id=FLUSH_NAME, ctx=ast.Load()), args=[last.value], keywords=[]), last.value
+            )
         else:
             anchor = node.body[-1] if node.body else None
             call = ast.Call(func=ast.Name(id=FLUSH_NAME, ctx=ast.Load()), args=[], keywords=[])

@@ -30,8 +30,14 @@ LOCAL_META = frozenset({"shape", "columns", "dtypes", "dtype", "ndim", "name"})
 class Pointer:
     """A handle to an object on a node. Build one from a dataset (``ds.datasets[...][...]``)."""
 
-    def __init__(self, client: Client, obj_id: str | None, meta: dict[str, Any] | None, label: str | None = None,
-                 recipe: Recipe | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        obj_id: str | None,
+        meta: dict[str, Any] | None,
+        label: str | None = None,
+        recipe: Recipe | None = None,
+    ) -> None:
         self._client = client
         self._id = obj_id
         self._meta = meta
@@ -127,9 +133,12 @@ class Pointer:
         return self._client
 
     # ---- recording ops
-    def _remote(self, kind: str, name: str, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Pointer:
-        return remote_op(self._client, kind, name, (self, *args) if kind in ("getattr", "method") else args,
-                         kwargs or {})
+    def _remote(
+        self, kind: str, name: str, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Pointer:
+        return remote_op(
+            self._client, kind, name, (self, *args) if kind in ("getattr", "method") else args, kwargs or {}
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -217,8 +226,11 @@ class Pointer:
             if not self._recipe.cheap_mock():
                 raise LookupError  # a long recorded chain: no preview rather than a slow display
             preview = self.mock
-            body = preview.head(5)._repr_html_() if hasattr(preview, "head") and hasattr(preview, "_repr_html_") \
+            body = (
+                preview.head(5)._repr_html_()
+                if hasattr(preview, "head") and hasattr(preview, "_repr_html_")
                 else f"<pre>{html.escape(repr(preview))[:2000]}</pre>"
+            )
         except Exception:  # a mock that cannot be built must not break the display
             body = ""
         note = "<div style='color:#888'>mock preview (synthetic values, not the data)</div>" if body else ""
@@ -279,8 +291,14 @@ class Recipe:
 
     _keys = itertools.count()
 
-    def __init__(self, client: Client, asset: str | None = None, op: dict[str, Any] | None = None,
-                 buffers: list[Any] | None = None, parents: tuple[Recipe, ...] = ()) -> None:
+    def __init__(
+        self,
+        client: Client,
+        asset: str | None = None,
+        op: dict[str, Any] | None = None,
+        buffers: list[Any] | None = None,
+        parents: tuple[Recipe, ...] = (),
+    ) -> None:
         self.client = client
         self.key = f"m{next(self._keys)}"
         self.asset = asset
@@ -323,8 +341,7 @@ class Recipe:
             stack.extend((p, False) for p in r.parents if p.key not in seen)
         values: dict[str, Any] = {}
         for r in order:
-            values[r.key] = r._mock if r._mock is not None else r._own_mock(
-                {p.key: values[p.key] for p in r.parents})
+            values[r.key] = r._mock if r._mock is not None else r._own_mock({p.key: values[p.key] for p in r.parents})
         self._mock = values[self.key]
         return self._mock
 
@@ -389,10 +406,18 @@ def remote_op(client: Client, kind: str, name: str, args: Any, kwargs: dict[str,
     wire = recorder.encoder if recorder is not None else codec.Encoder()
     wire.on_object = _pointer_hook(client, parents, lambda p: _wire_ref(p, recorder))
     local = codec.Encoder(on_object=_pointer_hook(client, [], lambda p: {codec.TAG: "ref", "id": p._recipe.key}))
-    op = {"kind": kind, "name": name, "args": [wire.encode(a) for a in args],
-          "kwargs": [[k, wire.encode(v)] for k, v in kwargs.items()]}
-    mock_op = {"kind": kind, "name": name, "args": [local.encode(a) for a in args],
-               "kwargs": [[k, local.encode(v)] for k, v in kwargs.items()]}
+    op = {
+        "kind": kind,
+        "name": name,
+        "args": [wire.encode(a) for a in args],
+        "kwargs": [[k, wire.encode(v)] for k, v in kwargs.items()],
+    }
+    mock_op = {
+        "kind": kind,
+        "name": name,
+        "args": [local.encode(a) for a in args],
+        "kwargs": [[k, local.encode(v)] for k, v in kwargs.items()],
+    }
     recipe = Recipe(client, op=mock_op, buffers=local.buffers, parents=tuple(p._recipe for p in parents))
     if recorder is not None:
         ptr = Pointer(client, None, None, f"{name}(…)", recipe)
@@ -451,9 +476,19 @@ def _unary(name: str) -> Any:
 
 
 for _dunder, _opname in {
-    "add": "add", "sub": "sub", "mul": "mul", "truediv": "truediv", "floordiv": "floordiv",
-    "mod": "mod", "pow": "pow", "matmul": "matmul", "and": "and_", "or": "or_", "xor": "xor",
-    "lshift": "lshift", "rshift": "rshift",
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "truediv": "truediv",
+    "floordiv": "floordiv",
+    "mod": "mod",
+    "pow": "pow",
+    "matmul": "matmul",
+    "and": "and_",
+    "or": "or_",
+    "xor": "xor",
+    "lshift": "lshift",
+    "rshift": "rshift",
 }.items():
     setattr(Pointer, f"__{_dunder}__", _binary(_opname))
     setattr(Pointer, f"__r{_dunder}__", _binary(_opname, reflected=True))

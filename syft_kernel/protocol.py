@@ -27,8 +27,9 @@ class Session:
         self.freed: list[str] = []
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=512)
 
-    def frames(self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (),
-               noreply: bool = False) -> tuple[int, list[Any]]:
+    def frames(
+        self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (), noreply: bool = False
+    ) -> tuple[int, list[Any]]:
         """A new message id and the frames of the message (dropped pointers ride along)."""
         msg_type, body = (msg.TYPE, msg.to_wire()) if isinstance(msg, schema.Body) else (msg, body)
         msg_id = next(self.ids)

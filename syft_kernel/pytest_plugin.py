@@ -137,17 +137,23 @@ def _tracker(config: pytest.Config) -> SyftTracker:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "syft_shared_node(name='default'): the test's syft_node is "
-                            "shared by the module's tests with the same mark and name")
-    config.addinivalue_line("markers", "syft_own_node: a fresh syft_node for this test, in a module "
-                            "marked syft_shared_node")
-    config.addinivalue_line("markers", "syft_node_may_exit: the test makes a node exit on purpose "
-                            "(not reported as a crash)")
+    config.addinivalue_line(
+        "markers",
+        "syft_shared_node(name='default'): the test's syft_node is "
+        "shared by the module's tests with the same mark and name",
+    )
+    config.addinivalue_line(
+        "markers", "syft_own_node: a fresh syft_node for this test, in a module marked syft_shared_node"
+    )
+    config.addinivalue_line(
+        "markers", "syft_node_may_exit: the test makes a node exit on purpose (not reported as a crash)"
+    )
     tracker = SyftTracker()
     config.stash[_KEY] = tracker
     launcher.on_start.append(tracker.started)
-    config.add_cleanup(lambda: launcher.on_start.remove(tracker.started)
-                       if tracker.started in launcher.on_start else None)
+    config.add_cleanup(
+        lambda: launcher.on_start.remove(tracker.started) if tracker.started in launcher.on_start else None
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -192,8 +198,11 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
                 problem = tracker.stop(t.node)
                 if problem:
                     problems.append(problem)
-        tracker.nodes = [t for t in tracker.nodes  # forget this test's own nodes once they ended
-                         if not (t.module == "-" and t.nodeid == item.nodeid and t.node.proc.poll() is not None)]
+        tracker.nodes = [
+            t
+            for t in tracker.nodes  # forget this test's own nodes once they ended
+            if not (t.module == "-" and t.nodeid == item.nodeid and t.node.proc.poll() is not None)
+        ]
         tracker.item, tracker.phase = None, ""
 
 
@@ -214,8 +223,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for t in used:
             if crashed(t) and not t.reported:
                 t.reported = True
-                problems.append(f"node {t.node.folder} (pid {t.node.proc.pid}) exited with code "
-                                f"{t.node.proc.returncode}: a crash")
+                problems.append(
+                    f"node {t.node.folder} (pid {t.node.proc.pid}) exited with code {t.node.proc.returncode}: a crash"
+                )
     if problems and not report.failed:
         report.outcome = "failed"
         report.longrepr = "\n".join(problems)
@@ -238,13 +248,17 @@ def syft_tracker(pytestconfig: pytest.Config) -> SyftTracker:
 
 
 @pytest.fixture(scope="module")
-def _syft_shared_nodes(tmp_path_factory: pytest.TempPathFactory,
-                       syft_tracker: SyftTracker) -> Iterator[dict[str, NodeProcess]]:
+def _syft_shared_nodes(
+    tmp_path_factory: pytest.TempPathFactory, syft_tracker: SyftTracker
+) -> Iterator[dict[str, NodeProcess]]:
     nodes: dict[str, NodeProcess] = {}
     yield nodes
     problems = [p for p in (syft_tracker.stop(n) for n in nodes.values()) if p]
-    crashes = [f"shared node {n.folder} exited with code {n.proc.returncode}" for n in nodes.values()
-               if crashed(syft_tracker.tracked(n)) and not syft_tracker.tracked(n).reported]
+    crashes = [
+        f"shared node {n.folder} exited with code {n.proc.returncode}"
+        for n in nodes.values()
+        if crashed(syft_tracker.tracked(n)) and not syft_tracker.tracked(n).reported
+    ]
     if problems or crashes:
         pytest.fail("\n".join(problems + crashes), pytrace=False)
 

@@ -34,8 +34,9 @@ class Request:
     requester = property(lambda self: str(self.info["requester"]))
     reason = property(lambda self: str(self.info["reason"]))
     kind = property(lambda self: str(self.info["kind"]), doc="object, code, plan or budget")
-    epsilon = property(lambda self: (self.info.get("inputs") or {}).get("epsilon"),
-                       doc="for a budget request: the epsilon asked for")
+    epsilon = property(
+        lambda self: (self.info.get("inputs") or {}).get("epsilon"), doc="for a budget request: the epsilon asked for"
+    )
     target = property(lambda self: str(self.info["target"]))
     plan = property(lambda self: list(self.info.get("plan") or []), doc="the ops that produced the object")
     source = property(lambda self: self.info.get("source"), doc="a code request's source")
@@ -67,8 +68,9 @@ class Request:
                 self.refresh()
         self._client.discard_events(self.id)
         if self.status == "denied":
-            raise PermissionDenied(f"request {self.id} was denied: {self.comment or 'no comment given'}",
-                                   comment=self.comment)
+            raise PermissionDenied(
+                f"request {self.id} was denied: {self.comment or 'no comment given'}", comment=self.comment
+            )
         return self
 
     # ---- owner actions
@@ -77,13 +79,25 @@ class Request:
 
         nonce = secrets.token_hex(16)
         message = decision_message(self._client.node_name, self.id, self.info["content_hash"], decision, nonce)
-        body = schema.RequestsDecide(id=self.id, decision=decision, comment=comment, nonce=nonce,
-                                     signature=self._client.key.sign(message), **extra)
+        body = schema.RequestsDecide(
+            id=self.id,
+            decision=decision,
+            comment=comment,
+            nonce=nonce,
+            signature=self._client.key.sign(message),
+            **extra,
+        )
         self.info = self._client.call(body, timeout=self.call_timeout)[0]
         return self
 
-    def approve(self, comment: str = "", *, timeout: float | None = None, memory_mb: float | None = None,
-                output_mb: float | None = None) -> Request:
+    def approve(
+        self,
+        comment: str = "",
+        *,
+        timeout: float | None = None,
+        memory_mb: float | None = None,
+        output_mb: float | None = None,
+    ) -> Request:
         """Approve (signed with your key). For code requests, ``timeout`` (s), ``memory_mb`` and
         ``output_mb`` (the result and any file the code writes in its sandbox) bound the run."""
         given = {"timeout": timeout, "memory_mb": memory_mb, "output_mb": output_mb}

@@ -54,12 +54,12 @@ class Transport:
         self.sock.curve_secretkey = key.secret.encode()  # type: ignore[union-attr]
         self.sock.linger = 0
         self._monitor: zmq.Socket | None = self.sock.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        )
         self.sock.connect(address)
 
     # ---- sending
-    def send(self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (),
-             noreply: bool = False) -> int:
+    def send(self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (), noreply: bool = False) -> int:
         """Send one message now; its reply (unless ``noreply``) is kept for ``wait``."""
         with self._io:
             if self.sock.closed:

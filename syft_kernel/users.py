@@ -22,9 +22,14 @@ class UsersAPI:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def add(self, name: str, role: str = "data_scientist",
-            public_key: str | os.PathLike[str] | KeyPair | None = None,
-            signing_key: str | None = None, budget: Budget | None = None) -> User:
+    def add(
+        self,
+        name: str,
+        role: str = "data_scientist",
+        public_key: str | os.PathLike[str] | KeyPair | None = None,
+        signing_key: str | None = None,
+        budget: Budget | None = None,
+    ) -> User:
         """Register ``name`` with a role and their public key (Z85 text, a ``.pub`` file or a KeyPair).
 
         Owners also need a signing key to approve requests: it comes with a ``.pub`` file or a
@@ -35,9 +40,15 @@ class UsersAPI:
         curve, signing = public_keys_of(public_key)
         if budget is not None and not isinstance(budget, Budget):
             raise InvalidArgument("budget is an sk.Budget(epsilon=…, delta=…)")
-        reply = self._client.call(schema.UsersAdd(
-            name=name, role=role, public_key=curve, signing_key=signing_key or signing,
-            budget=budget.to_wire() if budget is not None else None))[0]
+        reply = self._client.call(
+            schema.UsersAdd(
+                name=name,
+                role=role,
+                public_key=curve,
+                signing_key=signing_key or signing,
+                budget=budget.to_wire() if budget is not None else None,
+            )
+        )[0]
         return User({**reply, "public_key": curve})
 
     def remove(self, name: str) -> None:

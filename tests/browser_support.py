@@ -139,9 +139,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.2)  # polling interval: there is no event to wait on for an HTTP server
-    raise TimeoutError(
-        f"jupyter lab not ready after {SERVER_TIMEOUT_S:.0f} s:\n{_log_tail(log_path)}"
-    )
+    raise TimeoutError(f"jupyter lab not ready after {SERVER_TIMEOUT_S:.0f} s:\n{_log_tail(log_path)}")
 
 
 @contextlib.contextmanager
@@ -194,9 +192,7 @@ def browser_page(artifacts_dir: Path = ARTIFACTS) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 900})
             page = context.new_page()
@@ -229,9 +225,7 @@ def _wait_state(page: Any, js: str, want: str, timeout_ms: int) -> None:
         _accept_dialog(page)
 
 
-def open_notebook_and_run_all(
-    page: Any, lab: LabServer, notebook_path: str, timeout_ms: int = 120_000
-) -> None:
+def open_notebook_and_run_all(page: Any, lab: LabServer, notebook_path: str, timeout_ms: int = 120_000) -> None:
     """Open `notebook_path` (relative to the Lab root) in Lab, Run All Cells, wait until done.
 
     Done means the kernel was seen busy, no prompt shows `[*]`, and the status bar reads Idle.

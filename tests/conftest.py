@@ -20,8 +20,12 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 # developer's ~/.jupyter, ~/.local/share/jupyter or ~/.ipython.
 _JUPYTER_TMP = tempfile.mkdtemp(prefix="syft-tests-jupyter-")
 atexit.register(shutil.rmtree, _JUPYTER_TMP, ignore_errors=True)
-for _var, _sub in (("JUPYTER_DATA_DIR", "data"), ("JUPYTER_CONFIG_DIR", "config"),
-                   ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+for _var, _sub in (
+    ("JUPYTER_DATA_DIR", "data"),
+    ("JUPYTER_CONFIG_DIR", "config"),
+    ("JUPYTER_RUNTIME_DIR", "runtime"),
+    ("IPYTHONDIR", "ipython"),
+):
     os.environ[_var] = os.path.join(_JUPYTER_TMP, _sub)
 random.seed(0)
 np.random.seed(0)

@@ -21,8 +21,9 @@ def births(scientist: sk.Client) -> sk.Pointer:
     return scientist.datasets["birth-records-feb"]["births"]
 
 
-@pytest.mark.parametrize("name", ["to_csv", "to_pickle", "to_parquet", "eval", "query", "apply", "pipe",
-                                  "to_sql", "style", "plot"])
+@pytest.mark.parametrize(
+    "name", ["to_csv", "to_pickle", "to_parquet", "eval", "query", "apply", "pipe", "to_sql", "style", "plot"]
+)
 def test_refused_frame_methods_are_named(births: sk.Pointer, name: str) -> None:
     with pytest.raises(sk.OpNotAllowed, match=f"DataFrame.{name}") as err:
         getattr(births, name)
@@ -74,30 +75,37 @@ def test_numpy_and_torch_io_functions_are_refused(scientist: sk.Client) -> None:
 
 def _op(kind: str, name: str, *args, kwargs=None):  # type: ignore[no-untyped-def]
     enc = codec.Encoder()
-    return {"kind": kind, "name": name, "args": [enc.encode(a) for a in args],
-            "kwargs": [[k, enc.encode(v)] for k, v in (kwargs or {}).items()]}
+    return {
+        "kind": kind,
+        "name": name,
+        "args": [enc.encode(a) for a in args],
+        "kwargs": [[k, enc.encode(v)] for k, v in (kwargs or {}).items()],
+    }
 
 
 REF = {"~": "ref", "id": "asset:birth-records-feb/births"}
 
 
-@pytest.mark.parametrize("op, named", [
-    ({"kind": "getattr", "name": "__class__", "args": [REF]}, "__class__"),
-    ({"kind": "getattr", "name": "__globals__", "args": [REF]}, "__globals__"),
-    ({"kind": "method", "name": "__reduce__", "args": [REF]}, "__reduce__"),
-    ({"kind": "getattr", "name": "__subclasses__", "args": [REF]}, "__subclasses__"),
-    ({"kind": "method", "name": "to_pickle", "args": [REF, "/tmp/stolen.pkl"]}, "DataFrame.to_pickle"),
-    ({"kind": "method", "name": "eval", "args": [REF, "weight * 2"]}, "DataFrame.eval"),
-    ({"kind": "method", "name": "query", "args": [REF, "weight > @x"]}, "DataFrame.query"),
-    ({"kind": "function", "name": "numpy.save", "args": ["/tmp/x", REF]}, "numpy.save"),
-    ({"kind": "function", "name": "numpy.load", "args": ["/etc/passwd"]}, "numpy.load"),
-    ({"kind": "function", "name": "torch.load", "args": ["/tmp/x.pt"]}, "torch.load"),
-    ({"kind": "function", "name": "pandas.read_csv", "args": ["/etc/passwd"]}, "pandas.read_csv"),
-    ({"kind": "function", "name": "os.system", "args": ["id"]}, "os.system"),
-    ({"kind": "function", "name": "builtins.eval", "args": ["1"]}, "builtins.eval"),
-    ({"kind": "op", "name": "setitem", "args": [REF, "weight", 0]}, "setitem"),
-    ({"kind": "op", "name": "__import__", "args": ["os"]}, "__import__"),
-])
+@pytest.mark.parametrize(
+    "op, named",
+    [
+        ({"kind": "getattr", "name": "__class__", "args": [REF]}, "__class__"),
+        ({"kind": "getattr", "name": "__globals__", "args": [REF]}, "__globals__"),
+        ({"kind": "method", "name": "__reduce__", "args": [REF]}, "__reduce__"),
+        ({"kind": "getattr", "name": "__subclasses__", "args": [REF]}, "__subclasses__"),
+        ({"kind": "method", "name": "to_pickle", "args": [REF, "/tmp/stolen.pkl"]}, "DataFrame.to_pickle"),
+        ({"kind": "method", "name": "eval", "args": [REF, "weight * 2"]}, "DataFrame.eval"),
+        ({"kind": "method", "name": "query", "args": [REF, "weight > @x"]}, "DataFrame.query"),
+        ({"kind": "function", "name": "numpy.save", "args": ["/tmp/x", REF]}, "numpy.save"),
+        ({"kind": "function", "name": "numpy.load", "args": ["/etc/passwd"]}, "numpy.load"),
+        ({"kind": "function", "name": "torch.load", "args": ["/tmp/x.pt"]}, "torch.load"),
+        ({"kind": "function", "name": "pandas.read_csv", "args": ["/etc/passwd"]}, "pandas.read_csv"),
+        ({"kind": "function", "name": "os.system", "args": ["id"]}, "os.system"),
+        ({"kind": "function", "name": "builtins.eval", "args": ["1"]}, "builtins.eval"),
+        ({"kind": "op", "name": "setitem", "args": [REF, "weight", 0]}, "setitem"),
+        ({"kind": "op", "name": "__import__", "args": ["os"]}, "__import__"),
+    ],
+)
 def test_refused_straight_off_the_wire(raw, published: sk.Client, op, named: str) -> None:  # type: ignore[no-untyped-def]
     frames = codec.pack_message({"id": 7, "type": "run"}, {"ops": [op]})
     header, body, _ = raw.ask(frames)
@@ -111,9 +119,13 @@ def test_refused_straight_off_the_wire(raw, published: sk.Client, op, named: str
 @pytest.mark.syft_own_node  # counts the node's objects
 def test_the_whole_plan_is_checked_before_anything_runs(raw, published: sk.Client) -> None:  # type: ignore[no-untyped-def]
     before = published.stats()["objects"]
-    plan = {"ops": [{"kind": "method", "name": "sum", "args": [REF]},
-                    {"kind": "function", "name": "numpy.save", "args": ["/tmp/x", {"~": "res", "i": 0}]}],
-            "keep": [0, 1]}
+    plan = {
+        "ops": [
+            {"kind": "method", "name": "sum", "args": [REF]},
+            {"kind": "function", "name": "numpy.save", "args": ["/tmp/x", {"~": "res", "i": 0}]},
+        ],
+        "keep": [0, 1],
+    }
     header, body, _ = raw.ask(codec.pack_message({"id": 1, "type": "run"}, plan))
     assert body["error"] == "OpNotAllowed" and "numpy.save" in body["message"]
     assert published.stats()["objects"] == before

@@ -41,16 +41,24 @@ def pending(published: Client, scientist: Client):  # type: ignore[no-untyped-de
     return ptr, req
 
 
-def test_approve_in_the_jupyterlab_widget(tmp_path: Path, syft_node, published: Client, scientist: Client,  # type: ignore[no-untyped-def]
-                                          pending) -> None:
+def test_approve_in_the_jupyterlab_widget(
+    tmp_path: Path,
+    syft_node,
+    published: Client,
+    scientist: Client,  # type: ignore[no-untyped-def]
+    pending,
+) -> None:
     ptr, req = pending
     root = tmp_path / "lab"
     root.mkdir()
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     nb.cells = [
-        nbformat.v4.new_code_cell(f"import syft_kernel as sk\nowner = sk.login({str(syft_node.connection_file)!r}, "
-                                  f"key={str(syft_node.owner_key)!r})"),
+        nbformat.v4.new_code_cell(
+            f"import syft_kernel as sk\nowner = sk.login({str(syft_node.connection_file)!r}, "
+            f"key={str(syft_node.owner_key)!r})"
+        ),
         nbformat.v4.new_code_cell("owner.requests"),
     ]
     nbformat.write(nb, root / "queue.ipynb")
@@ -63,8 +71,9 @@ def test_approve_in_the_jupyterlab_widget(tmp_path: Path, syft_node, published: 
         row.locator(".syft-badge.syft-approved").wait_for(timeout=30_000)  # the row updated itself
         # a request filed after the cell ran appears by itself: the node pushes it to the widget
         later = scientist.datasets["birth-records-feb"]["births"]["weight"].min().request(reason="lightest baby")
-        page.locator(".syft-request", has_text=later.id).locator(".jupyter-widgets.widget-button",
-                                                                  has_text="Deny").wait_for(timeout=30_000)
+        page.locator(".syft-request", has_text=later.id).locator(
+            ".jupyter-widgets.widget-button", has_text="Deny"
+        ).wait_for(timeout=30_000)
         save_screenshot(page, ARTIFACTS, "widget-request-queue-approved")
     decided = published.requests[req.id]
     assert decided.approvals[0]["comment"] == "approved from the widget"

@@ -88,16 +88,21 @@ def returns_a_function(births):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.syft_shared_node
-@pytest.mark.parametrize("fn, limits, match", [
-    (writes_files, {}, "Read-only file system"),
-    (runs_a_shell, {}, "PermissionError: .*Operation not permitted"),
-    (reads_the_node_database, {}, "No such file or directory: '/etc/hostname'"),
-    (never_returns, {"timeout": 2}, "longer than its 2 s limit|time limit"),
-    (allocates_20_gb, {"memory_mb": 1024}, "memory"),
-    (crashes, {}, "ValueError: bad luck"),
-    (returns_a_function, {}, "could not be sent: .*cannot send"),
-])
-def test_bad_code_fails_boundedly_and_the_node_lives_on(scientist: sk.Client, published: sk.Client, fn, limits, match) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "fn, limits, match",
+    [
+        (writes_files, {}, "Read-only file system"),
+        (runs_a_shell, {}, "PermissionError: .*Operation not permitted"),
+        (reads_the_node_database, {}, "No such file or directory: '/etc/hostname'"),
+        (never_returns, {"timeout": 2}, "longer than its 2 s limit|time limit"),
+        (allocates_20_gb, {"memory_mb": 1024}, "memory"),
+        (crashes, {}, "ValueError: bad luck"),
+        (returns_a_function, {}, "could not be sent: .*cannot send"),
+    ],
+)
+def test_bad_code_fails_boundedly_and_the_node_lives_on(
+    scientist: sk.Client, published: sk.Client, fn, limits, match
+) -> None:  # type: ignore[no-untyped-def]
     job = _run(scientist, published, fn, **limits)
     with pytest.raises(sk.RemoteError) as err:
         job.result(timeout=120)
@@ -120,8 +125,10 @@ def test_bad_submissions(scientist: sk.Client, published: sk.Client) -> None:
     with pytest.raises(sk.InvalidArgument, match="must define the function"):
         scientist.call("code.submit", {"source": "x = 1", "fn_name": "f", "inputs": {}, "reason": "r"})
     with pytest.raises(sk.NotFound):
-        scientist.call("code.submit", {"source": "def f(b): return 1", "fn_name": "f",
-                                       "inputs": {"b": "o" + "0" * 24}, "reason": "r"})
+        scientist.call(
+            "code.submit",
+            {"source": "def f(b): return 1", "fn_name": "f", "inputs": {"b": "o" + "0" * 24}, "reason": "r"},
+        )
     with pytest.raises(sk.InvalidArgument, match="say why"):
         scientist.code.submit(mean_by_sex, inputs={"births": births}, reason="")
     job = scientist.code.submit(mean_by_sex, inputs={"births": births}, reason="r")

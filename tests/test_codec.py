@@ -18,21 +18,49 @@ def roundtrip(value):  # type: ignore[no-untyped-def]
     return codec.decode_value(body, frames[2:])
 
 
-@pytest.mark.parametrize("value", [
-    None, True, 3, -(2**63), 2**70, 1.5, float("inf"), "text", b"bytes", 2 + 3j,
-    [1, "a", None], (1, (2, 3)), {"a": 1, 2: [3]}, slice(1, 10, 2), Ellipsis,
-    np.float32(1.25), np.int16(-3), np.datetime64("2026-02-01"), np.dtype("float32"), float, int,
-    pd.Timestamp("2026-02-01 10:00"), pd.Timestamp("2026-02-01", tz="Europe/Paris"), pd.Timedelta("1h"),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        3,
+        -(2**63),
+        2**70,
+        1.5,
+        float("inf"),
+        "text",
+        b"bytes",
+        2 + 3j,
+        [1, "a", None],
+        (1, (2, 3)),
+        {"a": 1, 2: [3]},
+        slice(1, 10, 2),
+        Ellipsis,
+        np.float32(1.25),
+        np.int16(-3),
+        np.datetime64("2026-02-01"),
+        np.dtype("float32"),
+        float,
+        int,
+        pd.Timestamp("2026-02-01 10:00"),
+        pd.Timestamp("2026-02-01", tz="Europe/Paris"),
+        pd.Timedelta("1h"),
+    ],
+)
 def test_scalars_and_containers(value) -> None:  # type: ignore[no-untyped-def]
     out = roundtrip(value)
     assert out == value and type(out) is type(value)
 
 
 def test_arrays_keep_dtype_shape_and_bytes() -> None:
-    for arr in [np.arange(24, dtype=np.float64).reshape(2, 3, 4), np.array([True, False]),
-                np.arange(10, dtype=np.uint8)[::2], np.asfortranarray(np.ones((3, 2))), np.empty((0, 3)),
-                np.array(["2026-01-01"], dtype="datetime64[ns]")]:
+    for arr in [
+        np.arange(24, dtype=np.float64).reshape(2, 3, 4),
+        np.array([True, False]),
+        np.arange(10, dtype=np.uint8)[::2],
+        np.asfortranarray(np.ones((3, 2))),
+        np.empty((0, 3)),
+        np.array(["2026-01-01"], dtype="datetime64[ns]"),
+    ]:
         out = roundtrip(arr)
         assert out.dtype == arr.dtype and out.shape == arr.shape and np.array_equal(out, arr)
 
@@ -46,19 +74,28 @@ def test_array_buffers_are_sent_without_copying() -> None:
 
 
 def test_tensors() -> None:
-    for t in [torch.arange(6, dtype=torch.float32).reshape(2, 3), torch.tensor([1, 2], dtype=torch.int64),
-              torch.tensor([1.5, -2.0], dtype=torch.bfloat16), torch.tensor([True])]:
+    for t in [
+        torch.arange(6, dtype=torch.float32).reshape(2, 3),
+        torch.tensor([1, 2], dtype=torch.int64),
+        torch.tensor([1.5, -2.0], dtype=torch.bfloat16),
+        torch.tensor([True]),
+    ]:
         out = roundtrip(t)
         assert out.dtype == t.dtype and torch.equal(out, t)
     assert roundtrip(torch.float16) is torch.float16
 
 
 def test_frames_numeric_columns_raw_and_the_rest_as_arrow() -> None:
-    df = pd.DataFrame({
-        "w": np.linspace(0, 1, 5), "n": np.arange(5), "s": list("abcde"),
-        "c": pd.Categorical(list("xyxyx")), "d": pd.date_range("2026-02-01", periods=5),
-        "nullable": pd.array([1, None, 3, 4, 5], dtype="Int64"),
-    })
+    df = pd.DataFrame(
+        {
+            "w": np.linspace(0, 1, 5),
+            "n": np.arange(5),
+            "s": list("abcde"),
+            "c": pd.Categorical(list("xyxyx")),
+            "d": pd.date_range("2026-02-01", periods=5),
+            "nullable": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+        }
+    )
     tree, buffers = codec.encode_value(df)
     assert sum(1 for c in tree["cols"] if "b" in c) == 3  # w, n, d travel as raw buffers
     out = codec.decode_value(tree, buffers)
@@ -85,15 +122,18 @@ def test_functions_and_arbitrary_objects_are_not_sent() -> None:
         codec.encode_value(np.array([object()], dtype=object).reshape(1, 1))
 
 
-@pytest.mark.parametrize("tree, buffers, match", [
-    ({"~": "pickle", "v": b"x"}, [], "unknown value kind"),
-    ({"~": "nd", "dtype": "<f8", "shape": [10], "b": 0}, [b"short"], "does not match"),
-    ({"~": "nd", "dtype": "<f8", "shape": [1], "b": 3}, [], "buffer 3"),
-    ({"~": "nd", "dtype": "O", "shape": [1], "b": 0}, [b"12345678"], "not a plain numeric"),
-    ({"~": "tdtype", "v": "__class__"}, [], "unknown torch dtype"),
-    ({"~": "pytype", "v": "eval"}, [], "malformed"),
-    ({"~": "df", "rows": 2}, [], "malformed"),
-])
+@pytest.mark.parametrize(
+    "tree, buffers, match",
+    [
+        ({"~": "pickle", "v": b"x"}, [], "unknown value kind"),
+        ({"~": "nd", "dtype": "<f8", "shape": [10], "b": 0}, [b"short"], "does not match"),
+        ({"~": "nd", "dtype": "<f8", "shape": [1], "b": 3}, [], "buffer 3"),
+        ({"~": "nd", "dtype": "O", "shape": [1], "b": 0}, [b"12345678"], "not a plain numeric"),
+        ({"~": "tdtype", "v": "__class__"}, [], "unknown torch dtype"),
+        ({"~": "pytype", "v": "eval"}, [], "malformed"),
+        ({"~": "df", "rows": 2}, [], "malformed"),
+    ],
+)
 def test_bad_trees_are_protocol_errors(tree, buffers, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ProtocolError, match=match):
         codec.decode_value(tree, buffers)
@@ -120,8 +160,12 @@ def test_a_new_kind_is_added_in_one_place() -> None:
             raise ProtocolError("malformed 'fraction' value: n and d are integers, d not 0")
         return fractions.Fraction(num, den)
 
-    kind = c.register_kind("fraction", decode, types=(fractions.Fraction,),
-                           encode=lambda enc, f: {c.TAG: "fraction", "n": f.numerator, "d": f.denominator})
+    kind = c.register_kind(
+        "fraction",
+        decode,
+        types=(fractions.Fraction,),
+        encode=lambda enc, f: {c.TAG: "fraction", "n": f.numerator, "d": f.denominator},
+    )
     try:
         tree, bufs = c.encode_value([fractions.Fraction(3, 4), 1.5])
         assert c.decode_value(tree, bufs) == [fractions.Fraction(3, 4), 1.5]

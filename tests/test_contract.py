@@ -19,16 +19,18 @@ def test_a_budget_given_with_the_user_covers_every_dataset_now_and_later(tmp_pat
         with node.login() as owner:
             owner.datasets.upload("before", assets={"x": np.arange(100.0)})
             key, pub = write_keypair(generate_keypair("alice"), tmp_path / "users")
-            added = owner.users.add("alice", role="data_scientist", public_key=pub,
-                                    budget=sk.Budget(epsilon=1.0, delta=1e-6))
+            added = owner.users.add(
+                "alice", role="data_scientist", public_key=pub, budget=sk.Budget(epsilon=1.0, delta=1e-6)
+            )
             assert (added.name, added.role) == ("alice", "data_scientist") and "alice" in repr(added)
             owner.datasets.upload("after", assets={"x": np.arange(100.0)})
             owner.budget.set("alice", "after", sk.Budget(epsilon=2.0))  # one dataset's own budget
             with pytest.raises(sk.InvalidArgument, match="epsilon is a non-negative"):
                 owner.users.add("bob", public_key=generate_keypair("bob").public, budget=sk.Budget(epsilon=-1))
             with pytest.raises(sk.InvalidArgument, match="for a data scientist"):
-                owner.users.add("carol", role="owner", public_key=generate_keypair("carol"),
-                                budget=sk.Budget(epsilon=1.0))
+                owner.users.add(
+                    "carol", role="owner", public_key=generate_keypair("carol"), budget=sk.Budget(epsilon=1.0)
+                )
             assert "bob" not in {u.name for u in owner.users}
         with sk.login(node.connection_file, key=key) as alice:
             assert alice.budget.left("before") == pytest.approx(1.0)
@@ -40,8 +42,11 @@ def test_a_budget_given_with_the_user_covers_every_dataset_now_and_later(tmp_pat
         node = sk.start_node(tmp_path / "h", name="h")  # the default survives a restart
         with node.login() as owner:
             owner.datasets.upload("later", assets={"x": np.arange(10.0)})
-            assert {b["dataset"]: b["epsilon"] for b in owner.budget.of("alice")["budgets"]} == \
-                {"before": 1.0, "after": 2.0, "later": 1.0}
+            assert {b["dataset"]: b["epsilon"] for b in owner.budget.of("alice")["budgets"]} == {
+                "before": 1.0,
+                "after": 2.0,
+                "later": 1.0,
+            }
             owner.users.remove("alice")
             owner.datasets.upload("last", assets={"x": np.arange(10.0)})
             assert "last" not in {b["dataset"] for b in owner.budget.of("alice")["budgets"]}

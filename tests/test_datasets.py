@@ -65,8 +65,9 @@ def test_a_given_mock_is_used(owner: sk.Client, births_df: pd.DataFrame) -> None
 
 
 def test_search_by_text_and_tags(published: sk.Client, births_df: pd.DataFrame, scientist: sk.Client) -> None:
-    published.datasets.upload("lab-results", assets={"tests": births_df[["weight"]]},
-                              description="Blood tests", tags=["#lab"])
+    published.datasets.upload(
+        "lab-results", assets={"tests": births_df[["weight"]]}, description="Blood tests", tags=["#lab"]
+    )
     assert [d.name for d in scientist.datasets.search("birth")] == ["birth-records-feb"]
     assert [d.name for d in scientist.datasets.search("blood TESTS")] == ["lab-results"]
     assert [d.name for d in scientist.datasets.search(tags=["#lab"])] == ["lab-results"]

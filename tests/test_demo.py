@@ -34,10 +34,24 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_demo_serves_node_lab_and_dashboard(tmp_path: Path) -> None:
     node_port, lab_port = free_port(), free_port()
     log = (tmp_path / "demo.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "syft_kernel.cli", "demo", "--dir", str(tmp_path / "demo"),
-                             "--port", str(node_port), "--lab-port", str(lab_port)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "syft_kernel.cli",
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--port",
+            str(node_port),
+            "--lab-port",
+            str(lab_port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")},
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -51,8 +65,9 @@ def test_demo_serves_node_lab_and_dashboard(tmp_path: Path) -> None:
             time.sleep(0.25)
         # the extension is on: the dashboard asks a browser without a token to log in
         assert http_status(f"http://127.0.0.1:{lab_port}/syft/dashboard") == 302
-        with login(tmp_path / "demo" / "hospital" / "connection.json",
-                   key=tmp_path / "demo" / "users" / "alice.key") as alice:
+        with login(
+            tmp_path / "demo" / "hospital" / "connection.json", key=tmp_path / "demo" / "users" / "alice.key"
+        ) as alice:
             assert {r.status for r in alice.requests} == {"pending"} and len(alice.requests) == 2
             assert alice.budget.spent("birth-records-feb") == 0.5
             assert len(alice.datasets) == 3

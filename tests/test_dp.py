@@ -130,19 +130,22 @@ def test_concurrent_queries_never_overspend(syft_node, dp_user: sk.Client, owner
     assert dp_user.budget.spent("births") <= 1.0
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda b: b["height"].dp.mean(epsilon=0.1), "bounds"),  # no bounds given, none declared
-    (lambda b: b["weight"].dp.mean(epsilon=0.1, bounds=(6.0, 0.5)), "lower < upper"),
-    (lambda b: b["weight"].dp.mean(epsilon=-1, bounds=BOUNDS), "epsilon must be a positive"),
-    (lambda b: b["weight"].dp.mean(epsilon=float("nan"), bounds=BOUNDS), "epsilon must be a positive"),
-    (lambda b: b["weight"].dp.mean(epsilon=0.1, delta=1.0, bounds=BOUNDS), "delta must be between"),
-    (lambda b: b["sex"].dp.mean(epsilon=0.1, bounds=BOUNDS), "numeric column"),
-    (lambda b: b.dp.groupby("mother_id").mean("weight", bounds=BOUNDS, epsilon=0.1), "public keys"),
-    (lambda b: b.dp.groupby("mother_id", categories=list(range(5000))).count(epsilon=0.1), "1 to 1000"),
-    (lambda b: b["weight"].dp.quantile(0.5, bounds=BOUNDS, epsilon=None), "epsilon must be a positive"),
-    (lambda b: b["weight"].dp.quantile(1.5, bounds=BOUNDS, epsilon=0.1), "between 0 and 1"),
-    (lambda b: b.dp.mean(epsilon=0.1, bounds=BOUNDS), "one column"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda b: b["height"].dp.mean(epsilon=0.1), "bounds"),  # no bounds given, none declared
+        (lambda b: b["weight"].dp.mean(epsilon=0.1, bounds=(6.0, 0.5)), "lower < upper"),
+        (lambda b: b["weight"].dp.mean(epsilon=-1, bounds=BOUNDS), "epsilon must be a positive"),
+        (lambda b: b["weight"].dp.mean(epsilon=float("nan"), bounds=BOUNDS), "epsilon must be a positive"),
+        (lambda b: b["weight"].dp.mean(epsilon=0.1, delta=1.0, bounds=BOUNDS), "delta must be between"),
+        (lambda b: b["sex"].dp.mean(epsilon=0.1, bounds=BOUNDS), "numeric column"),
+        (lambda b: b.dp.groupby("mother_id").mean("weight", bounds=BOUNDS, epsilon=0.1), "public keys"),
+        (lambda b: b.dp.groupby("mother_id", categories=list(range(5000))).count(epsilon=0.1), "1 to 1000"),
+        (lambda b: b["weight"].dp.quantile(0.5, bounds=BOUNDS, epsilon=None), "epsilon must be a positive"),
+        (lambda b: b["weight"].dp.quantile(1.5, bounds=BOUNDS, epsilon=0.1), "between 0 and 1"),
+        (lambda b: b.dp.mean(epsilon=0.1, bounds=BOUNDS), "one column"),
+    ],
+)
 def test_bad_dp_queries_are_refused(dp_user: sk.Client, owner: sk.Client, call, match: str) -> None:  # type: ignore[no-untyped-def]
     births = dp_user.datasets["births"]["births"]
     with pytest.raises(sk.InvalidArgument, match=match):

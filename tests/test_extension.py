@@ -20,8 +20,10 @@ from syft_kernel.launcher import NodeProcess
 
 @pytest.fixture
 def jp_server_config(tmp_path: Path) -> dict:  # type: ignore[type-arg]
-    return {"ServerApp": {"jpserver_extensions": {"syft_kernel.extension": True}},
-            "SyftExtension": {"nodes_dir": str(tmp_path)}}
+    return {
+        "ServerApp": {"jpserver_extensions": {"syft_kernel.extension": True}},
+        "SyftExtension": {"nodes_dir": str(tmp_path)},
+    }
 
 
 @pytest.fixture
@@ -47,8 +49,9 @@ def expect_error(fetch, *parts: str, status: int, **kwargs) -> dict:  # type: ig
 
 def test_installing_enables_the_extension() -> None:
     """The package's jupyter-config file turns the extension on: no manual step."""
-    out = subprocess.run([sys.executable, "-m", "jupyter", "server", "extension", "list"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter", "server", "extension", "list"], capture_output=True, text=True, timeout=120
+    )
     text = out.stdout + out.stderr
     assert "syft_kernel.extension" in text and "enabled" in text.split("syft_kernel.extension", 1)[1][:40]
 
@@ -58,8 +61,7 @@ def test_nodes_datasets_and_budgets(fetch, syft_node: NodeProcess, published: Cl
     assert [(n["name"], n["status"]) for n in nodes] == [("hospital", "running")]
     datasets = payload(fetch("syft", "api", "nodes", "hospital", "datasets", params={"q": "birth"}))
     assert [d["name"] for d in datasets["datasets"]] == ["birth-records-feb"]
-    assert payload(fetch("syft", "api", "nodes", "hospital", "datasets",
-                                  params={"q": "no-such-thing"}))["total"] == 0
+    assert payload(fetch("syft", "api", "nodes", "hospital", "datasets", params={"q": "no-such-thing"}))["total"] == 0
     published.users.add("bob", role="data_scientist", public_key=_fresh_public_key())
     published.budget.set("bob", "birth-records-feb", epsilon=2.0)
     budgets = payload(fetch("syft", "api", "nodes", "hospital", "budgets"))["budgets"]
@@ -77,21 +79,65 @@ def test_approve_and_deny_through_the_api(fetch, published: Client, scientist: C
     req = ptr.request(reason="annual report")
     listed = payload(fetch("syft", "api", "nodes", "hospital", "requests", params={"status": "pending"}))
     assert [r["id"] for r in listed["requests"]] == [req.id]
-    info = payload(fetch("syft", "api", "nodes", "hospital", "requests", req.id, "approve",
-                                  method="POST", body=json.dumps({"comment": "from the dashboard"})))
+    info = payload(
+        fetch(
+            "syft",
+            "api",
+            "nodes",
+            "hospital",
+            "requests",
+            req.id,
+            "approve",
+            method="POST",
+            body=json.dumps({"comment": "from the dashboard"}),
+        )
+    )
     assert info["status"] == "approved"
     assert published.requests[req.id].status == "approved"
     assert published.requests[req.id].approvals[0]["comment"] == "from the dashboard"
     assert isinstance(ptr.get(), float)  # the scientist's get() works now
 
-    again = expect_error(fetch, "syft", "api", "nodes", "hospital", "requests", req.id, "deny",
-                               method="POST", body=json.dumps({"comment": "changed my mind"}), status=400)
+    again = expect_error(
+        fetch,
+        "syft",
+        "api",
+        "nodes",
+        "hospital",
+        "requests",
+        req.id,
+        "deny",
+        method="POST",
+        body=json.dumps({"comment": "changed my mind"}),
+        status=400,
+    )
     assert "already approved" in again["message"]
-    unknown = expect_error(fetch, "syft", "api", "nodes", "hospital", "requests", "r0123456789abcdef",
-                                 "approve", method="POST", body="{}", status=404)
+    unknown = expect_error(
+        fetch,
+        "syft",
+        "api",
+        "nodes",
+        "hospital",
+        "requests",
+        "r0123456789abcdef",
+        "approve",
+        method="POST",
+        body="{}",
+        status=404,
+    )
     assert "r0123456789abcdef" in unknown["message"]
-    bad = expect_error(fetch, "syft", "api", "nodes", "hospital", "requests", req.id, "approve",
-                             method="POST", body="not json", status=400)
+    bad = expect_error(
+        fetch,
+        "syft",
+        "api",
+        "nodes",
+        "hospital",
+        "requests",
+        req.id,
+        "approve",
+        method="POST",
+        body="not json",
+        status=400,
+    )
     assert bad  # a clear JSON error, and the server keeps serving:
     assert payload(fetch("syft", "api", "nodes"))["nodes"][0]["status"] == "running"
 
@@ -117,18 +163,28 @@ def test_start_and_stop_local_nodes(fetch, tmp_path: Path) -> None:
     assert stopped["status"] == "stopped"
     again = payload(fetch("syft", "api", "nodes", "clinic", "start", method="POST", body=""))
     assert again["status"] == "running"
-    bad = expect_error(fetch, "syft", "api", "nodes", method="POST", body=json.dumps({"name": "../x"}),
-                             status=400)
+    bad = expect_error(fetch, "syft", "api", "nodes", method="POST", body=json.dumps({"name": "../x"}), status=400)
     assert "name" in bad["message"]
     fetch("syft", "api", "nodes", "clinic", "stop", method="POST", body="")
 
 
 def test_no_token_is_refused(fetch, syft_node: NodeProcess) -> None:
     expect_error(fetch, "syft", "api", "nodes", headers={"Authorization": ""}, status=403)
-    expect_error(fetch, "syft", "api", "nodes", "hospital", "requests", "r0123456789abcdef", "approve",
-                       method="POST", body="{}", headers={"Authorization": ""}, status=403)
-    page = expect_error(fetch, "syft", "dashboard", headers={"Authorization": ""},
-                              follow_redirects=False, status=302)
+    expect_error(
+        fetch,
+        "syft",
+        "api",
+        "nodes",
+        "hospital",
+        "requests",
+        "r0123456789abcdef",
+        "approve",
+        method="POST",
+        body="{}",
+        headers={"Authorization": ""},
+        status=403,
+    )
+    page = expect_error(fetch, "syft", "dashboard", headers={"Authorization": ""}, follow_redirects=False, status=302)
     assert page is not None  # the dashboard sends a browser to Jupyter's login page
 
 
@@ -143,11 +199,33 @@ def test_cross_site_post_is_refused(fetch, published: Client, scientist: Client)
     assert "_xsrf" in cookies
     cookie_header = "; ".join(f"{k}={v.value}" for k, v in cookies.items())
     browser = {"Authorization": "", "Cookie": cookie_header}
-    expect_error(fetch, "syft", "api", "nodes", "hospital", "requests", req.id, "approve",
-                       method="POST", body="{}", headers=browser, status=403)
+    expect_error(
+        fetch,
+        "syft",
+        "api",
+        "nodes",
+        "hospital",
+        "requests",
+        req.id,
+        "approve",
+        method="POST",
+        body="{}",
+        headers=browser,
+        status=403,
+    )
     assert published.requests[req.id].status == "pending"
-    ok = fetch("syft", "api", "nodes", "hospital", "requests", req.id, "approve", method="POST",
-                        body="{}", headers={**browser, "X-XSRFToken": cookies["_xsrf"].value})
+    ok = fetch(
+        "syft",
+        "api",
+        "nodes",
+        "hospital",
+        "requests",
+        req.id,
+        "approve",
+        method="POST",
+        body="{}",
+        headers={**browser, "X-XSRFToken": cookies["_xsrf"].value},
+    )
     assert payload(ok)["status"] == "approved" and published.requests[req.id].status == "approved"
 
 

@@ -28,8 +28,7 @@ def test_a_scientist_is_refused_private_values_with_a_way_to_ask(scientist: sk.C
 def test_private_values_in_python_control_flow_explain_themselves(scientist: sk.Client) -> None:
     births = scientist.datasets["birth-records-feb"]["births"]
     total = births["weight"].sum()
-    for attempt in (lambda: bool(total > 0), lambda: float(total), lambda: int(total),
-                    lambda: list(births["weight"])):
+    for attempt in (lambda: bool(total > 0), lambda: float(total), lambda: int(total), lambda: list(births["weight"])):
         with pytest.raises(sk.PermissionDenied, match="lives on hospital"):
             attempt()
     assert len(births) == 500  # the asset's row count is public metadata

@@ -49,7 +49,10 @@ def test_threshold_two_of_three(syft_node, owners, make_user, births_df, tmp_pat
 
     req.refresh()
     assert {(a["owner"], a["decision"]) for a in req.approvals} == {
-        ("carol", "approve"), ("dave", "deny"), ("owner", "approve")}
+        ("carol", "approve"),
+        ("dave", "deny"),
+        ("owner", "approve"),
+    }
     assert all(len(a["signature"]) == 128 for a in req.approvals)
     carol = read_keypair(tmp_path / "users" / "carol.pub").sign_public
     sig = next(a["signature"] for a in req.approvals if a["owner"] == "carol")
@@ -103,7 +106,8 @@ def test_only_the_datasets_owners_decide(syft_node, owner: sk.Client, make_user,
 
 def test_bad_policies_are_refused(owners, births_df) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(sk.InvalidArgument, match="k <= 3"):
-        owners["owner"].datasets.upload("x", assets={"b": births_df}, owners=["owner", "carol", "dave"],
-                                        policy=sk.Threshold(4))
+        owners["owner"].datasets.upload(
+            "x", assets={"b": births_df}, owners=["owner", "carol", "dave"], policy=sk.Threshold(4)
+        )
     with pytest.raises(sk.InvalidArgument, match="owner role"):
         owners["owner"].datasets.upload("x", assets={"b": births_df}, owners=["owner", "nobody"])

@@ -53,7 +53,9 @@ def syft_cells(syft_node, published, make_user) -> Iterator[tuple[Cells, str]]: 
     install(user=True)  # into JUPYTER_DATA_DIR: a temporary folder (tests/conftest.py)
     key = make_user("alice")
     cells = Cells("syft")
-    cells.run(f"import syft_kernel as sk, numpy as np\n%syft connect {syft_node.connection_file} as hospital --key {key}")
+    cells.run(
+        f"import syft_kernel as sk, numpy as np\n%syft connect {syft_node.connection_file} as hospital --key {key}"
+    )
     yield cells, str(key)
     cells.close()
 
@@ -116,8 +118,10 @@ def test_plans_and_explicit_batches_in_the_syft_kernel(syft_cells, published: sk
     r = cells.run("m = stats(births)\nm")
     assert r["status"] == "ok", r  # the traced plan is never sent as a cell's batch
     assert cells.run("x = 1")["status"] == "ok"
-    r = cells.run("try:\n    with hospital.batch():\n        bad = births['nope']\nexcept sk.RemoteError as e:\n"
-                  "    print('caught', type(e).__name__)")
+    r = cells.run(
+        "try:\n    with hospital.batch():\n        bad = births['nope']\nexcept sk.RemoteError as e:\n"
+        "    print('caught', type(e).__name__)"
+    )
     assert r["status"] == "ok" and "caught RemoteError" in r["text"]  # the block sends when it ends
 
 

@@ -38,14 +38,16 @@ def _patients(high: bool) -> pd.DataFrame:
     if high:
         height[::7] = np.nan
     names = [f"{'Alice' if high else 'Bob'} Patient{i:03d}" for i in range(ROWS)]
-    return pd.DataFrame({
-        "patient": rng.permutation(ROWS) + 1000,
-        "name": pd.array(names, dtype="string"),
-        "age": rng.integers(18, 45, ROWS),
-        "weight": weight,
-        "height": height,
-        "ward": pd.Categorical(rng.choice(["A", "B"] if high else ["C"], ROWS), categories=["A", "B", "C"]),
-    })
+    return pd.DataFrame(
+        {
+            "patient": rng.permutation(ROWS) + 1000,
+            "name": pd.array(names, dtype="string"),
+            "age": rng.integers(18, 45, ROWS),
+            "weight": weight,
+            "height": height,
+            "ward": pd.Categorical(rng.choice(["A", "B"] if high else ["C"], ROWS), categories=["A", "B", "C"]),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +56,25 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     proc = start_node(folder / "hospital", name="hospital")
     with proc.login() as owner:
         for name, high in (("high", True), ("low", False)):
-            owner.datasets.upload(name, assets={"patients": _patients(high)}, description="patients",
-                                  subject_column="patient", bounds=BOUNDS)
-        owner.datasets.upload("arrays", assets={"x": np.arange(12, dtype=np.float64).reshape(3, 4),
-                                                "k": np.array([3, 1, 4], dtype=np.int64),
-                                                "wide": np.random.default_rng(0).uniform(0, 1, (400, 50))},
-                              description="arrays")
-        owner.datasets.upload("nosubj", assets={"patients": _patients(False)}, description="no subject column",
-                              bounds=BOUNDS)
+            owner.datasets.upload(
+                name,
+                assets={"patients": _patients(high)},
+                description="patients",
+                subject_column="patient",
+                bounds=BOUNDS,
+            )
+        owner.datasets.upload(
+            "arrays",
+            assets={
+                "x": np.arange(12, dtype=np.float64).reshape(3, 4),
+                "k": np.array([3, 1, 4], dtype=np.int64),
+                "wide": np.random.default_rng(0).uniform(0, 1, (400, 50)),
+            },
+            description="arrays",
+        )
+        owner.datasets.upload(
+            "nosubj", assets={"patients": _patients(False)}, description="no subject column", bounds=BOUNDS
+        )
         _, pub = write_keypair(generate_keypair("alice"), folder / "users")
         owner.users.add("alice", role="data_scientist", public_key=pub)
         for name in ("high", "low", "arrays", "nosubj"):
@@ -106,8 +119,11 @@ def _fn(name: str, *args: Any, **kwargs: Any) -> Any:
     the client does not dispatch, like ``pandas.concat``)."""
     from syft_kernel.pointer import Pointer
 
-    client = next(a for a in [*args, *kwargs.values(), *(x for a in args if isinstance(a, list) for x in a)]
-                  if isinstance(a, Pointer)).client
+    client = next(
+        a
+        for a in [*args, *kwargs.values(), *(x for a in args if isinstance(a, list) for x in a)]
+        if isinstance(a, Pointer)
+    ).client
 
     def enc(x: Any) -> Any:
         if isinstance(x, Pointer):
@@ -116,8 +132,12 @@ def _fn(name: str, *args: Any, **kwargs: Any) -> Any:
             return [enc(v) for v in x]
         return x
 
-    op = {"kind": "function", "name": name, "args": [enc(a) for a in args],
-          "kwargs": [[k, enc(v)] for k, v in kwargs.items()]}
+    op = {
+        "kind": "function",
+        "name": name,
+        "args": [enc(a) for a in args],
+        "kwargs": [[k, enc(v)] for k, v in kwargs.items()],
+    }
     body, _ = client.call("run", {"ops": [op], "keep": [0]})
     r = body["results"][0]
     return Pointer(client, r["id"], r["meta"], name)
@@ -204,9 +224,14 @@ def test_private_numbers_cannot_set_sizes(alice: sk.Client) -> None:
     or an axis would show in the result's shape (and its memory); refused before anything runs."""
     x, k = alice.datasets["arrays"]["x"], alice.datasets["arrays"]["k"]
     n = k[0]
-    for attack in (lambda: x.repeat(n), lambda: x.repeat(k, axis=0), lambda: _fn("numpy.linspace", 0.0, 1.0, n),
-                   lambda: x.reshape(n, -1), lambda: x.sum(axis=n - 3),
-                   lambda: alice.datasets["high"]["patients"].head(n)):
+    for attack in (
+        lambda: x.repeat(n),
+        lambda: x.repeat(k, axis=0),
+        lambda: _fn("numpy.linspace", 0.0, 1.0, n),
+        lambda: x.reshape(n, -1),
+        lambda: x.sum(axis=n - 3),
+        lambda: alice.datasets["high"]["patients"].head(n),
+    ):
         with pytest.raises(sk.OpNotAllowed, match="private"):
             attack().meta  # noqa: B018
     # elementwise use of a private number is fine: it changes values, never the shape
@@ -246,7 +271,7 @@ def test_a_failure_cannot_be_read_from_a_dp_refusal(alice: sk.Client) -> None:
     for t in (weight - 0.01, weight + 0.01):
         z = (p["patient"] != pid).astype("float64") + (p["weight"] > t).astype("float64")
         with pytest.raises(sk.InvalidArgument) as err:
-            (z ** -1.0).astype("int64").dp.count(epsilon=1e-9)
+            (z**-1.0).astype("int64").dp.count(epsilon=1e-9)
         seen.append(err.value.message)
     assert seen[0] == seen[1] and "row-wise" in seen[0]
     assert alice.budget.spent("low") == before
@@ -259,8 +284,10 @@ def test_a_row_stable_value_never_fails_as_a_whole(alice: sk.Client) -> None:
     real = _patients(False)
     pid, weight = int(real["patient"].iloc[5]), float(real["weight"].iloc[5])
     p = alice.datasets["low"]["patients"]
-    for make in (lambda t: p["age"].where(~((p["patient"] == pid) & (p["weight"] > t))),
-                 lambda t: p["age"] // ((p["patient"] != pid) | (p["weight"] <= t))):
+    for make in (
+        lambda t: p["age"].where(~((p["patient"] == pid) & (p["weight"] > t))),
+        lambda t: p["age"] // ((p["patient"] != pid) | (p["weight"] <= t)),
+    ):
         for t in (weight - 0.01, weight + 0.01):
             assert make(t).dp.count(epsilon=10.0) == pytest.approx(ROWS, abs=10)
 
@@ -336,14 +363,51 @@ def test_row_stable_ops_work_row_by_row() -> None:
         "category": pd.Series(pd.Categorical(rng.choice(["a", "b"], n), categories=["a", "b", "c"])),
         "time": pd.Series(pd.to_datetime("2026-02-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s")),
     }
-    calls = {"abs": (), "round": (1,), "clip": (0, 1), "isna": (), "notna": (), "fillna": (0,), "astype": ("float64",),
-             "add": (1,), "eq": (1,), "lt": (1,), "isin": ([1, "ab", "a"],), "between": (0, 1), "copy": (),
-             "mul": (2,), "where": (None,), "mask": (None,)}
-    str_calls = {"lower": (), "upper": (), "strip": (), "len": (), "contains": ("a",), "startswith": ("a",),
-                 "slice": (0, 2), "get": (0,), "zfill": (3,), "pad": (3,), "center": (3,), "isdigit": (),
-                 "count": ("a",), "find": ("a",), "title": (), "replace": ("a", "x")}
-    dt_calls = {"year": None, "month": None, "day": None, "hour": None, "dayofweek": None, "strftime": ("%Y-%m",),
-                "month_name": ()}
+    calls = {
+        "abs": (),
+        "round": (1,),
+        "clip": (0, 1),
+        "isna": (),
+        "notna": (),
+        "fillna": (0,),
+        "astype": ("float64",),
+        "add": (1,),
+        "eq": (1,),
+        "lt": (1,),
+        "isin": ([1, "ab", "a"],),
+        "between": (0, 1),
+        "copy": (),
+        "mul": (2,),
+        "where": (None,),
+        "mask": (None,),
+    }
+    str_calls = {
+        "lower": (),
+        "upper": (),
+        "strip": (),
+        "len": (),
+        "contains": ("a",),
+        "startswith": ("a",),
+        "slice": (0, 2),
+        "get": (0,),
+        "zfill": (3,),
+        "pad": (3,),
+        "center": (3,),
+        "isdigit": (),
+        "count": ("a",),
+        "find": ("a",),
+        "title": (),
+        "replace": ("a", "x"),
+    }
+    dt_calls = {
+        "year": None,
+        "month": None,
+        "day": None,
+        "hour": None,
+        "dayofweek": None,
+        "strftime": ("%Y-%m",),
+        "month_name": (),
+    }
     checked = 0
 
     def same(f: Callable[[pd.Series], Any], s: pd.Series) -> None:
@@ -390,11 +454,27 @@ def test_isolation_keeps_every_row_but_the_failing_ones() -> None:
 
     real = pd.Series(["1", "2", "x", "4"], index=[10, 11, 12, 13], dtype="string")
     twin = pd.Series([1.0, 2.0], name=None)
-    out = isolation.isolate_rows("method", "astype", "Series.astype", al.lookup("Series", "astype"),
-                                 args(real, "float64"), twin, ex._invoke, ex.type_key)
+    out = isolation.isolate_rows(
+        "method",
+        "astype",
+        "Series.astype",
+        al.lookup("Series", "astype"),
+        args(real, "float64"),
+        twin,
+        ex._invoke,
+        ex.type_key,
+    )
     assert out.tolist() == [1.0, 2.0, 0.0, 4.0] and out.index.tolist() == [10, 11, 12, 13]
-    upper = isolation.isolate_rows("method", "upper", "StringMethods.upper", al.lookup("StringMethods", "upper"),
-                                   args(real.str), pd.Series(["A"], dtype="string"), ex._invoke, ex.type_key)
+    upper = isolation.isolate_rows(
+        "method",
+        "upper",
+        "StringMethods.upper",
+        al.lookup("StringMethods", "upper"),
+        args(real.str),
+        pd.Series(["A"], dtype="string"),
+        ex._invoke,
+        ex.type_key,
+    )
     assert upper.tolist() == ["1", "2", "X", "4"]
     blank = isolation.all_defaults(args(real.str), pd.Series([1], dtype="int64"))
     assert blank.tolist() == [0, 0, 0, 0] and blank.index.tolist() == [10, 11, 12, 13]
@@ -418,8 +498,9 @@ def _one_patient(p: Any) -> Any:
 
 ROWWISE_REFUSED: dict[str, Callable[[Any], Any]] = {
     # a fifth review: midnight that does not exist (a DST gap) fails on one row's day only
-    "normalize across a DST gap": lambda p: (_one_patient(p) * pd.Timedelta(days=1)
-                                             + pd.Timestamp("2018-11-03 12:00", tz="America/Sao_Paulo")).dt.normalize(),
+    "normalize across a DST gap": lambda p: (
+        _one_patient(p) * pd.Timedelta(days=1) + pd.Timestamp("2018-11-03 12:00", tz="America/Sao_Paulo")
+    ).dt.normalize(),
     # one row with a time of day changes how every row's date prints
     "datetimes as text": lambda p: (_one_patient(p) * pd.Timedelta(hours=1) + pd.Timestamp("2020-01-01")).astype(str),
     "durations as text": lambda p: (_one_patient(p) * pd.Timedelta(hours=1) + pd.Timedelta(days=1)).astype(str),
@@ -492,8 +573,13 @@ def _room_left(client: sk.Client) -> int:
     while hi - lo > 1:
         mid = (lo + hi) // 2
         try:
-            body, _ = client.call("run", {"ops": [{"kind": "function", "name": "numpy.linspace",
-                                                   "args": [0.0, 1.0, mid], "kwargs": []}], "keep": [0]})
+            body, _ = client.call(
+                "run",
+                {
+                    "ops": [{"kind": "function", "name": "numpy.linspace", "args": [0.0, 1.0, mid], "kwargs": []}],
+                    "keep": [0],
+                },
+            )
             client.call("del", {"ids": [body["results"][0]["id"]]})
             lo = mid
         except sk.QuotaExceeded:
@@ -555,8 +641,16 @@ def test_allowlisted_shapes_do_not_depend_on_values() -> None:
                 continue
             if ra is None:
                 continue
-            sa = tuple(getattr(ra, "shape", ()) or ()) if not isinstance(ra, tuple) else tuple(getattr(r, "shape", ()) for r in ra)
-            sb = tuple(getattr(rb, "shape", ()) or ()) if not isinstance(rb, tuple) else tuple(getattr(r, "shape", ()) for r in rb)
+            sa = (
+                tuple(getattr(ra, "shape", ()) or ())
+                if not isinstance(ra, tuple)
+                else tuple(getattr(r, "shape", ()) for r in ra)
+            )
+            sb = (
+                tuple(getattr(rb, "shape", ()) or ())
+                if not isinstance(rb, tuple)
+                else tuple(getattr(r, "shape", ()) for r in rb)
+            )
             assert sa == sb, f"{label}: {sa} vs {sb}"
             checked += 1
     assert checked > 100
@@ -729,8 +823,7 @@ def test_a_failure_on_the_real_data_alone_stays_private(alice: sk.Client, owner:
 
 def test_types_and_callables_are_refused_as_arguments(alice: sk.Client) -> None:
     p = alice.datasets["high"]["patients"]
-    for attack in (lambda: p[str], lambda: p["age"].map(str), lambda: p.groupby(int),
-                   lambda: p["age"].agg(float)):
+    for attack in (lambda: p[str], lambda: p["age"].map(str), lambda: p.groupby(int), lambda: p["age"].agg(float)):
         with pytest.raises(sk.SyftError, match="type"):
             attack().meta  # noqa: B018
     assert p["age"].astype(float).dtype == "float64" and p["age"].astype("int32").dtype == "int32"

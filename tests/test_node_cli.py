@@ -24,8 +24,9 @@ from syft_kernel.core.keys import (
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "syft_kernel.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "syft_kernel.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
 
 
 def test_init_creates_database_keys_and_connection_file(tmp_path: Path) -> None:
@@ -141,6 +142,10 @@ def test_node_settings_come_from_the_folder_and_the_command_line(tmp_path: Path)
         del x
     finally:
         node.stop()
-    out = subprocess.run([sys.executable, "-m", "syft_kernel.cli", "node", "config", str(folder)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "syft_kernel.cli", "node", "config", str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "--NodeConfig.max_pending_requests=3" in out and "Undecided requests one user may have filed" in out

@@ -32,15 +32,21 @@ def test_a_plan_runs_in_one_round_trip(scientist: sk.Client, published: sk.Clien
     assert runs(published) - before == 1
     assert mean.private and by_sex.type == "Series"
     assert codec.decode_value(published.call("get", {"id": mean.id})[0]["value"], []) == pytest.approx(
-        births_df["weight"].mean())
+        births_df["weight"].mean()
+    )
 
 
 def test_readable_form_and_stable_hash(scientist: sk.Client) -> None:
     births = scientist.datasets["birth-records-feb"]["births"]
     p = sk.plan(weight_stats.fn).trace(births)
     assert p.lines() == [
-        "v1 = in0['weight']", "v2 = in0.groupby('sex', observed=True)", "v3 = v2['weight']",
-        "v4 = v3.mean()", "v5 = v1.mean()", "return v5, v4"]
+        "v1 = in0['weight']",
+        "v2 = in0.groupby('sex', observed=True)",
+        "v3 = v2['weight']",
+        "v4 = v3.mean()",
+        "v5 = v1.mean()",
+        "return v5, v4",
+    ]
     again = sk.plan(weight_stats.fn).trace(births)
     assert p.hash == again.hash and len(p.hash) == 64
 
@@ -72,8 +78,10 @@ def test_the_whole_plan_is_validated_before_anything_runs(scientist: sk.Client, 
 
     with pytest.raises(sk.OpNotAllowed, match="DataFrame.to_pickle"):
         sneaky(births)
-    ops = [{"kind": "method", "name": "sum", "args": [{"~": "in", "i": 0}]},
-           {"kind": "function", "name": "numpy.save", "args": ["/tmp/x", {"~": "res", "i": 0}]}]
+    ops = [
+        {"kind": "method", "name": "sum", "args": [{"~": "in", "i": 0}]},
+        {"kind": "function", "name": "numpy.save", "args": ["/tmp/x", {"~": "res", "i": 0}]},
+    ]
     objects = published.stats()["objects"]
     with pytest.raises(sk.OpNotAllowed, match="numpy.save"):
         scientist.call("run", {"ops": ops, "keep": [0], "inputs": [births.id]})

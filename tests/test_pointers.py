@@ -37,38 +37,61 @@ def test_column_selection_filtering_and_arithmetic(births: sk.Pointer, births_df
     pd.testing.assert_frame_equal(both.get(), expected)
 
 
-@pytest.mark.parametrize("method, args", [
-    ("sum", ()), ("mean", ()), ("std", ()), ("min", ()), ("max", ()), ("count", ()), ("quantile", (0.9,)),
-    ("median", ()), ("var", ()), ("nunique", ()),
-])
+@pytest.mark.parametrize(
+    "method, args",
+    [
+        ("sum", ()),
+        ("mean", ()),
+        ("std", ()),
+        ("min", ()),
+        ("max", ()),
+        ("count", ()),
+        ("quantile", (0.9,)),
+        ("median", ()),
+        ("var", ()),
+        ("nunique", ()),
+    ],
+)
 def test_reductions(births: sk.Pointer, births_df: pd.DataFrame, method: str, args: tuple) -> None:  # type: ignore[type-arg]
     out = getattr(births["weight"], method)(*args)
     assert out.shape == ()  # a scalar's shape reveals nothing
     assert out.get() == pytest.approx(getattr(births_df["weight"], method)(*args))
 
 
-def test_describe_value_counts_groupby_merge_sort(births: sk.Pointer, births_df: pd.DataFrame, published: sk.Client) -> None:
-    pd.testing.assert_frame_equal(births[["weight", "height"]].describe().get(),
-                                  births_df[["weight", "height"]].describe())
+def test_describe_value_counts_groupby_merge_sort(
+    births: sk.Pointer, births_df: pd.DataFrame, published: sk.Client
+) -> None:
+    pd.testing.assert_frame_equal(
+        births[["weight", "height"]].describe().get(), births_df[["weight", "height"]].describe()
+    )
     pd.testing.assert_series_equal(births["delivery"].value_counts().get(), births_df["delivery"].value_counts())
     grouped = births.groupby("sex", observed=True).agg({"weight": ["mean", "std"], "height": "max"})
-    pd.testing.assert_frame_equal(grouped.get(), births_df.groupby("sex", observed=True)
-                                  .agg({"weight": ["mean", "std"], "height": "max"}))
+    pd.testing.assert_frame_equal(
+        grouped.get(), births_df.groupby("sex", observed=True).agg({"weight": ["mean", "std"], "height": "max"})
+    )
     named = births.groupby(["sex", "delivery"], observed=True)["weight"].mean()
     pd.testing.assert_series_equal(named.get(), births_df.groupby(["sex", "delivery"], observed=True)["weight"].mean())
     ages = births.groupby("mother_age").agg(n=("weight", "count"))
     pd.testing.assert_frame_equal(ages.get(), births_df.groupby("mother_age").agg(n=("weight", "count")))
     mothers = births[["mother_id", "mother_age"]].drop_duplicates("mother_id")
     merged = births[["mother_id", "weight"]].merge(mothers, on="mother_id", how="left")
-    pd.testing.assert_frame_equal(merged.get(), births_df[["mother_id", "weight"]].merge(
-        births_df[["mother_id", "mother_age"]].drop_duplicates("mother_id"), on="mother_id", how="left"))
+    pd.testing.assert_frame_equal(
+        merged.get(),
+        births_df[["mother_id", "weight"]].merge(
+            births_df[["mother_id", "mother_age"]].drop_duplicates("mother_id"), on="mother_id", how="left"
+        ),
+    )
     ordered = births.sort_values(["weight", "mother_id"], ascending=False).head(10)
-    pd.testing.assert_frame_equal(ordered.get(), births_df.sort_values(["weight", "mother_id"], ascending=False).head(10))
+    pd.testing.assert_frame_equal(
+        ordered.get(), births_df.sort_values(["weight", "mother_id"], ascending=False).head(10)
+    )
 
 
 def test_missing_values_and_types(births: sk.Pointer, births_df: pd.DataFrame) -> None:
     holes = births["weight"].where(births["weight"] > 3)
-    pd.testing.assert_series_equal(holes.fillna(0.0).get(), births_df["weight"].where(births_df["weight"] > 3).fillna(0.0))
+    pd.testing.assert_series_equal(
+        holes.fillna(0.0).get(), births_df["weight"].where(births_df["weight"] > 3).fillna(0.0)
+    )
     pd.testing.assert_series_equal(holes.dropna().get(), births_df["weight"].where(births_df["weight"] > 3).dropna())
     pd.testing.assert_series_equal(births["weeks"].astype("int32").get(), births_df["weeks"].astype("int32"))
     pd.testing.assert_series_equal(births["day"].dt.day.get(), births_df["day"].dt.day)

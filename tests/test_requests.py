@@ -32,8 +32,13 @@ def test_request_approve_then_get(mean_weight: sk.Pointer, published: sk.Client,
     assert [r.id for r in queued] == [req.id]
     seen = queued[0]
     assert seen.reason == "mean weight for the study" and seen.size and seen.size > 0
-    assert seen.plan == ["v1 = asset('birth-records-feb/births')['weight']", "v2 = v1.sum()",
-                         "v3 = asset('birth-records-feb/births')['weight']", "v4 = v3.count()", "v5 = v2 / v4"]
+    assert seen.plan == [
+        "v1 = asset('birth-records-feb/births')['weight']",
+        "v2 = v1.sum()",
+        "v3 = asset('birth-records-feb/births')['weight']",
+        "v4 = v3.count()",
+        "v5 = v2 / v4",
+    ]
     seen.approve(comment="fine for the study")
     assert req.wait(timeout=10).status == "approved"
     assert req.comment == "fine for the study"
@@ -80,8 +85,9 @@ def test_deny_with_a_comment(mean_weight: sk.Pointer, published: sk.Client) -> N
 
 
 @pytest.mark.syft_own_node  # lists every request
-def test_filters_and_a_scientist_sees_only_their_own(mean_weight: sk.Pointer, published: sk.Client,
-                                                     syft_node, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_filters_and_a_scientist_sees_only_their_own(
+    mean_weight: sk.Pointer, published: sk.Client, syft_node, make_user
+) -> None:  # type: ignore[no-untyped-def]
     a = mean_weight.request(reason="first")
     with sk.login(syft_node.connection_file, key=make_user("bob")) as bob:
         b = (bob.datasets["birth-records-feb"]["births"]["weight"].max()).request(reason="second")
@@ -99,8 +105,9 @@ def test_requesting_twice_returns_the_same_request(mean_weight: sk.Pointer) -> N
     assert mean_weight.request(reason="a").id == mean_weight.request(reason="b").id
 
 
-def test_bad_requests_and_decisions(mean_weight: sk.Pointer, scientist: sk.Client, published: sk.Client,
-                                    syft_node, make_user) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests_and_decisions(
+    mean_weight: sk.Pointer, scientist: sk.Client, published: sk.Client, syft_node, make_user
+) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(sk.InvalidArgument, match="say why"):
         mean_weight.request(reason="  ")
     req = mean_weight.request(reason="r")
@@ -113,10 +120,14 @@ def test_bad_requests_and_decisions(mean_weight: sk.Pointer, scientist: sk.Clien
             bob.call("requests.create", {"id": mean_weight.id, "reason": "mine now"})
     # a forged signature (signed by a key that is not the owner's)
     forger = sk.generate_keypair("forger")
-    message = msgpack.packb(["syft-kernel decision v1", "hospital", req.id, req.info["content_hash"], "approve", "n" * 32])
+    message = msgpack.packb(
+        ["syft-kernel decision v1", "hospital", req.id, req.info["content_hash"], "approve", "n" * 32]
+    )
     with pytest.raises(sk.PermissionDenied, match="does not verify"):
-        published.call("requests.decide", {"id": req.id, "decision": "approve", "nonce": "n" * 32,
-                                           "signature": forger.sign(message)})
+        published.call(
+            "requests.decide",
+            {"id": req.id, "decision": "approve", "nonce": "n" * 32, "signature": forger.sign(message)},
+        )
     # a signature for another decision does not carry over
     good = published.key.sign(message)
     with pytest.raises(sk.PermissionDenied, match="does not verify"):

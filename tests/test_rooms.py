@@ -14,8 +14,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ROOMS = {"core": "syft_kernel.core", "node": "syft_kernel.node", "widgets": "syft_kernel.widgets",
-         "extension": "syft_kernel.extension", "syft_kernel": "syft_kernel"}
+ROOMS = {
+    "core": "syft_kernel.core",
+    "node": "syft_kernel.node",
+    "widgets": "syft_kernel.widgets",
+    "extension": "syft_kernel.extension",
+    "syft_kernel": "syft_kernel",
+}
 # the entry points start nodes: they alone may import the node
 ENTRY_POINTS = {"syft_kernel.cli", "syft_kernel.demo", "syft_kernel.launcher", "syft_kernel.pytest_plugin"}
 
@@ -71,10 +76,15 @@ def violations() -> list[str]:
                 bad.append(f"{module} (core) imports {target}")
             elif room == "syft_kernel.node" and there != room:
                 bad.append(f"{module} (node) imports {target}: the node imports only core")
-            elif room in ("client", "syft_kernel.widgets", "syft_kernel.extension") and there == "syft_kernel.node" \
-                    and module not in ENTRY_POINTS:
-                bad.append(f"{module} imports {target}: only the entry points ({', '.join(sorted(ENTRY_POINTS))}) "
-                           "may import the node")
+            elif (
+                room in ("client", "syft_kernel.widgets", "syft_kernel.extension")
+                and there == "syft_kernel.node"
+                and module not in ENTRY_POINTS
+            ):
+                bad.append(
+                    f"{module} imports {target}: only the entry points ({', '.join(sorted(ENTRY_POINTS))}) "
+                    "may import the node"
+                )
     return bad
 
 
@@ -90,8 +100,10 @@ def test_the_rule_catches_a_wrong_import() -> None:
 
 def test_the_node_never_loads_the_client() -> None:
     """``import syft_kernel.node.server`` loads core and the node only: no pointers, no widgets."""
-    code = ("import json, sys, syft_kernel.node.server, syft_kernel.node.sandbox; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('syft_kernel'))))")
+    code = (
+        "import json, sys, syft_kernel.node.server, syft_kernel.node.sandbox; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('syft_kernel'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = json.loads(out)
     assert [m for m in loaded if room_of(m) not in ("syft_kernel.core", "syft_kernel.node")] == ["syft_kernel"]

@@ -33,8 +33,10 @@ from syft_kernel.sample_data import birth_records
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap") and not os.environ.get("SYFT_KERNEL_BWRAP"),
-                                reason="bubblewrap is not installed (make test installs it)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/usr/bin/bwrap") and not os.environ.get("SYFT_KERNEL_BWRAP"),
+    reason="bubblewrap is not installed (make test installs it)",
+)
 
 RUN_TIMEOUT = 120.0  # s a test waits for one run
 
@@ -43,10 +45,14 @@ def _setup(folder: Path) -> NodeProcess:
     node = start_node(folder / "hospital", name="hospital")
     with node.login() as owner:
         owner.datasets.upload(
-            "births", assets={"births": birth_records(month=2, rows=200),
-                              "matrix": np.arange(12, dtype=np.float64).reshape(3, 4),
-                              "tensor": torch.arange(6, dtype=torch.float32).reshape(2, 3)},
-            description="Monthly birth records")
+            "births",
+            assets={
+                "births": birth_records(month=2, rows=200),
+                "matrix": np.arange(12, dtype=np.float64).reshape(3, 4),
+                "tensor": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+            },
+            description="Monthly birth records",
+        )
         _, pub = write_keypair(generate_keypair("alice"), folder / "users")
         owner.users.add("alice", role="data_scientist", public_key=pub)
     return node
@@ -78,12 +84,13 @@ def submit(alice: sk.Client, source: str, inputs: dict[str, str] | None = None) 
     ids = {}  # every run reads an asset: what a code request touches decides who may approve it
     for name, asset in (inputs or {"births": "births"}).items():
         ids[name] = alice.datasets["births"][asset].id
-    info = alice.call("code.submit", {"source": source, "fn_name": "attack", "inputs": ids, "reason": "sandbox test"})[0]
+    info = alice.call("code.submit", {"source": source, "fn_name": "attack", "inputs": ids, "reason": "sandbox test"})[
+        0
+    ]
     return sk.Job(alice, info)
 
 
-def run(owner: sk.Client, alice: sk.Client, source: str, inputs: dict[str, str] | None = None,
-        **limits: float) -> Any:
+def run(owner: sk.Client, alice: sk.Client, source: str, inputs: dict[str, str] | None = None, **limits: float) -> Any:
     """Approve the code with ``limits`` and return its result, or the RemoteError it failed with
     as the owner reads it: the requester learns only the kind of error, the owner's audit log has
     the code's own message (which could quote private data)."""
@@ -109,14 +116,14 @@ def failure(result: Any) -> str:
 # ---------------------------------------------------------------- it works
 
 
-BENIGN = '''
+BENIGN = """
 def attack(births, matrix, tensor):
     import numpy as np
     import torch
     return {"mean": births.groupby("sex", observed=True)["weight"].mean().round(3),
             "gram": matrix @ matrix.T, "total": float(np.sum(matrix)), "tensor": tensor * 2 + torch.ones(2, 3),
             "frame": births.head(3)}
-'''
+"""
 
 
 @pytest.mark.timeout(180)
@@ -137,7 +144,7 @@ def test_an_approved_run_returns_its_result(owner: sk.Client, alice: sk.Client) 
 
 @pytest.mark.timeout(120)
 def test_rewriting_the_old_hook_globals_gains_nothing(node: NodeProcess, owner: sk.Client, alice: sk.Client) -> None:
-    source = f'''
+    source = f"""
 def attack(births):
     import __main__, sys
     __main__.BLOCKED_EVENTS = frozenset()
@@ -145,7 +152,7 @@ def attack(births):
     __main__.UID = 0
     __main__.install_seccomp = __main__.lower_limits = lambda *a: None
     return open({str(node.owner_key)!r}, "rb").read()
-'''
+"""
     assert "No such file or directory" in failure(run(owner, alice, source))
 
 
@@ -154,12 +161,27 @@ def test_the_node_and_the_host_are_not_visible(node: NodeProcess, owner: sk.Clie
     folder = node.folder.resolve()
     assets = sorted(str(p) for p in (folder / "assets").rglob("*") if p.is_file())
     assert assets, "the node should hold asset files"
-    secret = [str(folder), str(folder / "keys"), str(folder / "keys" / "owner.key"), str(folder / "keys" / "node.key"),
-              str(folder / "node.db"), str(folder / "assets"), *assets, f"/proc/1/root{folder}",
-              f"/proc/1/root{folder}/node.db", str(REPO / ".git"), str(REPO / "tests"), str(REPO.parent / "shared"),
-              "/root/.bashrc", "/etc/passwd", "/etc/hostname", str(folder.parent / "users" / "alice.key"),
-              "../../keys/owner.key", "../../node.db"]
-    source = f'''
+    secret = [
+        str(folder),
+        str(folder / "keys"),
+        str(folder / "keys" / "owner.key"),
+        str(folder / "keys" / "node.key"),
+        str(folder / "node.db"),
+        str(folder / "assets"),
+        *assets,
+        f"/proc/1/root{folder}",
+        f"/proc/1/root{folder}/node.db",
+        str(REPO / ".git"),
+        str(REPO / "tests"),
+        str(REPO.parent / "shared"),
+        "/root/.bashrc",
+        "/etc/passwd",
+        "/etc/hostname",
+        str(folder.parent / "users" / "alice.key"),
+        "../../keys/owner.key",
+        "../../node.db",
+    ]
+    source = f"""
 def attack(births):
     import os
     import pyarrow
@@ -180,38 +202,56 @@ def attack(births):
             return []
     return {{"seen": seen, "root": ls("/"), "home": ls("/root"), "parent": ls({str(REPO.parent)!r}),
              "main": ls({str(REPO)!r}), "tmp": ls("/tmp"), "etc": ls("/etc"), "cwd": os.getcwd()}}
-'''
+"""
     out = run(owner, alice, source)
     assert not isinstance(out, Exception), out
     assert out["seen"] == {}
     assert out["home"] == [".pyenv"] or out["home"] == []  # only the way to the Python installation
-    assert out["parent"] == [REPO.name] and out["main"] == ["core", "node", "syft_kernel"]  # our sources, not the repository
+    assert out["parent"] == [REPO.name] and out["main"] == [
+        "core",
+        "node",
+        "syft_kernel",
+    ]  # our sources, not the repository
     # an empty /tmp, but for the way to our sources when the repository itself lives under /tmp
     assert out["tmp"] == ([REPO.parts[2]] if REPO.parts[1] == "tmp" else [])
     assert out["etc"] == ["ld.so.cache"] and out["cwd"] == "/tmp"
     # the top of the filesystem: system folders, plus the first folder on the way to Python and to our sources
-    assert set(out["root"]) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "proc", "dev", "tmp",
-                                "root", REPO.parts[1], Path(sys.prefix).resolve().parts[1]}
+    assert set(out["root"]) <= {
+        "usr",
+        "bin",
+        "sbin",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "etc",
+        "proc",
+        "dev",
+        "tmp",
+        "root",
+        REPO.parts[1],
+        Path(sys.prefix).resolve().parts[1],
+    }
 
 
 @pytest.mark.timeout(120)
 def test_sqlite_cannot_open_the_node_database(node: NodeProcess, owner: sk.Client, alice: sk.Client) -> None:
     for path in (str(node.folder.resolve() / "node.db"), "../../node.db"):
-        source = f'''
+        source = f"""
 def attack(births):
     import _sqlite3
     c = _sqlite3.connect({path!r})
     c.execute("INSERT INTO readers(object_id, user, request_id) VALUES ('o1', 'alice', 'r1')")
     c.commit()
     return 1
-'''
+"""
         assert "unable to open database" in failure(run(owner, alice, source))
 
 
 def test_only_the_allowed_packages_are_installed(owner: sk.Client, alice: sk.Client) -> None:
     """site-packages in the sandbox holds numpy, pandas, pyarrow, torch and what they need; the
     node's other packages (Jupyter, cryptography, the kernel's) are not there to be imported."""
-    source = '''
+    source = """
 def attack(births):
     import importlib, os, sys
     found = {}
@@ -225,11 +265,12 @@ def attack(births):
     site = [p for p in sys.path if p.endswith("site-packages")][0]
     found["entries"] = len(os.listdir(site))
     return found
-'''
+"""
     found = run(owner, alice, source)
     assert found["numpy"] and found["pandas"] and found["pyarrow"] and found["msgpack"], found
-    assert not any(found[n] for n in ("cryptography", "jupyter_server", "IPython", "ipykernel", "tornado",
-                                      "playwright")), found
+    assert not any(
+        found[n] for n in ("cryptography", "jupyter_server", "IPython", "ipykernel", "tornado", "playwright")
+    ), found
     assert found["entries"] < 100, found  # of the ~400 entries the node's own Python has
 
 
@@ -239,8 +280,8 @@ def attack(births):
 @pytest.mark.timeout(120)
 def test_no_network(node: NodeProcess, owner: sk.Client, alice: sk.Client) -> None:
     tcp = next(a for a in node.connection["addresses"] if a.startswith("tcp://"))
-    host, port = tcp[len("tcp://"):].rsplit(":", 1)
-    source = f'''
+    host, port = tcp[len("tcp://") :].rsplit(":", 1)
+    source = f"""
 def attack(births):
     import socket
     import zmq
@@ -262,7 +303,7 @@ def attack(births):
     z.close()
     ctx.term()
     return out
-'''
+"""
     out = run(owner, alice, source)
     assert not isinstance(out, Exception), out
     assert out.pop("zmq") == "no reply"
@@ -271,51 +312,54 @@ def attack(births):
 
 
 PROCESS_ATTACKS = {
-    "fork_exec": '''
+    "fork_exec": """
     import _posixsubprocess, os
     r, w = os.pipe()
     _posixsubprocess.fork_exec([b"/usr/bin/touch", b"/tmp/pwned"], [b"/usr/bin/touch"], True, (w,), None, None,
-                               -1, -1, -1, -1, -1, -1, r, w, True, False, -1, None, None, None, -1, None, False)''',
-    "os.fork": '''
+                               -1, -1, -1, -1, -1, -1, r, w, True, False, -1, None, None, None, -1, None, False)""",
+    "os.fork": """
     import os
     if os.fork() == 0:
         open("/tmp/pwned", "w").close()
-        os._exit(0)''',
-    "os.system": '''
+        os._exit(0)""",
+    "os.system": """
     import os
-    os.system("touch /tmp/pwned")''',
-    "subprocess.run": '''
+    os.system("touch /tmp/pwned")""",
+    "subprocess.run": """
     import subprocess
-    subprocess.run(["/usr/bin/touch", "/tmp/pwned"])''',
-    "os.posix_spawn": '''
+    subprocess.run(["/usr/bin/touch", "/tmp/pwned"])""",
+    "os.posix_spawn": """
     import os
-    os.posix_spawn("/usr/bin/touch", ["touch", "/tmp/pwned"], {})''',
-    "os.execv": '''
+    os.posix_spawn("/usr/bin/touch", ["touch", "/tmp/pwned"], {})""",
+    "os.execv": """
     import os
-    os.execv("/usr/bin/touch", ["touch", "/tmp/pwned"])''',
-    "raw clone": '''
+    os.execv("/usr/bin/touch", ["touch", "/tmp/pwned"])""",
+    "raw clone": """
     import ctypes, os
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(56, 17, 0, 0, 0, 0) == 0:  # clone(SIGCHLD), no glibc in the way
         os._exit(0)
-    raise OSError(ctypes.get_errno(), "clone")''',
-    "multiprocessing": '''
+    raise OSError(ctypes.get_errno(), "clone")""",
+    "multiprocessing": """
     import multiprocessing
     p = multiprocessing.get_context("fork").Process(target=open, args=("/tmp/pwned", "w"))
     p.start()
-    p.join()''',
+    p.join()""",
 }
 
 
 @pytest.mark.timeout(120)
 def test_no_processes(owner: sk.Client, alice: sk.Client) -> None:
-    attempts = "".join(f'''
+    attempts = "".join(
+        f"""
     try:{body.replace(chr(10) + "    ", chr(10) + "        ")}
         out[{name!r}] = "ran"
     except OSError as e:
         out[{name!r}] = e.errno
-''' for name, body in PROCESS_ATTACKS.items())
-    source = f'''
+"""
+        for name, body in PROCESS_ATTACKS.items()
+    )
+    source = f"""
 def attack(births):
     import errno, os, threading, time
     out = {{}}
@@ -328,7 +372,7 @@ def attack(births):
     t.join()
     out["threads"] = done
     return out
-'''
+"""
     out = run(owner, alice, source)
     assert not isinstance(out, Exception), out
     assert out.pop("pwned") is False
@@ -339,17 +383,17 @@ def attack(births):
 
 @pytest.mark.timeout(120)
 def test_a_32_bit_system_call_ends_the_run(owner: sk.Client, alice: sk.Client) -> None:
-    source = '''
+    source = """
 def attack(births):
     import ctypes
     return ctypes.CDLL(None).syscall(0x40000000 | 57)  # fork through the x32 ABI, past a 64-bit-only filter
-'''
+"""
     assert "a refused system call" in failure(run(owner, alice, source))
 
 
 @pytest.mark.timeout(120)
 def test_it_runs_as_nobody_without_capabilities(owner: sk.Client, alice: sk.Client) -> None:
-    source = '''
+    source = """
 def attack(births):
     import os
     status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
@@ -362,7 +406,7 @@ def attack(births):
             "caps": [int(status[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")],
             "seccomp": int(status["Seccomp"]), "no_new_privs": int(status["NoNewPrivs"]), "setuid": setuid,
             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
-'''
+"""
     out = run(owner, alice, source)
     assert not isinstance(out, Exception), out
     assert out["uid"] == out["euid"] == out["gid"] == 65534
@@ -376,12 +420,12 @@ def attack(births):
 
 @pytest.mark.timeout(120)
 def test_memory_bomb_ends_at_the_memory_limit(owner: sk.Client, alice: sk.Client) -> None:
-    source = '''
+    source = """
 def attack(births):
     hog = []
     while True:
         hog.append(bytearray(64 * 1024 * 1024))
-'''
+"""
     assert "memory limit" in failure(run(owner, alice, source, memory_mb=512))
 
 
@@ -395,12 +439,12 @@ def test_an_endless_loop_ends_at_the_time_limit(owner: sk.Client, alice: sk.Clie
 
 @pytest.mark.timeout(120)
 def test_a_huge_file_ends_at_the_size_limit(owner: sk.Client, alice: sk.Client) -> None:
-    source = '''
+    source = """
 def attack(births):
     with open("/tmp/huge", "wb") as f:
         for _ in range(100):
             f.write(b"x" * 1024 * 1024)
-'''
+"""
     assert "file larger than its 5 MB output limit" in failure(run(owner, alice, source, output_mb=5))
 
 
@@ -409,20 +453,20 @@ def attack(births):
 
 @pytest.mark.timeout(180)
 def test_a_run_leaves_nothing_for_the_next(owner: sk.Client, alice: sk.Client) -> None:
-    leave = '''
+    leave = """
 def attack(births):
     import builtins, numpy, sys
     open("/tmp/leftover", "w").write("secret of run 1")
     numpy.leftover = builtins.leftover = "secret of run 1"
     sys.modules["leftover"] = sys
     return 1
-'''
-    look = '''
+"""
+    look = """
 def attack(births):
     import builtins, numpy, os, sys
     return {"file": os.path.exists("/tmp/leftover"), "tmp": os.listdir("/tmp"),
             "module": hasattr(numpy, "leftover") or hasattr(builtins, "leftover") or "leftover" in sys.modules}
-'''
+"""
     assert run(owner, alice, leave) == 1
     assert run(owner, alice, look) == {"file": False, "tmp": [], "module": False}
 
@@ -502,13 +546,17 @@ def _fake_bwrap(folder: Path) -> Path:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("bwrap, match", [
-    ("/nonexistent/bwrap", "bubblewrap was not found at /nonexistent/bwrap"),
-    ("/bin/false", "the sandbox did not start"),
-    ("fake", "failed its self-check: it runs as uid 0"),
-])
-def test_without_a_working_sandbox_code_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   bwrap: str, match: str) -> None:
+@pytest.mark.parametrize(
+    "bwrap, match",
+    [
+        ("/nonexistent/bwrap", "bubblewrap was not found at /nonexistent/bwrap"),
+        ("/bin/false", "the sandbox did not start"),
+        ("fake", "failed its self-check: it runs as uid 0"),
+    ],
+)
+def test_without_a_working_sandbox_code_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bwrap: str, match: str
+) -> None:
     if bwrap == "fake":
         bwrap = str(_fake_bwrap(tmp_path))
     monkeypatch.setenv("SYFT_KERNEL_BWRAP", bwrap)

@@ -34,22 +34,32 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     users = folder / "users"
     with proc.login() as owner:
         owner.datasets.upload(
-            "births", assets={"births": birth_records(month=2, rows=300),
-                              "matrix": np.arange(12, dtype=np.float64).reshape(3, 4),
-                              "tensor": torch.arange(6, dtype=torch.float32).reshape(2, 3)},
-            description="Monthly birth records", subject_column="mother_id")
+            "births",
+            assets={
+                "births": birth_records(month=2, rows=300),
+                "matrix": np.arange(12, dtype=np.float64).reshape(3, 4),
+                "tensor": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+            },
+            description="Monthly birth records",
+            subject_column="mother_id",
+        )
         owner.datasets.upload(
-            "large", assets={"big": np.random.default_rng(0).random(1_000_000),
-                             "tall": pd.DataFrame({"x": np.arange(600_000, dtype=np.float64)})},
-            description="large enough for slow operations")
+            "large",
+            assets={
+                "big": np.random.default_rng(0).random(1_000_000),
+                "tall": pd.DataFrame({"x": np.arange(600_000, dtype=np.float64)}),
+            },
+            description="large enough for slow operations",
+        )
         for name in ("alice", "bob"):
             _, pub = write_keypair(generate_keypair(name), users)
             owner.users.add(name, role="data_scientist", public_key=pub)
         _, clinic_pub = write_keypair(generate_keypair("clinic"), users)
         owner.users.add("clinic", role="owner", public_key=clinic_pub)
     with login(proc.connection_file, key=users / "clinic.key") as clinic:
-        clinic.datasets.upload("clinic-secrets", assets={"codes": np.array([11.0, 22.0, 33.0, 44.0])},
-                               description="another owner's data")
+        clinic.datasets.upload(
+            "clinic-secrets", assets={"codes": np.array([11.0, 22.0, 33.0, 44.0])}, description="another owner's data"
+        )
     try:
         yield proc
     finally:
@@ -70,16 +80,21 @@ def owner(node: NodeProcess) -> Iterator[sk.Client]:
 
 def _public(client: sk.Client, values: list[float]) -> str:
     """A public object of the scientist's own (made on the node from literals)."""
-    ops = [{"kind": "function", "name": "numpy.linspace", "args": [values[0], values[-1], len(values)],
-            "kwargs": []}]
+    ops = [{"kind": "function", "name": "numpy.linspace", "args": [values[0], values[-1], len(values)], "kwargs": []}]
     body, _ = client.call("run", {"ops": ops, "keep": [0]})
     return str(body["results"][0]["id"])
 
 
-def _run(client: sk.Client, ops: list[dict], keep: list[int] | None = None, bufs: list | None = None,  # type: ignore[type-arg]
-         **extra) -> dict:  # type: ignore[type-arg]
-    body, _ = client.call("run", {"ops": ops, "keep": keep if keep is not None else [len(ops) - 1], **extra},
-                          bufs or [])
+def _run(
+    client: sk.Client,
+    ops: list[dict],
+    keep: list[int] | None = None,
+    bufs: list | None = None,  # type: ignore[type-arg]
+    **extra,
+) -> dict:  # type: ignore[type-arg]
+    body, _ = client.call(
+        "run", {"ops": ops, "keep": keep if keep is not None else [len(ops) - 1], **extra}, bufs or []
+    )
     return body  # type: ignore[no-any-return]
 
 
@@ -107,10 +122,15 @@ def test_output_arguments_are_refused_by_position_and_by_keyword(alice: sk.Clien
         [{"kind": "method", "name": "sum", "args": [_ref(m.id), 0, None, _ref(public)], "kwargs": []}],
         [{"kind": "method", "name": "max", "args": [_ref(m.id), 0, _ref(public)], "kwargs": []}],
         [{"kind": "method", "name": "clip", "args": [_ref(m.id), 0, 1, _ref(m.id)], "kwargs": []}],
-        [{"kind": "function", "name": "numpy.trace", "args": [_ref(m.id), 0, 0, 1, None, _ref(public)],
-          "kwargs": []}],
-        [{"kind": "function", "name": "torch.norm", "args": [_ref(t.id), "fro", None, False, _ref(t.id)],
-          "kwargs": []}],
+        [{"kind": "function", "name": "numpy.trace", "args": [_ref(m.id), 0, 0, 1, None, _ref(public)], "kwargs": []}],
+        [
+            {
+                "kind": "function",
+                "name": "torch.norm",
+                "args": [_ref(t.id), "fro", None, False, _ref(t.id)],
+                "kwargs": [],
+            }
+        ],
         # a ufunc's where= returns uninitialised memory (other users' freed values) where False
         [{"kind": "function", "name": "numpy.add", "args": [_ref(m.id), 1], "kwargs": [["where", False]]}],
     ]
@@ -239,13 +259,17 @@ def test_an_approved_plan_rerun_with_other_literals_releases_nothing(alice: sk.C
         leaked.get()
     # claiming the approved hash for the new buffers is caught: the node hashes what it received
     with pytest.raises(sk.ProtocolError, match="hash does not match"):
-        alice.call("run", {"ops": weighted.ops, "keep": weighted.outputs, "inputs": [m.id],
-                           "plan": approved_hash}, weighted.buffers)
+        alice.call(
+            "run",
+            {"ops": weighted.ops, "keep": weighted.outputs, "inputs": [m.id], "plan": approved_hash},
+            weighted.buffers,
+        )
     _serving(alice)
 
 
-def test_a_plan_that_names_another_owners_data_needs_that_owner(node: NodeProcess, alice: sk.Client,
-                                                                 owner: sk.Client) -> None:
+def test_a_plan_that_names_another_owners_data_needs_that_owner(
+    node: NodeProcess, alice: sk.Client, owner: sk.Client
+) -> None:
     """The plan's declared input is the hospital's matrix; inside, it also reads the clinic's
     dataset by reference. Its lineage comes from the whole plan, so the hospital alone cannot
     approve it."""
@@ -270,7 +294,8 @@ def test_a_plan_that_names_another_owners_data_needs_that_owner(node: NodeProces
 
 
 def test_an_approval_does_not_cover_a_dataset_uploaded_again_under_its_name(
-        node: NodeProcess, alice: sk.Client) -> None:
+    node: NodeProcess, alice: sk.Client
+) -> None:
     users = node.folder.parent / "users"
     with login(node.connection_file, key=users / "clinic.key") as clinic:
         clinic.datasets.upload("clinic-v", assets={"a": np.array([1.0, 2.0])}, description="v1")
@@ -373,8 +398,7 @@ def test_a_flood_on_one_connection_is_refused_not_queued_without_end(node: NodeP
             flood.send("hello", {})
         replies = flood.replies(601)
         busy = [b for h, b in replies if h["status"] == "error"]
-        assert busy and all(b["error"] == "QuotaExceeded" and b["data"]["limit"] == "messages waiting"
-                            for b in busy)
+        assert busy and all(b["error"] == "QuotaExceeded" and b["data"]["limit"] == "messages waiting" for b in busy)
         # the plan and the hellos that fit in the connection's queue (128, the plan among them
         # if it arrived with them), the rest refused
         assert 128 <= sum(h["status"] == "ok" for h, _ in replies) <= 129
@@ -470,16 +494,24 @@ def test_per_user_quotas_bytes_requests_and_time(tight: NodeProcess) -> None:
             sums[2].request(reason="three")
         assert err.value.limit == "requests"
         # a plan's intermediate results count while they are alive, and are dropped after last use
-        x = {"kind": "op", "name": "getitem", "args": [_ref(big.id), {"~": "slice", "v": [0, 250_000, None]}],
-             "kwargs": []}
+        x = {
+            "kind": "op",
+            "name": "getitem",
+            "args": [_ref(big.id), {"~": "slice", "v": [0, 250_000, None]}],
+            "kwargs": [],
+        }
 
         def times(i: int, k: float) -> dict:  # type: ignore[type-arg]
             return {"kind": "op", "name": "mul", "args": [{"~": "res", "i": i}, k], "kwargs": []}
 
         chain = [x, times(0, 2.0), times(1, 2.0), times(2, 2.0), times(3, 2.0)]  # 2 MB alive at a time
         assert carol.call("run", {"ops": chain, "keep": [4]})[0]["results"][0]["meta"]["shape"] == [250_000]
-        fan = [x, times(0, 2.0), times(0, 3.0),
-               {"kind": "op", "name": "add", "args": [{"~": "res", "i": 1}, {"~": "res", "i": 2}], "kwargs": []}]
+        fan = [
+            x,
+            times(0, 2.0),
+            times(0, 3.0),
+            {"kind": "op", "name": "add", "args": [{"~": "res", "i": 1}, {"~": "res", "i": 2}], "kwargs": []},
+        ]
         with pytest.raises(sk.QuotaExceeded, match="alive at op") as err:
             carol.call("run", {"ops": fan, "keep": [3]})  # x, x*2 and x*3 alive together: 6 MB
         assert err.value.limit == "bytes"
@@ -495,8 +527,15 @@ def test_a_code_approval_does_not_cover_a_dataset_uploaded_again(node: NodeProce
     with login(node.connection_file, key=users / "clinic.key") as clinic:
         clinic.datasets.upload("clinic-w", assets={"a": np.array([1.0, 2.0])}, description="v1")
         source = "def total(a):\n    return float(a.sum())\n"
-        info = alice.call("code.submit", {"source": source, "fn_name": "total", "reason": "total",
-                                          "inputs": {"a": alice.datasets["clinic-w"]["a"].id}})[0]
+        info = alice.call(
+            "code.submit",
+            {
+                "source": source,
+                "fn_name": "total",
+                "reason": "total",
+                "inputs": {"a": alice.datasets["clinic-w"]["a"].id},
+            },
+        )[0]
         job = sk.Job(alice, info)
         clinic.datasets.delete("clinic-w")  # closes the requests open on it: they asked about the old data
         clinic.datasets.upload("clinic-w", assets={"a": np.array([1000.0, 2.0])}, description="v2")
@@ -512,8 +551,7 @@ def test_functions_that_work_in_their_input_are_refused(alice: sk.Client, owner:
     t, m = ds["tensor"], ds["matrix"]
     for ops in (
         [{"kind": "function", "name": "numpy.median", "args": [_ref(t.id)], "kwargs": [["overwrite_input", True]]}],
-        [{"kind": "function", "name": "numpy.percentile", "args": [_ref(m.id), 50.0, None, None, True],
-          "kwargs": []}],
+        [{"kind": "function", "name": "numpy.percentile", "args": [_ref(m.id), 50.0, None, None, True], "kwargs": []}],
         [{"kind": "function", "name": "numpy.nan_to_num", "args": [_ref(m.id)], "kwargs": [["copy", False]]}],
     ):
         with pytest.raises(sk.OpNotAllowed, match="overwrite_input|copy=False"):
@@ -553,6 +591,7 @@ def test_references_cannot_hide_inside_literals(alice: sk.Client) -> None:
 def test_small_views_do_not_keep_large_temporaries_alive(node: NodeProcess, alice: sk.Client) -> None:
     """A one-element view of an 8 MB temporary counts 8 bytes against the quota: it is stored as
     a copy, so the temporary is freed."""
+
     def rss() -> int:
         for line in (Path("/proc") / str(node.proc.pid) / "status").read_text().splitlines():
             if line.startswith("VmRSS:"):

@@ -26,8 +26,12 @@ def eventually(check: Callable[[], bool], timeout: float = 20.0) -> None:
 # ---- dataset search
 def test_search_filters_pages_and_selects(published: Client) -> None:
     for i in range(23):
-        published.datasets.upload(f"lab-{i:02d}", assets={"values": np.arange(i + 1, dtype=float)},
-                                  description=f"lab results batch {i}", tags=["#lab"] + (["#even"] if i % 2 == 0 else []))
+        published.datasets.upload(
+            f"lab-{i:02d}",
+            assets={"values": np.arange(i + 1, dtype=float)},
+            description=f"lab results batch {i}",
+            tags=["#lab"] + (["#even"] if i % 2 == 0 else []),
+        )
     search = sk.widgets.DatasetSearch(published, page_size=10)
     assert search.total == 24 and len(search.results) == 10
     assert "#lab" in search.tags.allowed_tags and "#February" in search.tags.allowed_tags
@@ -171,7 +175,13 @@ def test_budget_bars_and_history(published: Client, scientist: Client) -> None:
 
 
 def test_bar_style_thresholds() -> None:
-    assert [bar_style(s, 1.0) for s in (0.0, 0.74, 0.75, 0.9, 1.0)] == ["success", "success", "warning", "danger", "danger"]
+    assert [bar_style(s, 1.0) for s in (0.0, 0.74, 0.75, 0.9, 1.0)] == [
+        "success",
+        "success",
+        "warning",
+        "danger",
+        "danger",
+    ]
     assert bar_style(0.0, 0.0) == "danger"
 
 

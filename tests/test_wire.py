@@ -20,30 +20,60 @@ pytestmark = pytest.mark.syft_shared_node
 OK_HEADER = msgpack.packb({"v": 1, "id": 1, "type": "hello"})
 
 
-@pytest.mark.parametrize("frames, match", [
-    ([b"only-a-header"], "header and a body"),
-    ([b"\xc1\xc1\xc1", b"\x80"], "header is not valid msgpack"),
-    ([msgpack.packb([1, 2]), b"\x80"], "must be a msgpack map"),
-    ([msgpack.packb({"v": 99, "id": 1, "type": "hello"}), b"\x80"], "protocol version 99"),
-    ([msgpack.packb({"v": 1, "id": 1}), b"\x80"], "no message type"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "shutdown"}), b"\x80"], "unknown message type 'shutdown'"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "run"}), msgpack.packb({"ops": [1]})[:-1]], "body is not valid msgpack"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "run"}), msgpack.packb([1])], "must be a map"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "run"}), msgpack.packb({"ops": []})], "non-empty list"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "run", "pad": "x" * 100_000}), b"\x80"], "header is 1000"),
-    ([OK_HEADER, b"\x00" * (65 * 1024 * 1024)], "body is"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "get"}), msgpack.packb({"id": 5})], "no object"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "run"}),
-      msgpack.packb({"ops": [{"kind": "op", "name": "add",
-                              "args": [{"~": "nd", "dtype": "<f8", "shape": [4], "b": 0}, 1]}]}),
-      b"\x00" * 7], "does not match"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "run"}),
-      msgpack.packb({"ops": [{"kind": "op", "name": "add", "args": [{"~": "res", "i": 3}, 1]}]})],
-     "before it exists"),
-    ([msgpack.packb({"v": 1, "id": 1, "type": "run"}),
-      msgpack.packb({"ops": [{"kind": "op", "name": "add", "args": [{"~": "pickle", "v": b"cos\nsystem"}, 1]}]})],
-     "unknown value kind 'pickle'"),
-])
+@pytest.mark.parametrize(
+    "frames, match",
+    [
+        ([b"only-a-header"], "header and a body"),
+        ([b"\xc1\xc1\xc1", b"\x80"], "header is not valid msgpack"),
+        ([msgpack.packb([1, 2]), b"\x80"], "must be a msgpack map"),
+        ([msgpack.packb({"v": 99, "id": 1, "type": "hello"}), b"\x80"], "protocol version 99"),
+        ([msgpack.packb({"v": 1, "id": 1}), b"\x80"], "no message type"),
+        ([msgpack.packb({"v": 1, "id": 1, "type": "shutdown"}), b"\x80"], "unknown message type 'shutdown'"),
+        (
+            [msgpack.packb({"v": 1, "id": 1, "type": "run"}), msgpack.packb({"ops": [1]})[:-1]],
+            "body is not valid msgpack",
+        ),
+        ([msgpack.packb({"v": 1, "id": 1, "type": "run"}), msgpack.packb([1])], "must be a map"),
+        ([msgpack.packb({"v": 1, "id": 1, "type": "run"}), msgpack.packb({"ops": []})], "non-empty list"),
+        ([msgpack.packb({"v": 1, "id": 1, "type": "run", "pad": "x" * 100_000}), b"\x80"], "header is 1000"),
+        ([OK_HEADER, b"\x00" * (65 * 1024 * 1024)], "body is"),
+        ([msgpack.packb({"v": 1, "id": 1, "type": "get"}), msgpack.packb({"id": 5})], "no object"),
+        (
+            [
+                msgpack.packb({"v": 1, "id": 1, "type": "run"}),
+                msgpack.packb(
+                    {
+                        "ops": [
+                            {
+                                "kind": "op",
+                                "name": "add",
+                                "args": [{"~": "nd", "dtype": "<f8", "shape": [4], "b": 0}, 1],
+                            }
+                        ]
+                    }
+                ),
+                b"\x00" * 7,
+            ],
+            "does not match",
+        ),
+        (
+            [
+                msgpack.packb({"v": 1, "id": 1, "type": "run"}),
+                msgpack.packb({"ops": [{"kind": "op", "name": "add", "args": [{"~": "res", "i": 3}, 1]}]}),
+            ],
+            "before it exists",
+        ),
+        (
+            [
+                msgpack.packb({"v": 1, "id": 1, "type": "run"}),
+                msgpack.packb(
+                    {"ops": [{"kind": "op", "name": "add", "args": [{"~": "pickle", "v": b"cos\nsystem"}, 1]}]}
+                ),
+            ],
+            "unknown value kind 'pickle'",
+        ),
+    ],
+)
 def test_bad_messages_get_clear_errors_and_the_node_keeps_serving(raw, owner: sk.Client, frames, match: str) -> None:  # type: ignore[no-untyped-def]
     header, body, _ = raw.ask(frames)
     assert header["status"] == "error"

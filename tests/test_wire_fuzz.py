@@ -71,7 +71,9 @@ class Raw:
             if header.get("type") != "event":
                 return header, msgpack.unpackb(reply[1])
 
-    def call(self, msg_type: str, body: Any, buffers: list[bytes] | tuple[bytes, ...] = ()) -> tuple[dict[str, Any], Any]:
+    def call(
+        self, msg_type: str, body: Any, buffers: list[bytes] | tuple[bytes, ...] = ()
+    ) -> tuple[dict[str, Any], Any]:
         return self.ask(codec.pack_message({"id": 1, "type": msg_type}, body, list(buffers)))
 
     def close(self) -> None:
@@ -98,7 +100,7 @@ class Site:
     def new_log(self) -> str:
         """The node's log written since the last look."""
         text = self.node.log()
-        out, self.log_checked = text[self.log_checked:], len(text)
+        out, self.log_checked = text[self.log_checked :], len(text)
         return out
 
 
@@ -125,15 +127,27 @@ def _session(node: NodeProcess, alice_key: Path, corpus: list[tuple[str, list[by
     """A normal owner and scientist session; every message they send goes to ``corpus``."""
     births = birth_records(month=2, rows=200)
     with node.login() as owner, sk.login(node.connection_file, key=alice_key) as ds:
-        owner.datasets.upload("births", assets={"births": births, "matrix": np.arange(12.0).reshape(3, 4)},
-                              description="fuzz", tags=["#fuzz"], bounds={"weight": BOUNDS})
+        owner.datasets.upload(
+            "births",
+            assets={"births": births, "matrix": np.arange(12.0).reshape(3, 4)},
+            description="fuzz",
+            tags=["#fuzz"],
+            bounds={"weight": BOUNDS},
+        )
         owner.budget.set("alice", "births", epsilon=1e5, delta=1e-3)
         _record(owner, "owner", corpus)
         _record(ds, "alice", corpus)
-        extra = pd.DataFrame({"s": ["a", "bb", None], "c": pd.Categorical(["x", "y", "x"]),
-                              "n": pd.array([1, None, 3], dtype="Int64"), "f": [0.5, 1.5, 2.5]})
-        owner.datasets.upload("extra", assets={"t": extra, "v": np.ones(4, dtype=np.float32)},
-                              mock={"t": extra.iloc[:1]}, tags=["#x"])
+        extra = pd.DataFrame(
+            {
+                "s": ["a", "bb", None],
+                "c": pd.Categorical(["x", "y", "x"]),
+                "n": pd.array([1, None, 3], dtype="Int64"),
+                "f": [0.5, 1.5, 2.5],
+            }
+        )
+        owner.datasets.upload(
+            "extra", assets={"t": extra, "v": np.ones(4, dtype=np.float32)}, mock={"t": extra.iloc[:1]}, tags=["#x"]
+        )
         owner.datasets.list()
         owner.users.add("bob", public_key=generate_keypair("bob").public)
         owner.users.list()
@@ -244,7 +258,7 @@ def bad_offsets_stream(column: str = "c0") -> bytes:
     offsets = np.array([0, 8, 16], dtype="<i4").tobytes()
     at = raw.find(offsets)
     assert at > 0
-    raw[at:at + 12] = np.array([0, 8, 1 << 30], dtype="<i4").tobytes()
+    raw[at : at + 12] = np.array([0, 8, 1 << 30], dtype="<i4").tobytes()
     return bytes(raw)
 
 
@@ -258,14 +272,22 @@ def bomb_stream(claim: int | None = None) -> bytes:
     if claim is not None:
         at = raw.find(struct.pack("<q", BOMB_ROWS * 8))
         assert at > 0
-        raw[at:at + 8] = struct.pack("<q", claim)
+        raw[at : at + 8] = struct.pack("<q", claim)
     return bytes(raw)
 
 
 def frame_tree(rows: int, buffer: int = 0) -> dict[str, Any]:
     """A one-column frame value whose column comes from an Arrow stream in ``buffer``."""
-    return {"~": "df", "rows": rows, "columns": ["x"], "column_names": [None], "multi_columns": False,
-            "cols": [{"arrow": "c0"}], "index": {"range": [0, rows, 1], "names": [None]}, "arrow": buffer}
+    return {
+        "~": "df",
+        "rows": rows,
+        "columns": ["x"],
+        "column_names": [None],
+        "multi_columns": False,
+        "cols": [{"arrow": "c0"}],
+        "index": {"range": [0, rows, 1], "names": [None]},
+        "arrow": buffer,
+    }
 
 
 def literal_op(value_tree: Any) -> dict[str, Any]:
@@ -281,9 +303,11 @@ def upload_body(name: str, value_tree: Any) -> dict[str, Any]:
 
 
 def test_arrow_string_offsets_past_the_data_get_a_clear_error(site: Site) -> None:
-    for who, msg_type, body in [("alice", "run", literal_op(frame_tree(2))),
-                                ("owner", "datasets.upload", upload_body("offsets", frame_tree(2))),
-                                ("alice", "run", literal_op({"~": "arrow_array", "a": 0}))]:
+    for who, msg_type, body in [
+        ("alice", "run", literal_op(frame_tree(2))),
+        ("owner", "datasets.upload", upload_body("offsets", frame_tree(2))),
+        ("alice", "run", literal_op({"~": "arrow_array", "a": 0})),
+    ]:
         stream = bad_offsets_stream("v" if "arrow_array" in str(body) else "c0")
         header, reply = site.raw(who).call(msg_type, body, [stream])
         assert header["status"] == "error", reply
@@ -333,25 +357,41 @@ def test_arrow_streams_that_would_expand_are_refused(site: Site) -> None:
     check_log(site)
 
 
-@pytest.mark.parametrize("tree, buffer, match", [
-    ({"~": "nd", "dtype": "<f8", "shape": [4], "b": 0}, b"\x00" * 24, "does not match shape"),
-    ({"~": "nd", "dtype": "<f8", "shape": [2, -3], "b": 0}, b"\x00" * 48, "non-negative integers"),
-    ({"~": "nd", "dtype": "<f8", "shape": ["3"], "b": 0}, b"\x00" * 24, "non-negative integers"),
-    ({"~": "nd", "dtype": "<f8", "shape": [0, 2**62], "b": 0}, b"", "non-negative integers"),
-    ({"~": "nd", "dtype": "O", "shape": [3], "b": 0}, b"\x00" * 24, "not a plain numeric dtype"),
-    ({"~": "nd", "dtype": "V8", "shape": [3], "b": 0}, b"\x00" * 24, "not a plain numeric dtype"),
-    ({"~": "nd", "dtype": "f8,i4", "shape": [2], "b": 0}, b"\x00" * 24, "not a plain numeric dtype"),
-    ({"~": "nd", "dtype": "(3,)f8", "shape": [1], "b": 0}, b"\x00" * 24, "not a plain numeric dtype"),
-    ({"~": "nd", "dtype": ["f8"], "shape": [3], "b": 0}, b"\x00" * 24, "unknown dtype"),
-    ({"~": "nd", "dtype": "|b1", "shape": [3], "b": 0}, b"\x00\x01\x07", "other than 0 and 1"),
-    ({"~": "tensor", "dtype": "float32", "shape": [7], "b": 0}, b"\x00" * 24, "does not match shape"),
-    ({"~": "df", "rows": 4, "columns": ["a"], "cols": [{"dtype": "<f8", "b": 0}],
-      "index": {"range": [0, 4, 1], "names": [None]}}, b"\x00" * 24, "row count"),
-    ({"~": "df", "rows": "3", "columns": [], "cols": [], "index": {"range": [0, 3, 1], "names": [None]}},
-     b"", "rows is an integer"),
-])
-def test_value_trees_that_do_not_match_their_frames_are_refused(site: Site, tree: Any, buffer: bytes,
-                                                                match: str) -> None:
+@pytest.mark.parametrize(
+    "tree, buffer, match",
+    [
+        ({"~": "nd", "dtype": "<f8", "shape": [4], "b": 0}, b"\x00" * 24, "does not match shape"),
+        ({"~": "nd", "dtype": "<f8", "shape": [2, -3], "b": 0}, b"\x00" * 48, "non-negative integers"),
+        ({"~": "nd", "dtype": "<f8", "shape": ["3"], "b": 0}, b"\x00" * 24, "non-negative integers"),
+        ({"~": "nd", "dtype": "<f8", "shape": [0, 2**62], "b": 0}, b"", "non-negative integers"),
+        ({"~": "nd", "dtype": "O", "shape": [3], "b": 0}, b"\x00" * 24, "not a plain numeric dtype"),
+        ({"~": "nd", "dtype": "V8", "shape": [3], "b": 0}, b"\x00" * 24, "not a plain numeric dtype"),
+        ({"~": "nd", "dtype": "f8,i4", "shape": [2], "b": 0}, b"\x00" * 24, "not a plain numeric dtype"),
+        ({"~": "nd", "dtype": "(3,)f8", "shape": [1], "b": 0}, b"\x00" * 24, "not a plain numeric dtype"),
+        ({"~": "nd", "dtype": ["f8"], "shape": [3], "b": 0}, b"\x00" * 24, "unknown dtype"),
+        ({"~": "nd", "dtype": "|b1", "shape": [3], "b": 0}, b"\x00\x01\x07", "other than 0 and 1"),
+        ({"~": "tensor", "dtype": "float32", "shape": [7], "b": 0}, b"\x00" * 24, "does not match shape"),
+        (
+            {
+                "~": "df",
+                "rows": 4,
+                "columns": ["a"],
+                "cols": [{"dtype": "<f8", "b": 0}],
+                "index": {"range": [0, 4, 1], "names": [None]},
+            },
+            b"\x00" * 24,
+            "row count",
+        ),
+        (
+            {"~": "df", "rows": "3", "columns": [], "cols": [], "index": {"range": [0, 3, 1], "names": [None]}},
+            b"",
+            "rows is an integer",
+        ),
+    ],
+)
+def test_value_trees_that_do_not_match_their_frames_are_refused(
+    site: Site, tree: Any, buffer: bytes, match: str
+) -> None:
     header, reply = site.alice.call("run", literal_op(tree), [buffer])
     assert header["status"] == "error" and reply["error"] == "ProtocolError", reply
     assert match in reply["message"], reply
@@ -372,9 +412,11 @@ def test_bodies_are_capped_in_depth_containers_and_kinds(site: Site) -> None:
     deep: Any = 1
     for _ in range(200):
         deep = [deep]
-    for body, match in [({"ops": deep}, "nested deeper"),
-                        (b"\xdd" + (1_100_000).to_bytes(4, "big") + b"\x80" * 1_100_000, "lists and maps"),
-                        (msgpack.packb({"id": msgpack.ExtType(7, b"x")}), "extension type")]:
+    for body, match in [
+        ({"ops": deep}, "nested deeper"),
+        (b"\xdd" + (1_100_000).to_bytes(4, "big") + b"\x80" * 1_100_000, "lists and maps"),
+        (msgpack.packb({"id": msgpack.ExtType(7, b"x")}), "extension type"),
+    ]:
         raw = body if isinstance(body, bytes) else msgpack.packb(body)
         header, reply = site.alice.ask([msgpack.packb({"v": 1, "id": 1, "type": "get"}), raw])
         assert header["status"] == "error" and match in reply["message"], reply
@@ -383,8 +425,25 @@ def test_bodies_are_capped_in_depth_containers_and_kinds(site: Site) -> None:
 
 # ---------------------------------------------------------------- every field of every handler
 
-WRONG: list[Any] = [None, True, 0, -1, 2**63 - 1, -(2**63), 1.5, math.nan, math.inf, "", "x" * 300,
-                    b"\x00\xff", [], [1, "a"], {}, {"a": [1]}, {"~": "nd"}]
+WRONG: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    1.5,
+    math.nan,
+    math.inf,
+    "",
+    "x" * 300,
+    b"\x00\xff",
+    [],
+    [1, "a"],
+    {},
+    {"a": [1]},
+    {"~": "nd"},
+]
 
 
 def _paths(body: Any, prefix: tuple[Any, ...] = (), depth: int = 0) -> Iterator[tuple[Any, ...]]:
@@ -413,26 +472,55 @@ def _bodies(site: Site) -> dict[str, tuple[str, dict[str, Any]]]:
     """A valid body (and who sends it) for each message type."""
     ids = site.ids
     other = generate_keypair("carol")
-    params = {"epsilon": 0.5, "bounds": list(BOUNDS), "categories": ["F", "M"], "by": "sex", "column": "weight",
-              "q": 0.5, "bins": [0.5, 3.0, 6.0], "delta": None}
+    params = {
+        "epsilon": 0.5,
+        "bounds": list(BOUNDS),
+        "categories": ["F", "M"],
+        "by": "sex",
+        "column": "weight",
+        "q": 0.5,
+        "bins": [0.5, 3.0, 6.0],
+        "delta": None,
+    }
     return {
         "hello": ("alice", {}),
         "node.stats": ("alice", {}),
-        "users.add": ("owner", {"name": "carol", "role": "data_scientist", "public_key": other.public,
-                                "signing_key": other.sign_public}),
+        "users.add": (
+            "owner",
+            {"name": "carol", "role": "data_scientist", "public_key": other.public, "signing_key": other.sign_public},
+        ),
         "users.remove": ("owner", {"name": "nobody"}),
         "users.list": ("owner", {}),
-        "datasets.upload": ("owner", {"name": "typed", "assets": [{"name": "a", "value": 1.0, "mock": None}],
-                                      "description": "d", "tags": ["#t"], "subject_column": None, "owners": ["owner"],
-                                      "policy": {"kind": "single"}, "bounds": {"a": [0, 1]}, "subject_limit": 0.0,
-                                      "max_rows_per_subject": 1}),
+        "datasets.upload": (
+            "owner",
+            {
+                "name": "typed",
+                "assets": [{"name": "a", "value": 1.0, "mock": None}],
+                "description": "d",
+                "tags": ["#t"],
+                "subject_column": None,
+                "owners": ["owner"],
+                "policy": {"kind": "single"},
+                "bounds": {"a": [0, 1]},
+                "subject_limit": 0.0,
+                "max_rows_per_subject": 1,
+            },
+        ),
         "datasets.delete": ("owner", {"name": "nothing-here"}),
         "datasets.list": ("alice", {"query": "fuzz", "tags": ["#fuzz"], "offset": 0, "limit": 5}),
         "datasets.get": ("alice", {"name": "births"}),
         "datasets.mock": ("alice", {"dataset": "births", "asset": "births"}),
         "asset.pointer": ("alice", {"dataset": "births", "asset": "births"}),
-        "run": ("alice", {"ops": [{"kind": "op", "name": "add", "args": [{"~": "ref", "id": "asset:births/matrix"}, 1],
-                                   "kwargs": []}], "keep": [0], "inputs": []}),
+        "run": (
+            "alice",
+            {
+                "ops": [
+                    {"kind": "op", "name": "add", "args": [{"~": "ref", "id": "asset:births/matrix"}, 1], "kwargs": []}
+                ],
+                "keep": [0],
+                "inputs": [],
+            },
+        ),
         "get": ("alice", {"id": ids["first"]}),
         "objects.describe": ("alice", {"id": ids["object"]}),
         "del": ("alice", {"ids": ["o-unknown"]}),
@@ -440,15 +528,37 @@ def _bodies(site: Site) -> dict[str, tuple[str, dict[str, Any]]]:
         "budgets.get": ("owner", {"user": "alice", "dataset": "births", "history": False}),
         "audit.list": ("owner", {"limit": 3, "user": "alice", "action": "get", "target": "x", "since": 0.0}),
         "requests.create": ("alice", {"id": ids["object"], "reason": "again"}),
-        "code.submit": ("alice", {"source": "def f(births):\n    return births['weight'].mean()\n", "fn_name": "f",
-                                  "inputs": {"births": "asset:births/births"}, "reason": "typed"}),
+        "code.submit": (
+            "alice",
+            {
+                "source": "def f(births):\n    return births['weight'].mean()\n",
+                "fn_name": "f",
+                "inputs": {"births": "asset:births/births"},
+                "reason": "typed",
+            },
+        ),
         "requests.list": ("owner", {"status": "pending", "requester": "alice", "kind": "object"}),
         "requests.get": ("alice", {"id": ids["request"]}),
-        "requests.decide": ("owner", {"id": ids["code_request"], "decision": "deny", "comment": "", "nonce": "0" * 32,
-                                      "signature": "00" * 64, "limits": {"timeout": 5}}),
-        "plans.request": ("alice", {"ops": [{"kind": "op", "name": "add",
-                                             "args": [{"~": "in", "i": 0}, 1], "kwargs": []}],
-                                    "outputs": [0], "inputs": ["asset:births/matrix"], "reason": "typed"}),
+        "requests.decide": (
+            "owner",
+            {
+                "id": ids["code_request"],
+                "decision": "deny",
+                "comment": "",
+                "nonce": "0" * 32,
+                "signature": "00" * 64,
+                "limits": {"timeout": 5},
+            },
+        ),
+        "plans.request": (
+            "alice",
+            {
+                "ops": [{"kind": "op", "name": "add", "args": [{"~": "in", "i": 0}, 1], "kwargs": []}],
+                "outputs": [0],
+                "inputs": ["asset:births/matrix"],
+                "reason": "typed",
+            },
+        ),
         "budgets.request": ("alice", {"dataset": "births", "epsilon": 1.0, "reason": "typed"}),
         "dp.query": ("alice", {"target": "asset:births/births", "query": "group_mean", "params": params}),
     }
@@ -473,8 +583,12 @@ def test_every_field_of_every_handler_refuses_wrong_types_with_our_error(site: S
         if msg_type == "dp.query":  # each query kind with each parameter wrong
             from syft_kernel.node.dp import QUERIES
 
-            dp_extra = [_replace({**base, "query": q}, ("params", key), value)
-                        for q in QUERIES for key in base["params"] for value in WRONG[::2]]
+            dp_extra = [
+                _replace({**base, "query": q}, ("params", key), value)
+                for q in QUERIES
+                for key in base["params"]
+                for value in WRONG[::2]
+            ]
         for body in variants + extra + dp_extra:
             header, reply = raw.call(msg_type, body)
             check_reply(site, header, reply, f"{msg_type} {body!r:.300}")
@@ -508,9 +622,28 @@ def _containers(tree: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[A
 
 
 def _weird(rng: random.Random) -> Any:
-    return rng.choice(WRONG + [2**64 - 1, -5, 10**6, "nd", "df", "<f8", "O", "V8", "f8,f8", "M8", "|b1",
-                               {"~": "tuple", "v": 3}, {"~": "int", "v": "1" * 5000}, {"~": "df"},
-                               {"~": "ref", "id": 5}, {"~": "res", "i": -1}, [[[[[]]]]]])
+    return rng.choice(
+        WRONG
+        + [
+            2**64 - 1,
+            -5,
+            10**6,
+            "nd",
+            "df",
+            "<f8",
+            "O",
+            "V8",
+            "f8,f8",
+            "M8",
+            "|b1",
+            {"~": "tuple", "v": 3},
+            {"~": "int", "v": "1" * 5000},
+            {"~": "df"},
+            {"~": "ref", "id": 5},
+            {"~": "res", "i": -1},
+            [[[[[]]]]],
+        ]
+    )
 
 
 def _swap_field(rng: random.Random, frames: list[bytes], index: int) -> list[bytes]:
@@ -525,7 +658,7 @@ def _swap_field(rng: random.Random, frames: list[bytes], index: int) -> list[byt
         return frames
     path = rng.choice(spots)
     tree = _replace(tree, path, _weird(rng))
-    return [*frames[:index], msgpack.packb(tree), *frames[index + 1:]]
+    return [*frames[:index], msgpack.packb(tree), *frames[index + 1 :]]
 
 
 def _break_tree(rng: random.Random, frames: list[bytes]) -> list[bytes]:
@@ -542,13 +675,25 @@ def _break_tree(rng: random.Random, frames: list[bytes]) -> list[bytes]:
     if node["~"] == "df":
         key = rng.choice(["rows", "cols", "index", "arrow", "columns"])
         rows = node.get("rows") if type(node.get("rows")) is int else 0
-        node[key] = rng.choice([rows + 1, -1, 2**40, [], {"range": [0, 2**62, 1], "names": []},
-                                [{"dtype": "O", "b": 0}], [{"arrow": "zz"}], 99])
+        node[key] = rng.choice(
+            [
+                rows + 1,
+                -1,
+                2**40,
+                [],
+                {"range": [0, 2**62, 1], "names": []},
+                [{"dtype": "O", "b": 0}],
+                [{"arrow": "zz"}],
+                99,
+            ]
+        )
     else:
         key = rng.choice(["shape", "dtype", "b"])
-        node[key] = {"shape": rng.choice([[-1], [2**40, 2**40], [0, 2**62], ["2"], [1.5], list(range(40))]),
-                     "dtype": rng.choice(["O", "V16", "<U4", "f8,f8", "(2,)f8", "M8", "bogus", "float128", "bool"]),
-                     "b": rng.choice([-1, 99, "0", None])}[key]
+        node[key] = {
+            "shape": rng.choice([[-1], [2**40, 2**40], [0, 2**62], ["2"], [1.5], list(range(40))]),
+            "dtype": rng.choice(["O", "V16", "<U4", "f8,f8", "(2,)f8", "M8", "bogus", "float128", "bool"]),
+            "b": rng.choice([-1, 99, "0", None]),
+        }[key]
     body = _replace(body, path, node) if path else node
     return [frames[0], msgpack.packb(body), *frames[2:]]
 
@@ -567,17 +712,17 @@ def _arrow_attack(rng: random.Random, frames: list[bytes]) -> list[bytes]:
         new = _flip(rng, frames[i])
     else:
         new = frames[i][: rng.randrange(len(frames[i]))]
-    return [*frames[:i], new, *frames[i + 1:]]
+    return [*frames[:i], new, *frames[i + 1 :]]
 
 
 def _mutate(rng: random.Random, frames: list[bytes], corpus: list[tuple[str, list[bytes]]]) -> list[bytes]:
     kind = rng.randrange(9)
     if kind == 0:  # bit flips anywhere
         i = rng.randrange(len(frames))
-        frames = [*frames[:i], _flip(rng, frames[i]), *frames[i + 1:]]
+        frames = [*frames[:i], _flip(rng, frames[i]), *frames[i + 1 :]]
     elif kind == 1:  # truncation
         i = rng.randrange(len(frames))
-        frames = [*frames[:i], frames[i][: rng.randrange(len(frames[i]) + 1)], *frames[i + 1:]]
+        frames = [*frames[:i], frames[i][: rng.randrange(len(frames[i]) + 1)], *frames[i + 1 :]]
     elif kind in (2, 3):  # a body field of another type
         frames = _swap_field(rng, frames, 1)
     elif kind == 4:  # a header field of another type
@@ -625,8 +770,20 @@ def test_the_fuzzer_mutated_messages_get_replies_and_the_node_survives(site: Sit
             continue  # they would take the session's own user or data away (they are in the handler test)
         corpus.append((who, [msgpack.packb(header), *frames[1:]]))
     types = {msgpack.unpackb(f[0])["type"] for _, f in corpus}
-    assert {"run", "datasets.upload", "dp.query", "code.submit", "requests.create", "requests.decide",
-            "get", "asset.pointer", "del", "plans.request", "budgets.request", "users.add"} <= types, types
+    assert {
+        "run",
+        "datasets.upload",
+        "dp.query",
+        "code.submit",
+        "requests.create",
+        "requests.decide",
+        "get",
+        "asset.pointer",
+        "del",
+        "plans.request",
+        "budgets.request",
+        "users.add",
+    } <= types, types
     assert any(f[:4] == b"\xff\xff\xff\xff" for _, fr in corpus for f in fr[2:])  # an Arrow stream among them
     started = time.monotonic()
     kinds: dict[str, int] = {}

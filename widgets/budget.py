@@ -44,8 +44,16 @@ class BudgetView(LiveView, TextFallback, w.VBox):
         self.refresh_button = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="100px"))
         self.refresh_button.on_click(lambda _: self.refresh())
         who = user or client.user
-        super().__init__([w.HBox([w.HTML(f"<b>Privacy budgets of {esc(who)} on {esc(client.node_label)}</b>"),
-                                  self.refresh_button]), self.banner, self.bars, self.plot])
+        super().__init__(
+            [
+                w.HBox(
+                    [w.HTML(f"<b>Privacy budgets of {esc(who)} on {esc(client.node_label)}</b>"), self.refresh_button]
+                ),
+                self.banner,
+                self.bars,
+                self.plot,
+            ]
+        )
         self.add_class("syft-budget")
         self._unsubscribe = NodeWatcher.of(client).subscribe(self.on_event) if live else None
         self.refresh()
@@ -70,17 +78,25 @@ class BudgetView(LiveView, TextFallback, w.VBox):
             self.plot.value = png or b""
             self.plot.layout.display = "" if png else "none"
             self.bars.children = [self._bar(b) for b in reply["budgets"]] or [
-                w.HTML("<i>no privacy budgets yet: the data owner sets them (owner.budget.set)</i>")]
+                w.HTML("<i>no privacy budgets yet: the data owner sets them (owner.budget.set)</i>")
+            ]
             self.data = reply
 
     def _bar(self, b: dict[str, Any]) -> w.Widget:
         total, spent = float(b["epsilon"]), float(b["spent"])
-        bar = w.FloatProgress(value=min(spent, total), min=0.0, max=max(total, 1e-12),
-                              bar_style=bar_style(spent, total), layout=w.Layout(width="260px"))
+        bar = w.FloatProgress(
+            value=min(spent, total),
+            min=0.0,
+            max=max(total, 1e-12),
+            bar_style=bar_style(spent, total),
+            layout=w.Layout(width="260px"),
+        )
         bar.add_class("syft-budget-bar")
         delta = f", δ {b['delta']:.2g}" if b.get("delta") else ""
-        label = w.HTML(f"<span style='padding-left:8px'>ε spent <b>{spent:.4g}</b> of {total:.4g} · left "
-                       f"<b>{b['left']:.4g}</b>{esc(delta)} · {esc(b['releases'])} release(s)</span>")
+        label = w.HTML(
+            f"<span style='padding-left:8px'>ε spent <b>{spent:.4g}</b> of {total:.4g} · left "
+            f"<b>{b['left']:.4g}</b>{esc(delta)} · {esc(b['releases'])} release(s)</span>"
+        )
         name = w.HTML(f"<code>{esc(b['dataset'])}</code>", layout=w.Layout(width="220px"))
         return w.HBox([name, bar, label])
 
@@ -94,8 +110,9 @@ class BudgetView(LiveView, TextFallback, w.VBox):
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "node.down":
-            self.banner.value = notice(f"{self.client.node_label} is not answering; showing the last figures",
-                                       "warning")
+            self.banner.value = notice(
+                f"{self.client.node_label} is not answering; showing the last figures", "warning"
+            )
         elif kind == "budget.changed" and event.get("user") not in (None, self.user or self.client.user):
             return  # an owner hears every scientist's charges; this view shows one scientist
         elif kind in ("node.up", "budget.changed", "request.decided"):
@@ -121,7 +138,7 @@ def history_png(history: list[dict[str, Any]], totals: dict[str, float]) -> byte
     for dataset in sorted({h["dataset"] for h in history}):
         points = [h for h in history if h["dataset"] == dataset]
         times = [_dt.datetime.fromtimestamp(h["at"]) for h in points]
-        line, = ax.step(times, [h["spent"] for h in points], where="post", marker="o", markersize=3, label=dataset)
+        (line,) = ax.step(times, [h["spent"] for h in points], where="post", marker="o", markersize=3, label=dataset)
         if dataset in totals:
             ax.axhline(totals[dataset], color=line.get_color(), linestyle="--", linewidth=0.8)
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter

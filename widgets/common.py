@@ -12,8 +12,14 @@ if TYPE_CHECKING:
 
 CALL_TIMEOUT = 5.0  # a widget waits this long for the node, then says it is unreachable
 
-COLORS = {"pending": "#b26a00", "approved": "#1b7f3b", "denied": "#b3261e", "running": "#1a5fb4",
-          "failed": "#b3261e", "done": "#1b7f3b"}
+COLORS = {
+    "pending": "#b26a00",
+    "approved": "#1b7f3b",
+    "denied": "#b3261e",
+    "running": "#1a5fb4",
+    "failed": "#b3261e",
+    "done": "#1b7f3b",
+}
 
 
 def call(client: Client, msg_type: str, body: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
@@ -27,16 +33,20 @@ def esc(value: Any) -> str:
 
 def badge(status: str) -> str:
     color = COLORS.get(status, "#555")
-    return (f'<span class="syft-badge syft-{esc(status)}" style="background:{color};color:white;'
-            f'border-radius:8px;padding:0 7px;font-size:90%">{esc(status)}</span>')
+    return (
+        f'<span class="syft-badge syft-{esc(status)}" style="background:{color};color:white;'
+        f'border-radius:8px;padding:0 7px;font-size:90%">{esc(status)}</span>'
+    )
 
 
 def notice(text: str, kind: str = "info") -> str:
     """A one-line message box: ``info``, ``warning`` or ``error``."""
     colors = {"info": ("#e8f0fe", "#1a5fb4"), "warning": ("#fff4e5", "#8a4b00"), "error": ("#fdecea", "#b3261e")}
     bg, fg = colors.get(kind, colors["info"])
-    return (f'<div class="syft-notice syft-notice-{kind}" style="background:{bg};color:{fg};'
-            f'padding:4px 8px;border-radius:4px">{esc(text)}</div>')
+    return (
+        f'<div class="syft-notice syft-notice-{kind}" style="background:{bg};color:{fg};'
+        f'padding:4px 8px;border-radius:4px">{esc(text)}</div>'
+    )
 
 
 def when(ts: float | None) -> str:

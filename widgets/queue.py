@@ -41,8 +41,7 @@ class RequestRow(w.VBox):
         self.request = request
         self.summary = w.HTML()
         self.code = w.Accordion(children=[w.HTML()])
-        self.comment = w.Textarea(placeholder="comment (the requester sees it)", rows=1,
-                                  layout=w.Layout(width="360px"))
+        self.comment = w.Textarea(placeholder="comment (the requester sees it)", rows=1, layout=w.Layout(width="360px"))
         self.approve_button = w.Button(description="Approve", button_style="success", icon="check")
         self.deny_button = w.Button(description="Deny", button_style="danger", icon="times")
         self.approve_button.on_click(lambda _: self.decide("approve"))
@@ -142,8 +141,15 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
         self.prev_button.on_click(lambda _: self.show_page(self.page - 1))
         self.next_button.on_click(lambda _: self.show_page(self.page + 1))
         self.page_label = w.HTML()
-        super().__init__([self.title, w.HBox([self.filter, self.refresh_button]), self.banner, self.list,
-                          w.HBox([self.prev_button, self.page_label, self.next_button])])
+        super().__init__(
+            [
+                self.title,
+                w.HBox([self.filter, self.refresh_button]),
+                self.banner,
+                self.list,
+                w.HBox([self.prev_button, self.page_label, self.next_button]),
+            ]
+        )
         self.add_class("syft-request-queue")
         self._unsubscribe = NodeWatcher.of(client).subscribe(self.on_event) if live else None
         self.refresh()
@@ -178,7 +184,7 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
             self.requests = [make_request(self.client, r) for r in ordered]
             last_page = max(0, (len(self.requests) - 1) // self.page_size)
             self.page = min(max(0, page), last_page)
-            shown = self.requests[self.page * self.page_size:(self.page + 1) * self.page_size]
+            shown = self.requests[self.page * self.page_size : (self.page + 1) * self.page_size]
             rows = []
             for r in shown:
                 row = self.rows.get(r.id)
@@ -189,8 +195,11 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
                 rows.append(row)
             self.list.children = rows or [w.HTML("<i>no requests</i>")]
             first = self.page * self.page_size
-            self.page_label.value = (f"<span style='padding:0 10px'>{first + 1}–{first + len(shown)} of "
-                                     f"{len(self.requests)}</span>" if shown else "")
+            self.page_label.value = (
+                f"<span style='padding:0 10px'>{first + 1}–{first + len(shown)} of {len(self.requests)}</span>"
+                if shown
+                else ""
+            )
             self.prev_button.disabled = self.page == 0
             self.next_button.disabled = first + len(shown) >= len(self.requests)
 
@@ -215,7 +224,9 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
             self._down_since = self._down_since or time.time()
             self.banner.value = notice(
                 f"{self.client.node_label} is not answering (since {when(self._down_since)[11:]}): decisions are "
-                "paused; this view reconnects by itself when the node is back", "warning")
+                "paused; this view reconnects by itself when the node is back",
+                "warning",
+            )
             for row in self.rows.values():
                 row.set_enabled(False)
 
@@ -232,20 +243,24 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
 
 def _summary_html(r: Request, viewer: str) -> str:
     size = size_text(r.size)
-    parts = [f"<div><b>{esc(r.id)}</b> {badge(r.status)} <span style='color:#555'>{esc(r.kind)} request"
-             f" by <b>{esc(r.requester)}</b> · {esc(when(r.info.get('created_at')))}"
-             f"{' · ' + esc(size) if size else ''}</span></div>",
-             f"<div>target: <code>{esc(r.target)}</code></div>",
-             f"<div>reason: {esc(r.reason)}</div>"]
+    parts = [
+        f"<div><b>{esc(r.id)}</b> {badge(r.status)} <span style='color:#555'>{esc(r.kind)} request"
+        f" by <b>{esc(r.requester)}</b> · {esc(when(r.info.get('created_at')))}"
+        f"{' · ' + esc(size) if size else ''}</span></div>",
+        f"<div>target: <code>{esc(r.target)}</code></div>",
+        f"<div>reason: {esc(r.reason)}</div>",
+    ]
     if r.kind == "budget" and r.epsilon is not None:
         parts.append(f"<div>DP cost: <b>ε +{r.epsilon:g}</b> on {esc(r.target)}</div>")
     for p in r.progress:
         needed, got = int(p["needed"]), int(p["approvals"])
         pct = 100 * min(got, needed) / max(needed, 1)
-        parts.append(f"<div class='syft-progress'>{esc(p['dataset'])}: <b>{got} of {needed}</b> approvals "
-                     f"({esc(p['policy'].get('kind', ''))}) <span style='display:inline-block;width:120px;"
-                     f"height:8px;background:#eee;vertical-align:middle'><span style='display:block;height:8px;"
-                     f"width:{pct:.0f}%;background:#1b7f3b'></span></span></div>")
+        parts.append(
+            f"<div class='syft-progress'>{esc(p['dataset'])}: <b>{got} of {needed}</b> approvals "
+            f"({esc(p['policy'].get('kind', ''))}) <span style='display:inline-block;width:120px;"
+            f"height:8px;background:#eee;vertical-align:middle'><span style='display:block;height:8px;"
+            f"width:{pct:.0f}%;background:#1b7f3b'></span></span></div>"
+        )
     for a in r.approvals:
         mine = " (you)" if a.get("owner") == viewer else ""
         text = f"{a.get('owner')}{mine}: {a.get('decision')}"

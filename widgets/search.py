@@ -30,11 +30,16 @@ class DatasetSearch(TextFallback, w.VBox):
         self.total = 0
         self.results: list[Dataset] = []
         self.selected: Dataset | None = None
-        self.query = w.Text(value=query, placeholder="search names, descriptions, tags, assets",
-                            description="Search", continuous_update=False,  # on Enter or leaving the box
-                            layout=w.Layout(width="420px"))
-        self.tags = w.TagsInput(value=list(tags or []), allowed_tags=[], allow_duplicates=False,
-                                layout=w.Layout(min_width="120px"))
+        self.query = w.Text(
+            value=query,
+            placeholder="search names, descriptions, tags, assets",
+            description="Search",
+            continuous_update=False,  # on Enter or leaving the box
+            layout=w.Layout(width="420px"),
+        )
+        self.tags = w.TagsInput(
+            value=list(tags or []), allowed_tags=[], allow_duplicates=False, layout=w.Layout(min_width="120px")
+        )
         self.tag_hint = w.HTML()
         self.table = w.GridBox(layout=w.Layout(grid_template_columns=COLUMNS, grid_gap="2px 10px"))
         self.prev_button = w.Button(description="‹ Prev", layout=w.Layout(width="80px"))
@@ -46,13 +51,17 @@ class DatasetSearch(TextFallback, w.VBox):
         self.tags.observe(lambda _: self.search(), names="value")
         self.prev_button.on_click(lambda _: self.show_page(self.page - 1))
         self.next_button.on_click(lambda _: self.show_page(self.page + 1))
-        super().__init__([
-            w.HTML(f"<b>Datasets on {esc(client.node_label)}</b>"),
-            w.HBox([self.query]),
-            w.HBox([w.Label("Tags", layout=w.Layout(width="80px")), self.tags, self.tag_hint]),
-            self.message, self.table, w.HBox([self.prev_button, self.page_label, self.next_button]),
-            self.detail,
-        ])
+        super().__init__(
+            [
+                w.HTML(f"<b>Datasets on {esc(client.node_label)}</b>"),
+                w.HBox([self.query]),
+                w.HBox([w.Label("Tags", layout=w.Layout(width="80px")), self.tags, self.tag_hint]),
+                self.message,
+                self.table,
+                w.HBox([self.prev_button, self.page_label, self.next_button]),
+                self.detail,
+            ]
+        )
         self.add_class("syft-dataset-search")
         self.search()
 
@@ -73,8 +82,12 @@ class DatasetSearch(TextFallback, w.VBox):
 
     def show_page(self, page: int) -> None:
         page = max(0, page)
-        body = {"query": self.query.value, "tags": list(self.tags.value),
-                "offset": page * self.page_size, "limit": self.page_size}
+        body = {
+            "query": self.query.value,
+            "tags": list(self.tags.value),
+            "offset": page * self.page_size,
+            "limit": self.page_size,
+        }
         try:
             reply, _ = call(self.client, "datasets.list", body)
         except SyftError as e:
@@ -90,8 +103,11 @@ class DatasetSearch(TextFallback, w.VBox):
         self.tags.allowed_tags = list(reply.get("tags", []))
         offered = [t for t in self.tags.allowed_tags if t not in self.tags.value]
         more = f" … (+{len(offered) - 12})" if len(offered) > 12 else ""
-        self.tag_hint.value = (f"<span style='color:#666;padding-left:8px'>type a tag: {esc(' '.join(offered[:12]))}"
-                               f"{more}</span>") if offered else ""
+        self.tag_hint.value = (
+            (f"<span style='color:#666;padding-left:8px'>type a tag: {esc(' '.join(offered[:12]))}{more}</span>")
+            if offered
+            else ""
+        )
         self._render_table()
 
     def select(self, name: str) -> Dataset:
@@ -119,11 +135,20 @@ class DatasetSearch(TextFallback, w.VBox):
     def _render_table(self) -> None:
         cells: list[w.Widget] = [w.HTML(f"<b>{h}</b>") for h in ("name", "tags", "description", "rows", "assets")]
         for d in self.results:
-            button = w.Button(description=d.name, tooltip=f"show {d.name}", layout=w.Layout(width="auto"),
-                              button_style="info" if self.selected and self.selected.name == d.name else "")
+            button = w.Button(
+                description=d.name,
+                tooltip=f"show {d.name}",
+                layout=w.Layout(width="auto"),
+                button_style="info" if self.selected and self.selected.name == d.name else "",
+            )
             button.on_click(lambda b: self._clicked(b.description))
-            cells += [button, w.HTML(esc(" ".join(d.tags))), w.HTML(esc(d.description)),
-                      w.HTML(esc(_rows(d))), w.HTML(esc(", ".join(d.assets)))]
+            cells += [
+                button,
+                w.HTML(esc(" ".join(d.tags))),
+                w.HTML(esc(d.description)),
+                w.HTML(esc(_rows(d))),
+                w.HTML(esc(", ".join(d.assets))),
+            ]
         if not self.results:
             cells.append(w.HTML("<i>no dataset matches</i>"))
         self.table.children = cells
@@ -138,16 +163,22 @@ class DatasetSearch(TextFallback, w.VBox):
         for name, a in d.assets.items():
             shape = esc("×".join(map(str, a.get("shape") or [])) or "?")
             dtype = f", {a['dtype']}" if a.get("dtype") else ""
-            parts.append(f"<div style='margin-top:6px'><b>asset {esc(name)}</b>: {esc(a['type'])} ({shape}{esc(dtype)})"
-                         f" — pointer: <code>search.selected[{esc(repr(name))}]</code></div>")
+            parts.append(
+                f"<div style='margin-top:6px'><b>asset {esc(name)}</b>: {esc(a['type'])} ({shape}{esc(dtype)})"
+                f" — pointer: <code>search.selected[{esc(repr(name))}]</code></div>"
+            )
             if a.get("columns"):
                 dtypes = list(a.get("dtypes") or []) + [""] * len(a["columns"])
                 names = "".join(f"<th>{esc(c)}</th>" for c in a["columns"])
-                types = "".join(f"<td>{esc(t)}</td>" for t in dtypes[:len(a["columns"])])
-                parts.append(f"<table class='syft-schema'><tr><th>column</th>{names}</tr>"
-                             f"<tr><th>type</th>{types}</tr></table>")
+                types = "".join(f"<td>{esc(t)}</td>" for t in dtypes[: len(a["columns"])])
+                parts.append(
+                    f"<table class='syft-schema'><tr><th>column</th>{names}</tr><tr><th>type</th>{types}</tr></table>"
+                )
             try:
-                parts.append("<div><i>mock preview (synthetic values)</i></div>" + _preview(self.client.datasets.mock(d.name, name, timeout=CALL_TIMEOUT)))
+                parts.append(
+                    "<div><i>mock preview (synthetic values)</i></div>"
+                    + _preview(self.client.datasets.mock(d.name, name, timeout=CALL_TIMEOUT))
+                )
             except SyftError as e:
                 parts.append(notice(f"no mock preview: {e}", "warning"))
             except (TypeError, ValueError) as e:  # a mock this view cannot draw: say so, keep the rest

@@ -66,7 +66,11 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
                 if storage.kind_of(mock) != kind:
                     raise InvalidArgument(f"the mock of {aname!r} must be the same kind of value as the asset")
                 _check_mock_schema(aname, value, mock)
-                if subject_column is not None and type_key(value) == "DataFrame" and subject_column not in value.columns:
+                if (
+                    subject_column is not None
+                    and type_key(value) == "DataFrame"
+                    and subject_column not in value.columns
+                ):
                     raise InvalidArgument(f"subject_column {subject_column!r} is not a column of {aname!r}")
                 _, path = storage.write_asset(node.assets_dir, value)
                 written.append(path)
@@ -80,12 +84,33 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
                 raise
             except MemoryError:
                 raise InvalidArgument(f"asset {aname!r} is too big to store on this node") from None
-            except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError,
-                    NotImplementedError, pa.ArrowException) as e:
-                raise InvalidArgument(f"asset {aname!r} cannot be stored: {type(e).__name__}: "
-                                      f"{codec.short_repr(str(e))}; convert it to plain columns first") from None
-        node.db.add_dataset(name, body.description, tags, subject_column, user.name, rows, owners, policy,
-                            {str(k): list(v) for k, v in bounds.items()}, max_rows, float(subject_limit))
+            except (
+                ValueError,
+                TypeError,
+                KeyError,
+                IndexError,
+                AttributeError,
+                ArithmeticError,
+                NotImplementedError,
+                pa.ArrowException,
+            ) as e:
+                raise InvalidArgument(
+                    f"asset {aname!r} cannot be stored: {type(e).__name__}: "
+                    f"{codec.short_repr(str(e))}; convert it to plain columns first"
+                ) from None
+        node.db.add_dataset(
+            name,
+            body.description,
+            tags,
+            subject_column,
+            user.name,
+            rows,
+            owners,
+            policy,
+            {str(k): list(v) for k, v in bounds.items()},
+            max_rows,
+            float(subject_limit),
+        )
         node.ledger.apply_defaults(name)  # scientists added with a budget for every dataset
     except BaseException:
         for p in written:
@@ -140,7 +165,7 @@ def list_(node: DataNode, user: User, body: s.DatasetsList, buffers: Buffers) ->
     offset, limit = body.offset, body.limit
     if offset < 0 or (limit is not None and limit < 0):
         raise InvalidArgument("offset and limit are non-negative integers (a page of the results)")
-    page = out[offset:] if limit is None else out[offset:offset + limit]
+    page = out[offset:] if limit is None else out[offset : offset + limit]
     return {"datasets": page, "total": len(out), "tags": sorted(all_tags)}, []
 
 

@@ -74,9 +74,16 @@ def query(node: DataNode, user: User, body: s.DPQuery, buffers: Buffers) -> Repl
         losses = losses.reindex(allowed)
     check_scales(query, [] if query == "quantile" else sens, parts, mechanism, epsilon, rho)  # public inputs only
     # charge first, release after: a crash in between loses no charge
-    status = node.ledger.charge(user.name, dataset["name"], query, mechanism, epsilon, rho,
-                                {k: v for k, v in params.items() if k != "categories"},
-                                subject_losses=losses)
+    status = node.ledger.charge(
+        user.name,
+        dataset["name"],
+        query,
+        mechanism,
+        epsilon,
+        rho,
+        {k: v for k, v in params.items() if k != "categories"},
+        subject_losses=losses,
+    )
     changed = {"event": "budget.changed", "dataset": dataset["name"], "user": user.name}
     node.notify(user.name, changed)  # charged: open budget views update even if the release fails
     node.notify_owners(changed)
@@ -88,10 +95,21 @@ def query(node: DataNode, user: User, body: s.DPQuery, buffers: Buffers) -> Repl
             result = _finish(query, noisy, extra, params)
     except (ArithmeticError, ValueError, opendp_error()) as e:  # charged, not released: said plainly
         node.db.audit(user.name, "dp.failed", dataset["name"], query=query, error=f"{type(e).__name__}: {e}")
-        raise RemoteError(f"the {query} was charged but could not be released ({type(e).__name__}); "
-                          "narrow the bounds or spend more epsilon", op=f"dp.{query}", exception=type(e).__name__) from None
+        raise RemoteError(
+            f"the {query} was charged but could not be released ({type(e).__name__}); "
+            "narrow the bounds or spend more epsilon",
+            op=f"dp.{query}",
+            exception=type(e).__name__,
+        ) from None
     cost = {"epsilon": epsilon} if mechanism == "laplace" else {"rho": rho}
-    node.db.audit(user.name, "dp.release", dataset["name"], query=query, mechanism=mechanism, **cost,
-                  params={k: v for k, v in params.items() if k in ("bounds", "q", "column", "by")})
+    node.db.audit(
+        user.name,
+        "dp.release",
+        dataset["name"],
+        query=query,
+        mechanism=mechanism,
+        **cost,
+        params={k: v for k, v in params.items() if k in ("bounds", "q", "column", "by")},
+    )
     tree, bufs = codec.encode_value(result)
     return {"value": tree, "budget": status, "mechanism": mechanism, **cost}, bufs

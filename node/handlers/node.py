@@ -18,7 +18,7 @@ def hello(node: DataNode, user: User, body: s.Hello, buffers: Buffers) -> Reply:
 def stats(node: DataNode, user: User, body: s.NodeStats, buffers: Buffers) -> Reply:
     """This user's message counts (and the whole node's, for owners)."""
     prefix = f"{user.name}:"
-    mine = {k[len(prefix):]: v for k, v in node.counters.items() if k.startswith(prefix)}
+    mine = {k[len(prefix) :]: v for k, v in node.counters.items() if k.startswith(prefix)}
     out: dict[str, object] = {"node": node.name, "uptime": time.time() - node.started_at, "mine": mine}
     if user.is_owner:
         out.update(messages=node.counters["messages"], objects=len(node.store), counters=dict(node.counters))

@@ -41,18 +41,28 @@ def run(node: DataNode, user: User, body: s.Run, buffers: Buffers) -> Reply:
         obj = node.store.put(results[i], user.name, provenance={"ops": provenance_ops, "index": i})
         failed = results[i].failed
         if failed is not None:  # only on the real data: the scientist is not told; the owner reads why
-            node.db.audit(user.name, "op.failed", failed.op, error=failed.detail or failed.exception,
-                          object=obj.id, op_index=i)
+            node.db.audit(
+                user.name, "op.failed", failed.op, error=failed.detail or failed.exception, object=obj.id, op_index=i
+            )
         reveal = user.is_owner
         if granted is not None and results[i].private:
             if within_approval(results[i].lineage, granted["datasets"]):
                 grant_reader(node, obj, user.name, str(granted["id"]))
                 reveal = True
             else:  # the approval was given for other data: this result stays private
-                node.db.audit(user.name, "plan.outside_approval", str(granted["id"]), object=obj.id,
-                              lineage=sorted(results[i].lineage))
-                log.warning("%s ran approved plan %s, but result %s reads data outside the approval",
-                            user.name, granted["id"], obj.id)
+                node.db.audit(
+                    user.name,
+                    "plan.outside_approval",
+                    str(granted["id"]),
+                    object=obj.id,
+                    lineage=sorted(results[i].lineage),
+                )
+                log.warning(
+                    "%s ran approved plan %s, but result %s reads data outside the approval",
+                    user.name,
+                    granted["id"],
+                    obj.id,
+                )
         out.append({"id": obj.id, "meta": describe(results[i], reveal=reveal)})
     log.debug("%s ran a plan of %d op(s)", user.name, len(ops))
     return {"results": out}, []
@@ -89,13 +99,19 @@ def _refuse(node: DataNode, user: User, obj_id: str, value: Any) -> None:
         raise PermissionDenied(
             f"request {asked['id']} for this value was denied by {deciders}: {why}. The value stays "
             f"on {node.name}; change what you compute, or file a new request with a better reason",
-            request_id=asked["id"], status="denied", comment=asked.get("comment") or "",
-            lineage=sorted(value.lineage))
+            request_id=asked["id"],
+            status="denied",
+            comment=asked.get("comment") or "",
+            lineage=sorted(value.lineage),
+        )
     if asked is not None and asked["status"] == "pending":
         raise PermissionDenied(
             f"request {asked['id']} for this value is still pending: the owners of {sources} have not "
             "decided yet; req.wait() returns when they do",
-            request_id=asked["id"], status="pending", lineage=sorted(value.lineage))
+            request_id=asked["id"],
+            status="pending",
+            lineage=sorted(value.lineage),
+        )
     raise PermissionDenied(
         f"this value is derived from private data ({sources}) and stays on {node.name} until the "
         "data owner approves its release: ask with ptr.request(reason='…'), or use a "

@@ -48,8 +48,10 @@ def create(node: DataNode, user: User, body: s.RequestsCreate, buffers: Buffers)
     node.store.get(obj_id, user.name, is_owner=False)  # yours, or NotFound
     obj = node.store.entry(obj_id)
     if obj is None:  # an asset itself: its pointer is not a stored object
-        raise InvalidArgument("a whole asset is not released through a request: compute what you need from it "
-                              "(a pointer operation, a plan or a code request) and request that")
+        raise InvalidArgument(
+            "a whole asset is not released through a request: compute what you need from it "
+            "(a pointer operation, a plan or a code request) and request that"
+        )
     if not obj.value.private:
         raise InvalidArgument("this value has no private lineage: get() it directly")
     existing = node.db.open_request_for(obj_id, user.name)
@@ -60,8 +62,19 @@ def create(node: DataNode, user: User, body: s.RequestsCreate, buffers: Buffers)
     size = _persist(node, obj)
     lineage = sorted(obj.value.lineage)
     log.info("%s requested %s (%d bytes): %s", user.name, obj_id, size, reason[:80])
-    return _file(node, user, "object", obj_id, lineage, reason, _content_hash("object", obj_id, plan, lineage),
-                 "request.create", {"object": obj_id, "bytes": size}, plan=json.dumps(plan), size=size)
+    return _file(
+        node,
+        user,
+        "object",
+        obj_id,
+        lineage,
+        reason,
+        _content_hash("object", obj_id, plan, lineage),
+        "request.create",
+        {"object": obj_id, "bytes": size},
+        plan=json.dumps(plan),
+        size=size,
+    )
 
 
 def submit(node: DataNode, user: User, body: s.CodeSubmit, buffers: Buffers) -> Reply:
@@ -88,9 +101,20 @@ def submit(node: DataNode, user: User, body: s.CodeSubmit, buffers: Buffers) -> 
             assert obj is not None
             _persist(node, obj)
     log.info("%s submitted code %s() for review", user.name, fn_name)
-    return _file(node, user, "code", fn_name, sorted(lineage), reason, _content_hash("code", source, fn_name, inputs, content_versions(node, inputs.values())),
-                 "code.submit", {"function": fn_name, "inputs": inputs}, source=source, fn_name=fn_name,
-                 inputs=json.dumps(inputs))
+    return _file(
+        node,
+        user,
+        "code",
+        fn_name,
+        sorted(lineage),
+        reason,
+        _content_hash("code", source, fn_name, inputs, content_versions(node, inputs.values())),
+        "code.submit",
+        {"function": fn_name, "inputs": inputs},
+        source=source,
+        fn_name=fn_name,
+        inputs=json.dumps(inputs),
+    )
 
 
 def list_(node: DataNode, user: User, body: s.RequestsList, buffers: Buffers) -> Reply:
@@ -144,40 +168,64 @@ def decide(node: DataNode, user: User, body: s.RequestsDecide, buffers: Buffers)
     now = time.time()
     with node.db.tx() as c:
         try:
-            c.execute("INSERT INTO approvals(request_id, owner, decision, comment, nonce, signature, at)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (request_id, user.name, decision, comment, nonce, signature, now))
+            c.execute(
+                "INSERT INTO approvals(request_id, owner, decision, comment, nonce, signature, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (request_id, user.name, decision, comment, nonce, signature, now),
+            )
         except Exception as e:  # the nonce was used before: a replayed signature
-            raise PermissionDenied(f"this decision was already used ({e.__class__.__name__}): sign a fresh one") from None
+            raise PermissionDenied(
+                f"this decision was already used ({e.__class__.__name__}): sign a fresh one"
+            ) from None
         if status != "pending":
-            c.execute("UPDATE requests SET status=?, decided_at=?, comment=?, limits=?,"
-                      " run_status=CASE WHEN kind='code' AND ?='approved' THEN 'queued' ELSE run_status END"
-                      " WHERE id=?", (status, now, comment, json.dumps(limits), status, request_id))
+            c.execute(
+                "UPDATE requests SET status=?, decided_at=?, comment=?, limits=?,"
+                " run_status=CASE WHEN kind='code' AND ?='approved' THEN 'queued' ELSE run_status END"
+                " WHERE id=?",
+                (status, now, comment, json.dumps(limits), status, request_id),
+            )
             if status == "approved" and row["kind"] == "budget":
                 node.ledger.raise_budget(c, row["requester"], row["target"], float(row["inputs"]["epsilon"]))
             if status == "approved" and row["kind"] == "object":
-                c.execute("INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
-                          (row["target"], row["requester"], request_id))
-        c.execute("INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                  (now, user.name, decision, request_id, json.dumps({"comment": comment, "result": status})))
-    log.info("%s %s request %s (now %s)", user.name, "approved" if decision == "approve" else "denied",
-             request_id, status)
+                c.execute(
+                    "INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
+                    (row["target"], row["requester"], request_id),
+                )
+        c.execute(
+            "INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (now, user.name, decision, request_id, json.dumps({"comment": comment, "result": status})),
+        )
+    log.info(
+        "%s %s request %s (now %s)", user.name, "approved" if decision == "approve" else "denied", request_id, status
+    )
     if status == "approved" and row["kind"] == "code":
         inputs = row["inputs"]
-        now_hash = _content_hash("code", row["source"], row["fn_name"], inputs,
-                                 content_versions(node, inputs.values()))
+        now_hash = _content_hash("code", row["source"], row["fn_name"], inputs, content_versions(node, inputs.values()))
         if now_hash != row["content_hash"]:  # an input dataset was uploaded again since it was filed
-            job_finished(node, request_id, JobOutcome(False, error=(
-                "the data this code was submitted for has changed since (a dataset was uploaded again): "
-                "the approval covers the old data only; submit the code again")))
+            job_finished(
+                node,
+                request_id,
+                JobOutcome(
+                    False,
+                    error=(
+                        "the data this code was submitted for has changed since (a dataset was uploaded again): "
+                        "the approval covers the old data only; submit the code again"
+                    ),
+                ),
+            )
         else:
             node.start_job(request_id)
     fresh = node.db.request(request_id)
     assert fresh is not None
     info = public_request(node, fresh, user)
-    event = {"event": "request.decided" if status != "pending" else "request.updated", "request": request_id,
-             "status": status}
-    requester = next((User(u["name"], u["role"], u["public_key"]) for u in node.db.users()
-                      if u["name"] == row["requester"]), None)
+    event = {
+        "event": "request.decided" if status != "pending" else "request.updated",
+        "request": request_id,
+        "status": status,
+    }
+    requester = next(
+        (User(u["name"], u["role"], u["public_key"]) for u in node.db.users() if u["name"] == row["requester"]), None
+    )
     if requester is not None:  # the requester wakes with the whole request, as they may see it
         node.notify(row["requester"], {**event, "info": public_request(node, fresh, requester)})
     node.notify_owners(event)
@@ -210,10 +258,19 @@ def plan_request(node: DataNode, user: User, body: s.PlansRequest, buffers: Buff
             made.append(f"in{i} is made by:")
             made.extend(f"    {line}" for line in render(oid, node.store.provenance))
     lines = made + lines
-    return _file(node, user, "plan", digest, sorted(lineage), reason,
-                 _content_hash("plan", digest, input_ids, versions, sorted(lineage)),
-                 "plan.request", {"plan": digest, "inputs": input_ids}, plan=json.dumps(lines),
-                 inputs=json.dumps({"ids": input_ids, "versions": versions}))
+    return _file(
+        node,
+        user,
+        "plan",
+        digest,
+        sorted(lineage),
+        reason,
+        _content_hash("plan", digest, input_ids, versions, sorted(lineage)),
+        "plan.request",
+        {"plan": digest, "inputs": input_ids},
+        plan=json.dumps(lines),
+        inputs=json.dumps({"ids": input_ids, "versions": versions}),
+    )
 
 
 def budget_request(node: DataNode, user: User, body: s.BudgetsRequest, buffers: Buffers) -> Reply:
@@ -227,6 +284,15 @@ def budget_request(node: DataNode, user: User, body: s.BudgetsRequest, buffers: 
         raise InvalidArgument("say why you need more budget: request(…, reason='…')")
     if not node.ledger.status(user.name, str(dataset)):
         raise InvalidArgument(f"you have no budget on {dataset!r} yet: the owner sets the first one")
-    return _file(node, user, "budget", str(dataset), [f"{dataset}/*"], reason,
-                 _content_hash("budget", dataset, float(eps), user.name), "budget.request",
-                 {"dataset": dataset, "epsilon": eps}, inputs=json.dumps({"epsilon": float(eps)}))
+    return _file(
+        node,
+        user,
+        "budget",
+        str(dataset),
+        [f"{dataset}/*"],
+        reason,
+        _content_hash("budget", dataset, float(eps), user.name),
+        "budget.request",
+        {"dataset": dataset, "epsilon": eps},
+        inputs=json.dumps({"epsilon": float(eps)}),
+    )

@@ -42,8 +42,9 @@ def add(node: DataNode, user: User, body: s.UsersAdd, buffers: Buffers) -> Reply
     if budget is not None:
         node.ledger.set_default(name, *budget, node.db.dataset_names())
     node.reload_users()
-    node.db.audit(user.name, "users.add", name, role=body.role,
-                  **({"epsilon": budget[0], "delta": budget[1]} if budget else {}))
+    node.db.audit(
+        user.name, "users.add", name, role=body.role, **({"epsilon": budget[0], "delta": budget[1]} if budget else {})
+    )
     log.info("%s added user %s (%s)", user.name, name, body.role)
     return {"name": name, "role": body.role}, []
 
