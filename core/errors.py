@@ -43,6 +43,7 @@ class PermissionDenied(SyftError):
 
     @property
     def request_hint(self) -> str:
+        """How to ask for the value (e.g. ``ptr.request(reason='…')``)."""
         return str(self.data.get("request_hint", ""))
 
 
@@ -51,6 +52,7 @@ class OpNotAllowed(SyftError):
 
     @property
     def op(self) -> str:
+        """The operation that was refused, by name."""
         return str(self.data.get("op", ""))
 
 
@@ -59,6 +61,7 @@ class BudgetExceeded(SyftError):
 
     @property
     def left(self) -> float:
+        """The budget (epsilon) still left on the dataset."""
         return float(self.data.get("left", 0.0))
 
     @property
@@ -68,12 +71,14 @@ class BudgetExceeded(SyftError):
 
     @property
     def dataset(self) -> str:
+        """The dataset whose budget the release would overspend."""
         return str(self.data.get("dataset", ""))
 
 
 class NotFound(SyftError, KeyError):
     """A dataset, asset, object or user does not exist (or is not yours to see). A ``KeyError``
-    too, so ``name in client.datasets`` and ``dict``-style code work."""
+    too, so ``name in client.datasets`` and ``dict``-style code work.
+    """
 
     def __str__(self) -> str:
         return self.message
@@ -93,16 +98,19 @@ class NodeUnavailable(SyftError):
 
 class QuotaExceeded(SyftError):
     """A per-user limit of the node was reached (messages waiting, objects, bytes, requests, time,
-    memory, result size). ``limit`` names it; the node keeps serving."""
+    memory, result size). ``limit`` names it; the node keeps serving.
+    """
 
     @property
     def limit(self) -> str:
+        """Which limit was reached (bytes, objects, requests, time, memory, …)."""
         return str(self.data.get("limit", ""))
 
 
 class CompositeError(SyftError):
     """Work sent to several nodes at once failed on more than one of them. ``errors`` maps each
-    node's name to its own error (the way ipyparallel's ``CompositeError`` reports engines)."""
+    node's name to its own error (the way ipyparallel's ``CompositeError`` reports engines).
+    """
 
     def __init__(self, errors: dict[str, SyftError]) -> None:
         self.errors = dict(errors)

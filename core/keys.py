@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import zmq
@@ -24,7 +24,8 @@ from .errors import AuthenticationError, InvalidArgument
 @dataclass(frozen=True)
 class KeyPair:
     """A named CURVE keypair (Z85 text) for transport, plus an Ed25519 keypair (hex) with which
-    an owner signs approvals."""
+    an owner signs approvals.
+    """
 
     name: str
     public: str
@@ -136,7 +137,8 @@ def check_public_key(key: str) -> str:
 
 def public_keys_of(value: str | os.PathLike[str] | KeyPair) -> tuple[str, str | None]:
     """Accept a Z85 key, a KeyPair or a path to a ``.pub``/``.key`` file; return the Z85 CURVE
-    key and the signing key (hex) if known."""
+    key and the signing key (hex) if known.
+    """
     if isinstance(value, KeyPair):
         return value.public, value.sign_public
     text = os.fspath(value)
@@ -164,9 +166,9 @@ def read_connection_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
     except (ValueError, KeyError, TypeError, InvalidArgument) as e:
         raise InvalidArgument(f"{path} is not a syft-kernel connection file ({e})") from None
-    return info
+    return cast("dict[str, Any]", info)
 
 
 def decision_message(node_name: str, request_id: str, content_hash: str, decision: str, nonce: str) -> bytes:
     """The exact bytes an owner signs to approve or deny a request (shared with the client)."""
-    return msgpack.packb(["syft-kernel decision v1", node_name, request_id, content_hash, decision, nonce])
+    return bytes(msgpack.packb(["syft-kernel decision v1", node_name, request_id, content_hash, decision, nonce]))

@@ -84,4 +84,4 @@ def bind_inputs(ops: list[Any], input_ids: list[str]) -> list[Any]:
             return [walk(v) for v in x]
         return x
 
-    return walk(ops)
+    return list(walk(ops))

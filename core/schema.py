@@ -12,8 +12,17 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:  # for type checkers only: bodies are dataclasses (PEP 681)
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_: Any) -> Any:
+        return lambda fn: fn
+
 
 from .codec import short_repr
 from .errors import InvalidArgument, ProtocolError
@@ -208,7 +217,8 @@ _OK = object()
 MESSAGES: dict[str, type[Body]] = {}
 
 
-def message(msg_type: str) -> Any:
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, spec))
+def message(msg_type: str) -> Callable[[type[B]], type[B]]:
     """Class decorator: a frozen dataclass body for ``msg_type``, entered in ``MESSAGES``."""
 
     def deco(cls: type[B]) -> type[B]:
@@ -250,8 +260,10 @@ class UsersAdd(Body):
     name: str = spec(name="user")
     role: str = spec()
     public_key: str = spec(max_len=1000)
-    signing_key: str | None = spec(None, invalid="a signing key is 64 hex characters (the signing_key in NAME.pub)")
-    budget: dict[str, float] | None = spec(None, invalid="a budget is sk.Budget(epsilon=…, delta=…)")
+    signing_key: str | None = spec(
+        default=None, invalid="a signing key is 64 hex characters (the signing_key in NAME.pub)"
+    )
+    budget: dict[str, float] | None = spec(default=None, invalid="a budget is sk.Budget(epsilon=…, delta=…)")
 
 
 @message("users.remove")
@@ -269,25 +281,25 @@ class UsersList(Body):
 class AssetUpload(Body):
     name: str = spec(name="asset")
     value: Any = spec()
-    mock: Any = spec(None)
+    mock: Any = spec(default=None)
 
 
 @message("datasets.upload")
 class DatasetsUpload(Body):
     name: str = spec(name="dataset")
     assets: list[AssetUpload] = spec(invalid="a dataset has at least one asset")
-    description: str = spec("", invalid="the description is a string of at most 10,000 characters")
-    tags: list[str] = spec([], invalid="tags are a list of short strings")
-    subject_column: str | None = spec(None, max_len=1000)
-    owners: list[str] | None = spec(None, invalid="owners are users with the owner role on this node")
-    policy: dict[str, Any] | None = spec(None)
+    description: str = spec(default="", invalid="the description is a string of at most 10,000 characters")
+    tags: list[str] = spec(default=[], invalid="tags are a list of short strings")
+    subject_column: str | None = spec(default=None, max_len=1000)
+    owners: list[str] | None = spec(default=None, invalid="owners are users with the owner role on this node")
+    policy: dict[str, Any] | None = spec(default=None)
     bounds: dict[str, list[Any]] = spec(
-        {}, invalid="bounds map column names to public (lower, upper) pairs, lower < upper"
+        default={}, invalid="bounds map column names to public (lower, upper) pairs, lower < upper"
     )
     subject_limit: float = spec(
-        0.0, invalid="subject_limit is a non-negative privacy loss per data subject (0: no limit)"
+        default=0.0, invalid="subject_limit is a non-negative privacy loss per data subject (0: no limit)"
     )
-    max_rows_per_subject: int = spec(1, invalid="max_rows_per_subject is a whole number from 1 to 10000")
+    max_rows_per_subject: int = spec(default=1, invalid="max_rows_per_subject is a whole number from 1 to 10000")
 
 
 @message("datasets.delete")
@@ -297,10 +309,10 @@ class DatasetsDelete(Body):
 
 @message("datasets.list")
 class DatasetsList(Body):
-    query: str = spec("", max_len=1000)
-    tags: list[str] = spec([], max_len=100, what="a list of tags (strings)")
-    offset: int = spec(0, invalid="offset and limit are non-negative integers (a page of the results)")
-    limit: int | None = spec(None, invalid="offset and limit are non-negative integers (a page of the results)")
+    query: str = spec(default="", max_len=1000)
+    tags: list[str] = spec(default=[], max_len=100, what="a list of tags (strings)")
+    offset: int = spec(default=0, invalid="offset and limit are non-negative integers (a page of the results)")
+    limit: int | None = spec(default=None, invalid="offset and limit are non-negative integers (a page of the results)")
 
 
 @message("datasets.get")
@@ -324,9 +336,9 @@ class AssetPointer(Body):
 @message("run")
 class Run(Body):
     ops: list[Any] = spec(what="a non-empty list of ops (a plan)")
-    keep: list[int] | None = spec(None, what="a list of indices of the plan's ops")
-    inputs: list[str] = spec([], what="a list of object ids")
-    plan: str | None = spec(None, max_len=128, what="the plan's hash (a string)")
+    keep: list[int] | None = spec(default=None, what="a list of indices of the plan's ops")
+    inputs: list[str] = spec(default=[], what="a list of object ids")
+    plan: str | None = spec(default=None, max_len=128, what="the plan's hash (a string)")
 
 
 @message("get")
@@ -350,14 +362,14 @@ class BudgetsSet(Body):
     user: str = spec(name="user")
     dataset: str = spec(name="dataset")
     epsilon: float = spec()
-    delta: float = spec(0.0)
+    delta: float = spec(default=0.0)
 
 
 @message("budgets.get")
 class BudgetsGet(Body):
-    user: str | None = spec(None, max_len=1000)
-    dataset: str | None = spec(None, max_len=1000)
-    history: bool = spec(True)
+    user: str | None = spec(default=None, max_len=1000)
+    dataset: str | None = spec(default=None, max_len=1000)
+    history: bool = spec(default=True)
 
 
 @message("budgets.request")
@@ -377,11 +389,11 @@ class DPQuery(Body):
 # audit
 @message("audit.list")
 class AuditList(Body):
-    limit: int = spec(1000, invalid="limit is an integer between 1 and 100000")
-    user: str | None = spec(None, max_len=1000)
-    action: str | None = spec(None, max_len=1000)
-    target: str | None = spec(None, max_len=1000)
-    since: float | None = spec(None)
+    limit: int = spec(default=1000, invalid="limit is an integer between 1 and 100000")
+    user: str | None = spec(default=None, max_len=1000)
+    action: str | None = spec(default=None, max_len=1000)
+    target: str | None = spec(default=None, max_len=1000)
+    since: float | None = spec(default=None)
 
 
 # requests
@@ -401,9 +413,9 @@ class CodeSubmit(Body):
 
 @message("requests.list")
 class RequestsList(Body):
-    status: str | None = spec(None, invalid="status is pending, approved or denied")
-    requester: str | None = spec(None, max_len=1000)
-    kind: str | None = spec(None, max_len=100)
+    status: str | None = spec(default=None, invalid="status is pending, approved or denied")
+    requester: str | None = spec(default=None, max_len=1000)
+    kind: str | None = spec(default=None, max_len=100)
 
 
 @message("requests.get")
@@ -417,8 +429,8 @@ class RequestsDecide(Body):
     decision: str = spec(invalid="decision is approve or deny")
     nonce: str = spec(max_len=1000)
     signature: str = spec(max_len=1000)
-    comment: str = spec("", invalid="the comment is a string of at most 5000 characters")
-    limits: dict[str, Any] | None = spec(None)
+    comment: str = spec(default="", invalid="the comment is a string of at most 5000 characters")
+    limits: dict[str, Any] | None = spec(default=None)
 
 
 @message("plans.request")

@@ -117,7 +117,8 @@ class AsyncClient:
         self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (), timeout: float | None = None
     ) -> tuple[Any, list[Any]]:
         """One request and its reply; other calls may be in flight on the same socket meanwhile.
-        Raises the node's error as a ``SyftError``."""
+        Raises the node's error as a ``SyftError``.
+        """
         future: asyncio.Future[tuple[Any, list[Any]]] = asyncio.get_running_loop().create_future()
         self.start_call(future, msg, body, buffers, timeout)
         return await future
@@ -131,7 +132,8 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> None:
         """Send a request whose reply (or error, or timeout) completes ``future`` (an asyncio or a
-        ``concurrent.futures`` future). Runs on the event loop; the sync facade calls it there."""
+        ``concurrent.futures`` future). Runs on the event loop; the sync facade calls it there.
+        """
         try:
             msg_id = self.send(msg, body, buffers)
         except BaseException as e:
@@ -141,7 +143,12 @@ class AsyncClient:
         self.round_trips += 1
         limit = timeout or self.timeout
         timer = asyncio.get_running_loop().call_later(limit, self._expire, msg_id, limit)
-        future.add_done_callback(lambda _: (timer.cancel(), self._pending.pop(msg_id, None)))
+
+        def done(_: Any) -> None:
+            timer.cancel()
+            self._pending.pop(msg_id, None)
+
+        future.add_done_callback(done)
 
     def _expire(self, msg_id: int, limit: float) -> None:
         future = self._pending.pop(msg_id, None)
@@ -190,6 +197,7 @@ class AsyncClient:
             self.flush_freed()
 
     def flush_freed(self) -> None:
+        """Free every dropped pointer now, in one no-reply message."""
         frames = self.session.free_frames()
         if frames is not None and self._sock is not None and not self._closed:
             try:
@@ -200,7 +208,8 @@ class AsyncClient:
     # ---- events
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` (on the event loop) for every event the node pushes; returns
-        the function that unsubscribes it."""
+        the function that unsubscribes it.
+        """
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
@@ -229,13 +238,16 @@ class AsyncClient:
     # ---- the rest
     @property
     def node_label(self) -> str:
+        """The node's name, for messages."""
         return self.node_name
 
     @property
     def closed(self) -> bool:
+        """Whether this connection is closed."""
         return self._closed or self._sock is None or self._sock.closed
 
     async def close(self) -> None:
+        """Free dropped pointers, fail the calls still waiting and close the socket."""
         if self._closed:
             return
         self.flush_freed()
@@ -306,7 +318,8 @@ async def connect(
 
 async def gather_nodes(calls: Iterable[tuple[str, Awaitable[T]]]) -> list[T]:
     """Await work on several nodes at once. One failure is raised as itself; failures on several
-    nodes come back as one ``CompositeError`` that names each node."""
+    nodes come back as one ``CompositeError`` that names each node.
+    """
     named = list(calls)
     results = await asyncio.gather(*(c for _, c in named), return_exceptions=True)
     errors = {name: r for (name, _), r in zip(named, results) if isinstance(r, BaseException)}
@@ -344,6 +357,7 @@ def io_loop() -> asyncio.AbstractEventLoop:
 
 
 def on_io_loop() -> bool:
+    """Whether the caller runs on the background loop itself (a sync call there would deadlock)."""
     try:
         return asyncio.get_running_loop() is _loop
     except RuntimeError:

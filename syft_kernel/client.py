@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -76,11 +76,12 @@ class Client:
     # ---- messaging
     @property
     def round_trips(self) -> int:
+        """Requests sent that wanted a reply (a plan is one, however many ops)."""
         return self._io.round_trips
 
     @property
-    def _sock(self) -> zmq.Socket:
-        return self._io.sock
+    def _sock(self) -> zmq.Socket[Any]:
+        return cast("zmq.Socket[Any]", self._io.sock)
 
     def call(
         self,
@@ -90,12 +91,14 @@ class Client:
         timeout: float | None = None,
     ) -> tuple[Any, list[Any]]:
         """One request and its reply. ``msg`` is a typed body (``core.schema``) or a message type
-        with its ``body`` map. Raises the node's error as a ``SyftError``."""
+        with its ``body`` map. Raises the node's error as a ``SyftError``.
+        """
         return self._io.wait(self._io.send(msg, body, buffers), timeout or self.timeout)
 
     def send(self, msg: str | schema.Body, body: Any = None, buffers: list[Any] | tuple[Any, ...] = ()) -> int:
         """Send a request now and return its id; ``reply(id)`` waits for its answer. Sending to
-        several nodes before waiting on any puts the work of all of them in flight at once."""
+        several nodes before waiting on any puts the work of all of them in flight at once.
+        """
         return self._io.send(msg, body, buffers)
 
     def reply(self, msg_id: int, timeout: float | None = None) -> tuple[Any, list[Any]]:
@@ -108,7 +111,8 @@ class Client:
 
     def free(self, obj_id: str) -> None:
         """Note that a pointer was dropped; freed ids go to the node in one message with the
-        next call (or once 256 have gathered), never blocking."""
+        next call (or once 256 have gathered), never blocking.
+        """
         self._io.session.freed.append(obj_id)
         if len(self._io.session.freed) >= 256:
             self._io.flush_freed(block=False)
@@ -119,7 +123,8 @@ class Client:
 
     def watch(self, timeout: float) -> list[dict[str, Any]]:
         """Every event pushed since the last ``watch`` (they stay for ``wait_event`` too), waiting
-        up to ``timeout`` for one: what a live view listens with, on this same connection."""
+        up to ``timeout`` for one: what a live view listens with, on this same connection.
+        """
         return self._io.watch(timeout)
 
     def unwatch(self) -> None:
@@ -134,13 +139,15 @@ class Client:
     @property
     def aio(self) -> AsyncClient:
         """An ``AsyncClient`` for this user on this node (its own connection, made on first use,
-        run on the process's background event loop by ``aio.run_sync``)."""
+        run on the process's background event loop by ``aio.run_sync``).
+        """
         if self._aio is None:
             self._aio = run_sync(AsyncClient(self.connection, self.key, self.timeout, self.address).connect())
         return self._aio
 
     @property
     def node_label(self) -> str:
+        """The node's name, for messages."""
         return getattr(self, "node_name", None) or str(self.connection.get("name", "the node"))
 
     # ---- conveniences
@@ -157,16 +164,19 @@ class Client:
     @property
     def audit(self) -> AuditLog:
         """The node's audit log, newest first; ``client.audit(action=…, user=…, target=…,
-        since=…)`` filters it (owners only)."""
+        since=…)`` filters it (owners only).
+        """
         if self.role != "owner":  # said here, not when the log is first printed (the node refuses too)
             raise Unauthorized(f"audit.list is for data owners; {self.user} is a {self.role}")
         return AuditLog(self)
 
     @property
     def closed(self) -> bool:
+        """Whether this connection is closed."""
         return self._io.closed
 
     def close(self) -> None:
+        """Free dropped pointers and close the connection (and the async one, if made)."""
         if self._aio is not None:
             run_sync(self._aio.close())
             self._aio = None

@@ -1,5 +1,6 @@
 """Code requests: submit a function for the owner to review; it runs on the node, in a separate
-process with limits, only after approval. ``job.run_on_mock()`` runs it here on the mocks."""
+process with limits, only after approval. ``job.run_on_mock()`` runs it here on the mocks.
+"""
 
 from __future__ import annotations
 

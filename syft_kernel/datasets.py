@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -62,13 +63,15 @@ class DatasetsAPI(Mapping[str, Dataset]):
         self._client = client
         self._mocks: dict[tuple[str, str], Any] = {}
 
-    def search(self, query: str = "", tags: list[str] | None = None) -> list[Dataset]:
+    def search(self, query: str = "", tags: builtins.list[str] | None = None) -> builtins.list[Dataset]:
         """Datasets whose name, description, tags or asset names hold every word of ``query``,
-        and that carry all ``tags``."""
+        and that carry all ``tags``.
+        """
         body, _ = self._client.call(schema.DatasetsList(query=query, tags=list(tags or [])))
         return [Dataset(self._client, d) for d in body["datasets"]]
 
     def list(self) -> list[Dataset]:
+        """Every dataset on the node (public metadata only)."""
         return self.search()
 
     def __getitem__(self, name: str) -> Dataset:
@@ -95,9 +98,9 @@ class DatasetsAPI(Mapping[str, Dataset]):
         assets: dict[str, Any],
         mock: dict[str, Any] | None = None,
         description: str = "",
-        tags: list[str] | None = None,
+        tags: builtins.list[str] | None = None,
         subject_column: str | None = None,
-        owners: list[str] | None = None,
+        owners: builtins.list[str] | None = None,
         policy: Any = None,
         bounds: dict[str, tuple[float, float]] | None = None,
         max_rows_per_subject: int = 1,
@@ -109,7 +112,8 @@ class DatasetsAPI(Mapping[str, Dataset]):
         ``sk.Threshold(k)``). ``bounds`` declares public value ranges per column for DP queries;
         ``max_rows_per_subject`` bounds how many rows one ``subject_column`` value may contribute;
         ``subject_limit`` caps each subject's own privacy loss per scientist (an individual
-        privacy filter: a subject who reached it stops contributing to later answers)."""
+        privacy filter: a subject who reached it stops contributing to later answers).
+        """
         enc = codec.Encoder()
         mock = mock or {}
         unknown = set(mock) - set(assets)
@@ -151,7 +155,7 @@ class DatasetsAPI(Mapping[str, Dataset]):
         return datasets_table(self.list(), self._client.node_label)
 
 
-def datasets_table(rows: list[Dataset], node: str) -> str:
+def datasets_table(rows: builtins.list[Dataset], node: str) -> str:
     """Datasets as a text table (terminals, and the search widget's text fallback)."""
     if not rows:
         return f"no datasets on {node}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .core import codec, schema
 
@@ -33,6 +33,9 @@ class DPQueries:
     def __init__(self, ptr: Pointer) -> None:
         self._ptr = ptr
 
+    def _run_float(self, query: str, params: dict[str, Any]) -> float:
+        return float(self._run(query, params))
+
     def _run(self, query: str, params: dict[str, Any]) -> Any:
         client = self._ptr.client
         body, buffers = client.call(schema.DPQuery(target=self._ptr.id, query=query, params=params))
@@ -40,7 +43,8 @@ class DPQueries:
         return codec.decode_value(body["value"], buffers)
 
     def count(self, epsilon: float | None = None, *, delta: float | None = None, rho: float | None = None) -> float:
-        return self._run("count", _params(epsilon, delta, rho))
+        """A DP count of the rows (or of each group's rows)."""
+        return self._run_float("count", _params(epsilon, delta, rho))
 
     def sum(
         self,
@@ -50,7 +54,8 @@ class DPQueries:
         delta: float | None = None,
         rho: float | None = None,
     ) -> float:
-        return self._run("sum", _params(epsilon, delta, rho, bounds=bounds))
+        """A DP sum of the values clamped to ``bounds``."""
+        return self._run_float("sum", _params(epsilon, delta, rho, bounds=bounds))
 
     def mean(
         self,
@@ -60,7 +65,8 @@ class DPQueries:
         delta: float | None = None,
         rho: float | None = None,
     ) -> float:
-        return self._run("mean", _params(epsilon, delta, rho, bounds=bounds))
+        """A DP mean of the values clamped to ``bounds`` (a noisy sum over a noisy count)."""
+        return self._run_float("mean", _params(epsilon, delta, rho, bounds=bounds))
 
     def var(
         self,
@@ -70,10 +76,12 @@ class DPQueries:
         delta: float | None = None,
         rho: float | None = None,
     ) -> float:
-        return self._run("var", _params(epsilon, delta, rho, bounds=bounds))
+        """A DP variance of the values clamped to ``bounds``."""
+        return self._run_float("var", _params(epsilon, delta, rho, bounds=bounds))
 
     def quantile(self, q: float, bounds: tuple[float, float] | None = None, epsilon: float | None = None) -> float:
-        return self._run("quantile", _params(epsilon, None, None, q=q, bounds=bounds))
+        """A DP ``q``-quantile within ``bounds`` (the exponential mechanism; pure epsilon)."""
+        return self._run_float("quantile", _params(epsilon, None, None, q=q, bounds=bounds))
 
     def histogram(
         self,
@@ -84,6 +92,7 @@ class DPQueries:
         delta: float | None = None,
         rho: float | None = None,
     ) -> Any:
+        """DP counts of the values in each bin (``bins`` are the public edges)."""
         return self._run("histogram", _params(epsilon, delta, rho, bins=bins, categories=categories))
 
     def groupby(self, by: str, categories: list[Any] | None = None) -> DPGroupBy:
@@ -92,6 +101,8 @@ class DPQueries:
 
 
 class DPGroupBy:
+    """``ptr.dp.groupby(column)``: DP counts, sums and means per public category."""
+
     def __init__(self, queries: DPQueries, by: str, categories: list[Any] | None) -> None:
         self._q, self._by, self._categories = queries, by, categories
 
@@ -102,6 +113,7 @@ class DPGroupBy:
         return self._q._run(query, params)
 
     def count(self, epsilon: float | None = None, *, delta: float | None = None, rho: float | None = None) -> Any:
+        """A DP count of the rows (or of each group's rows)."""
         return self._run("group_count", None, epsilon, None, delta, rho)
 
     def sum(
@@ -113,6 +125,7 @@ class DPGroupBy:
         delta: float | None = None,
         rho: float | None = None,
     ) -> Any:
+        """A DP sum of the values clamped to ``bounds``."""
         return self._run("group_sum", column, epsilon, bounds, delta, rho)
 
     def mean(
@@ -124,6 +137,7 @@ class DPGroupBy:
         delta: float | None = None,
         rho: float | None = None,
     ) -> Any:
+        """A DP mean of the values clamped to ``bounds`` (a noisy sum over a noisy count)."""
         return self._run("group_mean", column, epsilon, bounds, delta, rho)
 
 
@@ -139,18 +153,20 @@ class Budget:
     delta: float = 0.0
 
     def to_wire(self) -> dict[str, float]:
+        """The budget as the message field ``users.add`` carries."""
         return {"epsilon": self.epsilon, "delta": self.delta}
 
 
 class Budgets:
     """``client.budget``: your privacy budgets per dataset, what is spent and left, and the
-    history; for owners also ``set`` and ``of`` (a scientist's)."""
+    history; for owners also ``set`` and ``of`` (a scientist's).
+    """
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
     def _fetch(self, dataset: str | None = None) -> dict[str, Any]:
-        return self._client.call(schema.BudgetsGet(dataset=dataset or None))[0]
+        return cast("dict[str, Any]", self._client.call(schema.BudgetsGet(dataset=dataset or None))[0])
 
     def __getitem__(self, dataset: str) -> dict[str, Any]:
         rows = self._fetch(dataset)["budgets"]
@@ -158,17 +174,20 @@ class Budgets:
             from .core.errors import NotFound
 
             raise NotFound(f"no budget on {dataset!r}")
-        return rows[0]
+        return cast("dict[str, Any]", rows[0])
 
     def left(self, dataset: str) -> float:
+        """The epsilon left on ``dataset``."""
         return float(self[dataset]["left"])
 
     def spent(self, dataset: str) -> float:
+        """The epsilon spent on ``dataset``."""
         return float(self[dataset]["spent"])
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        return self._fetch()["history"]
+        """Every release charged to you, oldest first, with its cost and the running total."""
+        return cast("list[dict[str, Any]]", self._fetch()["history"])
 
     def request(self, dataset: str, epsilon: float, reason: str) -> Request:
         """Ask the dataset's owners for ``epsilon`` more; approval raises your budget."""
@@ -190,13 +209,14 @@ class Budgets:
     def set(self, user: str, dataset: str, epsilon: float | Budget, delta: float = 0.0) -> dict[str, Any]:
         """Set ``user``'s budget on ``dataset`` (epsilon and delta, or an ``sk.Budget``)."""
         if isinstance(epsilon, Budget):
-            epsilon, delta = epsilon.epsilon, epsilon.delta
+            given = epsilon
+            epsilon, delta = given.epsilon, given.delta
         body = schema.BudgetsSet(user=user, dataset=dataset, epsilon=epsilon, delta=delta)
-        return self._client.call(body)[0]["budget"][0]
+        return cast("dict[str, Any]", self._client.call(body)[0]["budget"][0])
 
     def of(self, user: str, dataset: str | None = None) -> dict[str, Any]:
         """A scientist's budgets and releases; with ``dataset``, also how many subjects are spent."""
-        return self._client.call(schema.BudgetsGet(user=user, dataset=dataset or None))[0]
+        return cast("dict[str, Any]", self._client.call(schema.BudgetsGet(user=user, dataset=dataset or None))[0])
 
 
 def budget_table(data: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ class Single:
     """One of the dataset's owners decides (the default)."""
 
     def to_wire(self) -> dict[str, Any]:
+        """The policy as the node stores it."""
         return {"kind": "single"}
 
 
@@ -19,6 +20,7 @@ class Consensus:
     """Every owner of the dataset approves; any owner's denial denies."""
 
     def to_wire(self) -> dict[str, Any]:
+        """The policy as the node stores it."""
         return {"kind": "consensus"}
 
 
@@ -29,6 +31,7 @@ class Threshold:
     k: int
 
     def to_wire(self) -> dict[str, Any]:
+        """The policy as the node stores it."""
         return {"kind": "threshold", "k": self.k}
 
 

@@ -33,14 +33,17 @@ class NodeProcess:
 
     @property
     def connection_file(self) -> Path:
+        """The node's connection file (give it to users)."""
         return self.folder / "connection.json"
 
     @property
     def owner_key(self) -> Path:
+        """The first owner's secret key file."""
         return self.folder / "keys" / "owner.key"
 
     @property
     def connection(self) -> dict[str, Any]:
+        """The connection file's contents (addresses and the node's public key)."""
         return read_connection_file(self.connection_file)
 
     def login(self, key: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
@@ -50,9 +53,11 @@ class NodeProcess:
         return login(self.connection_file, key=key or self.owner_key, **kwargs)
 
     def log(self) -> str:
+        """The node's log so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def alive(self) -> bool:
+        """Whether the node process is still running."""
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0) -> int:

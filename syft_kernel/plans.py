@@ -75,12 +75,14 @@ class Plan:
 
     @property
     def hash(self) -> str:
+        """The plan's content hash: what an owner approves."""
         if self.ops is None:
             raise InvalidArgument("trace the plan first: call it, or plan.trace(*pointers)")
         return plan_hash(self.ops, self.outputs, self.buffers)
 
     # ---- running
     def __call__(self, *inputs: Pointer) -> Any:
+        """Run the plan on the node over these pointers (traced on the first call)."""
         if self.ops is None:
             self.trace(*inputs)
         assert self.ops is not None
@@ -110,6 +112,7 @@ class Plan:
         if self.ops is None:
             self.trace(*inputs)
         client = inputs[0].client
+        assert self.ops is not None
         body = schema.PlansRequest(ops=self.ops, outputs=self.outputs, inputs=[p.id for p in inputs], reason=reason)
         info, _ = client.call(body, buffers=self.buffers)
         return make_request(client, info)

@@ -82,6 +82,7 @@ class Pointer:
     # ---- metadata (local, no round trip)
     @property
     def type(self) -> str:
+        """The pointed-to value's type name (DataFrame, Series, ndarray, Tensor, …)."""
         if self._meta is not None:
             return str(self._meta.get("type"))
         from syft_kernel.core.executor import type_key
@@ -90,6 +91,7 @@ class Pointer:
 
     @property
     def private(self) -> bool:
+        """Whether the value derives from private data (then it stays on the node until released)."""
         return bool(self.meta.get("private"))
 
     @property
@@ -102,34 +104,40 @@ class Pointer:
 
     @property
     def columns(self) -> pd.Index:
+        """A frame's columns, where they are public."""
         if "columns" not in self.meta:
             raise AttributeError(f"a {self.type} pointer has no columns")
         return pd.Index([tuple(c) if isinstance(c, list) else c for c in self.meta["columns"]])
 
     @property
     def dtypes(self) -> pd.Series:
+        """A frame's column dtypes, where they are public."""
         if "dtypes" not in self.meta:
             raise AttributeError(f"a {self.type} pointer has no dtypes")
         return pd.Series(self.meta["dtypes"], index=self.columns, dtype=object)
 
     @property
     def dtype(self) -> str:
+        """An array's, tensor's or series' dtype."""
         if "dtype" not in self.meta:
             raise AttributeError(f"a {self.type} pointer has no dtype")
         return str(self.meta["dtype"])
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return int(self.meta.get("ndim", 0))
 
     @property
     def name(self) -> Any:
+        """A series' name, where it is public."""
         if "name" not in self.meta:
             return self._remote("getattr", "name")
         return self.meta["name"]
 
     @property
     def client(self) -> Client:
+        """The connection this pointer's value lives behind."""
         return self._client
 
     # ---- recording ops
@@ -161,7 +169,8 @@ class Pointer:
 
     def request(self, reason: str) -> Any:
         """Ask the data owner(s) to release this value to you; returns a ``Request`` to follow
-        (``req.status``, ``req.wait()``); once approved, ``get()`` works for this object."""
+        (``req.status``, ``req.wait()``); once approved, ``get()`` works for this object.
+        """
         from .requests import request_object
 
         return request_object(self, reason)
@@ -175,12 +184,13 @@ class Pointer:
 
     @property
     def mock(self) -> Any:
-        """This pointer's computation on mock data, run locally: free, fake, for debugging."""
+        """The pointer's computation on mock data, run locally: free, fake, for debugging."""
         return self._recipe.mock()
 
     def _private_in_python(self, what: str) -> Any:
         """The value for Python itself (``if``, ``len``, ``print``): fetched when you may read
-        it (public, owner, or released by an approval); else an error that says why and what to do."""
+        it (public, owner, or released by an approval); else an error that says why and what to do.
+        """
         try:
             return self.get()
         except PermissionDenied:
@@ -287,7 +297,8 @@ class Pointer:
 
 class Recipe:
     """How a pointer's value was made (an op over parent recipes, or an asset), kept so the same
-    computation can run on mock data. Holds no remote object: freeing pointers stays prompt."""
+    computation can run on mock data. Holds no remote object: freeing pointers stays prompt.
+    """
 
     _keys = itertools.count()
 
@@ -309,7 +320,7 @@ class Recipe:
         self._mock_fn: Callable[[], Any] | None = None
 
     def _own_mock(self, parents: dict[str, Any]) -> Any:
-        """This step's mock, given its parents' mocks."""
+        """The step's mock, given its parents' mocks."""
         if self._mock_fn is not None:
             return self._mock_fn()
         if self.asset is not None and self.asset.startswith("asset:"):

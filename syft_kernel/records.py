@@ -1,5 +1,6 @@
 """What the node reports about users, audit entries and its counters, as objects: read a field
-by attribute or key, print a row or a table, and get a pandas DataFrame with ``to_frame()``."""
+by attribute or key, print a row or a table, and get a pandas DataFrame with ``to_frame()``.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Record(Mapping[str, Any]):
             raise AttributeError(f"{self.KIND} has no field {name!r} (it has {', '.join(self._data)})") from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict."""
         return dict(self._data)
 
     def __repr__(self) -> str:

@@ -1,8 +1,10 @@
 """Requests from the client side: file them (``ptr.request``), follow them (``req.wait``),
-and, as an owner, review and decide them (``owner.requests``, ``req.approve``, ``req.deny``)."""
+and, as an owner, review and decide them (``owner.requests``, ``req.approve``, ``req.deny``).
+"""
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import secrets
 import time
@@ -46,15 +48,18 @@ class Request:
 
     @property
     def created_at(self) -> _dt.datetime:
+        """When the request was filed."""
         return _dt.datetime.fromtimestamp(self.info["created_at"])
 
     def refresh(self) -> Request:
+        """Read the request's current state from the node."""
         self.info = self._client.call(schema.RequestsGet(id=self.id))[0]
         return self
 
     def wait(self, timeout: float | None = None) -> Request:
         """Return once the request is decided (woken by the node, not by polling). Raises
-        ``PermissionDenied`` with the owner's comment if it was denied."""
+        ``PermissionDenied`` with the owner's comment if it was denied.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         self.refresh()
         while self.status not in DECIDED:
@@ -99,7 +104,8 @@ class Request:
         output_mb: float | None = None,
     ) -> Request:
         """Approve (signed with your key). For code requests, ``timeout`` (s), ``memory_mb`` and
-        ``output_mb`` (the result and any file the code writes in its sandbox) bound the run."""
+        ``output_mb`` (the result and any file the code writes in its sandbox) bound the run.
+        """
         given = {"timeout": timeout, "memory_mb": memory_mb, "output_mb": output_mb}
         limits = {k: v for k, v in given.items() if v is not None}
         return self._decide("approve", comment, **({"limits": limits} if limits else {}))
@@ -130,14 +136,19 @@ class RequestsAPI:
         self._client = client
 
     def list(self, status: str | None = None, requester: str | None = None, kind: str | None = None) -> list[Request]:
+        """Requests by status (pending, approved, denied), requester and kind."""
         rows = self._client.call(schema.RequestsList(status=status, requester=requester, kind=kind))[0]["requests"]
         return [make_request(self._client, r) for r in rows]
 
-    def filter(self, status: str | None = None, requester: str | None = None, kind: str | None = None) -> list[Request]:
+    def filter(
+        self, status: str | None = None, requester: str | None = None, kind: str | None = None
+    ) -> builtins.list[Request]:
+        """The same as ``list``."""
         return self.list(status, requester, kind)
 
     @property
-    def pending(self) -> list[Request]:
+    def pending(self) -> builtins.list[Request]:
+        """The requests still waiting for a decision."""
         return self.list(status="pending")
 
     def __getitem__(self, request_id: str) -> Request:
@@ -159,7 +170,7 @@ class RequestsAPI:
         return requests_table(self.list())
 
 
-def requests_table(rows: list[Request]) -> str:
+def requests_table(rows: builtins.list[Request]) -> str:
     """Requests as a text table (terminals, plain IPython, and the widget's text fallback)."""
     if not rows:
         return "no requests"
@@ -180,5 +191,6 @@ def make_request(client: Client, info: dict[str, Any]) -> Request:
 
 
 def request_object(ptr: Pointer, reason: str) -> Request:
+    """File a request for the release of ``ptr``'s value, saying why."""
     info = ptr.client.call(schema.RequestsCreate(id=ptr.id, reason=reason))[0]
     return Request(ptr.client, info)

@@ -17,7 +17,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -47,13 +47,13 @@ class Transport:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[Any] = zmq.Context.instance()
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.curve_serverkey = connection["node_public_key"].encode()
         self.sock.curve_publickey = key.public.encode()
         self.sock.curve_secretkey = key.secret.encode()  # type: ignore[union-attr]
         self.sock.linger = 0
-        self._monitor: zmq.Socket | None = self.sock.get_monitor_socket(
+        self._monitor: zmq.Socket[Any] | None = self.sock.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
         )
         self.sock.connect(address)
@@ -102,13 +102,13 @@ class Transport:
                 raise result
             finally:  # no cycle (this frame <-> the traceback) keeping the caller's pointers alive
                 del result
-        return result  # type: ignore[return-value]
+        return cast(Reply, result)
 
     def wait_event(self, match: Callable[[dict[str, Any]], bool], timeout: float | None) -> dict[str, Any] | None:
         """The first pushed event that ``match``es (kept ones first), or None after ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         found = self._until(lambda: self.session.take_event(match) or _NOTHING, deadline)
-        return None if found is _NOTHING else found  # type: ignore[return-value]
+        return None if found is _NOTHING else cast("dict[str, Any]", found)
 
     def watch(self, timeout: float) -> list[dict[str, Any]]:
         """Every event pushed since the last call (each also stays for ``wait_event``), waiting up
@@ -121,11 +121,11 @@ class Transport:
             if not self._feed:  # empty, or the watcher stopped meanwhile
                 return _NOTHING
             out = list(self._feed)
-            self._feed.clear()  # type: ignore[union-attr]
+            self._feed.clear()
             return out
 
         got = self._until(take, time.monotonic() + timeout)
-        return [] if got is _NOTHING else got  # type: ignore[return-value]
+        return [] if got is _NOTHING else cast("list[dict[str, Any]]", got)
 
     def unwatch(self) -> None:
         """The watcher is gone: stop keeping events for it."""
@@ -221,7 +221,7 @@ class Transport:
     # ---- closing
     @property
     def closed(self) -> bool:
-        return self.sock.closed
+        return bool(self.sock.closed)
 
     def close(self) -> None:
         self.flush_freed()
