@@ -5,6 +5,7 @@ by attribute or key, print a row or a table, and get a pandas DataFrame with ``t
 from __future__ import annotations
 
 import datetime
+import html
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
@@ -96,20 +97,32 @@ class Table(Sequence[R], Generic[R]):
                 frame[col] = pd.to_datetime(frame[col], unit="s")
         return frame
 
+    def _cells(self) -> list[list[str]]:
+        return [[_short(r.get(c), c) for c in self.columns] for r in self._rows]
+
     def __repr__(self) -> str:
         if not self._rows:
             return f"{self.title}: none"
-        cells = [[_short(r.get(c)) for c in self.columns] for r in self._rows]
+        cells = self._cells()
         widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(self.columns)]
         lines = [f"{self.title} ({len(self._rows)})", "  ".join(c.ljust(w) for c, w in zip(self.columns, widths))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return f"<b>{self.title}</b>" + (self.to_frame().to_html(index=False) if self._rows else ": none")
+        if not self._rows:
+            return f"<b>{html.escape(self.title)}</b>: none"
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in self._cells())
+        return f"<b>{html.escape(self.title)}</b><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _short(value: Any) -> str:
+KEYS = ("public_key", "signing_key")  # shown by their first characters, like ssh fingerprints
+
+
+def _short(value: Any, column: str = "") -> str:
+    if column in KEYS and isinstance(value, str):
+        return value[:12] + "…"
     if isinstance(value, float) and value > 1e9:  # a Unix time
         return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):

@@ -167,7 +167,14 @@ class Transport:
         if got:
             return
         watched = [fd, self._wake_r] + ([self._monitor.getsockopt(zmq.FD)] if self._monitor is not None else [])
-        ready, _, _ = select.select(watched, [], [], timeout)
+        try:
+            ready, _, _ = select.select(watched, [], [], timeout)
+        except (OSError, ValueError):  # the socket was closed meanwhile (by another thread)
+            if self.sock.closed:
+                raise NodeUnavailable(
+                    f"this connection to {self.label} is closed: log in again (sk.login(…))"
+                ) from None
+            raise
         if self._wake_r in ready:
             try:
                 os.read(self._wake_r, 4096)

@@ -58,7 +58,7 @@ class UsersAPI:
     def list(self) -> Table[User]:
         """Every user of the node (a table; ``.to_frame()`` for a DataFrame)."""
         rows = [User(u) for u in self._client.call(schema.UsersList())[0]["users"]]
-        return Table(rows, ("name", "role", "public_key", "created_at"), f"users of {self._client.node_label}")
+        return Table(rows, ("name", "role", "public_key"), f"users of {self._client.node_label}")
 
     def __iter__(self) -> Iterator[User]:
         return iter(self.list())

@@ -138,6 +138,8 @@ class NodeWatcher:
                 self._set_up(False)
                 self._stop.wait(0.5)
             except Exception:  # anything else: say the node is unreachable and try again
+                if client.closed:  # closed under us: the user logged out
+                    continue
                 log.exception("the live connection to %s failed; trying again", self.label)
                 self._set_up(False)
                 self._stop.wait(1.0)
