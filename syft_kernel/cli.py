@@ -65,7 +65,7 @@ def _install(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.dir), port=args.port, lab=not args.no_lab, lab_port=args.lab_port)
+    return run_demo(Path(args.dir), port=args.port, lab=not args.no_lab, lab_port=args.lab_port, user=args.user)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--lab-port", type=int, default=8888)
     p.add_argument("--no-lab", action="store_true", help="serve the node only")
+    p.add_argument("--user", action="store_true", help="install the kernel and extension into your Jupyter folders")
     p.set_defaults(fn=_demo)
 
     args, extra = parser.parse_known_args(argv)

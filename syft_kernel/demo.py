@@ -95,13 +95,15 @@ def open_demo() -> Demo:
     return Demo(node.login(), login(paths["connection"], key=paths["alice_key"]), node, workdir, paths)
 
 
-def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8888) -> int:
-    """Serve the demo node and (unless ``lab=False``) JupyterLab on the notebooks until Ctrl-C."""
+def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8888, user: bool = False) -> int:
+    """Serve the demo node and (unless ``lab=False``) JupyterLab on the notebooks until Ctrl-C.
+    The kernel and the server extension go into this Python's prefix, or with ``user`` into your
+    Jupyter folders (``JUPYTER_DATA_DIR`` / ``JUPYTER_CONFIG_DIR`` move them, as tests do)."""
     from .kernel import enable_server_extension, install
 
     folder = folder.resolve()
-    install()
-    enable_server_extension()
+    install(user=user)
+    enable_server_extension(user=user)
     paths = prepare_demo(folder, port=port)
     node = start_node(paths["node"], name="hospital", port=port, stop_with_parent=True)
     print(f"hospital node serving: {', '.join(node.connection['addresses'])}")

@@ -46,6 +46,7 @@ def test_demo_serves_node_lab_and_dashboard(tmp_path: Path) -> None:
             str(node_port),
             "--lab-port",
             str(lab_port),
+            "--user",  # the kernelspec and the extension's config go to the test's Jupyter folders
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
