@@ -33,6 +33,7 @@ from .protocol import Session
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 60.0
+MAX_IN_FLIGHT = 64  # requests one AsyncClient has on the wire at once (the node queues 128 per connection)
 FREE_BATCH = 256  # dropped pointers gathered before they are freed in a message of their own
 T = TypeVar("T")
 Listener = Callable[[dict[str, Any]], None]
@@ -56,6 +57,7 @@ class AsyncClient:
         self.round_trips = 0
         self.session = Session()
         self._pending: dict[int, Any] = {}  # message id -> the future its reply completes
+        self._window: asyncio.Semaphore | None = None  # made on the loop that first calls
         self._event_arrived: asyncio.Event | None = None
         self._listeners: list[Listener] = []
         self._reader: asyncio.Task[None] | None = None
@@ -119,9 +121,12 @@ class AsyncClient:
         """One request and its reply; other calls may be in flight on the same socket meanwhile.
         Raises the node's error as a ``SyftError``.
         """
-        future: asyncio.Future[tuple[Any, list[Any]]] = asyncio.get_running_loop().create_future()
-        self.start_call(future, msg, body, buffers, timeout)
-        return await future
+        if self._window is None:
+            self._window = asyncio.Semaphore(MAX_IN_FLIGHT)
+        async with self._window:  # the node lets one connection have 128 messages waiting
+            future: asyncio.Future[tuple[Any, list[Any]]] = asyncio.get_running_loop().create_future()
+            self.start_call(future, msg, body, buffers, timeout)
+            return await future
 
     def start_call(
         self,

@@ -27,6 +27,7 @@ from .core.keys import KeyPair
 from .protocol import Reply, Session
 
 FEED_MAX = 1024  # events kept for a watcher that has not looked (older ones are dropped)
+SOLO_SLICE = 0.005  # … and the longest a lone reader holds the socket while it waits
 SLICE = 0.05  # longest sleep on the descriptor before the reader looks again (an edge it missed)
 _NOTHING = object()
 
@@ -163,6 +164,12 @@ class Transport:
             if self._monitor is not None:
                 self._check_handshake()
             got = self._drain()
+            if not got and self._feed is None and len(self._waiting) <= 1:
+                # alone (one call, no watcher): wait on the socket itself, as a plain client does,
+                # in short slices so a thread that comes to send is let in soon
+                if self.sock.poll(min(timeout, SOLO_SLICE) * 1000):
+                    self._drain()
+                return
             fd = self.sock.getsockopt(zmq.FD)
         if got:
             return
