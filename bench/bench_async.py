@@ -32,6 +32,7 @@ def _node(root: Path, name: str, rows: int):  # type: ignore[no-untyped-def]
     node = start_node(root / name, name=name)
     with node.login() as owner:
         owner.datasets.upload("data", assets={"x": np.arange(rows, dtype=np.float64)})
+        owner.datasets.upload("tiny", assets={"x": np.arange(100, dtype=np.float64)})  # (a): the protocol, not numpy
     return node
 
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes = [_node(root, "small-a", 200_000), _node(root, "small-b", 200_000), _node(root, "big", 2_000_000)]
         try:
             owner = nodes[0].login()
-            ptr = {"~": "ref", "id": "asset:data/x"}
+            ptr = {"~": "ref", "id": "asset:tiny/x"}
             cases = [
                 ("hello", schema.Hello()),
                 ("ptr + 1 (run)", schema.Run(ops=[{"kind": "op", "name": "add", "args": [ptr, 1], "kwargs": []}])),

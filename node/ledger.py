@@ -14,7 +14,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.errors import BudgetExceeded, InvalidArgument
 
 from .db import Database
 
@@ -200,8 +200,6 @@ class Ledger:
     ) -> dict[str, Any]:
         """Record a charge if it fits the budget (atomic); return the budget after it.
         Raises ``BudgetExceeded`` (from syft_kernel.core.errors) if it does not fit."""
-        from syft_kernel.core.errors import BudgetExceeded
-
         with self.db.tx() as c:
             row = c.execute("SELECT * FROM budgets WHERE user=? AND dataset=?", (user, dataset)).fetchone()
             if row is None:

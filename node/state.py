@@ -31,6 +31,10 @@ from syft_kernel.core.executor import (
 from . import storage
 from .config import NodeConfig
 from .db import Database
+from .jobs import JobRunner
+from .ledger import Ledger
+from .nodedir import make_private
+from .objfile import read_value
 from .store import ObjectStore, StoredObject
 
 log = logging.getLogger("syft_kernel.node")
@@ -61,15 +65,11 @@ class DataNode:
         removed = storage.remove_unreferenced(self.assets_dir, self.db.asset_paths())
         if removed:
             log.info("removed %d leftover asset file(s) from an interrupted upload", removed)
-        from .ledger import Ledger
-
         self.ledger = Ledger(self.db)
         for dataset in self.db.dataset_names():  # default budgets reach every dataset, even after a crash
             self.ledger.apply_defaults(dataset)
         self.objects_dir = self.folder / "objects"
         self.objects_dir.mkdir(exist_ok=True)
-        from .nodedir import make_private
-
         make_private(self.folder)
         self.limits = config if config is not None else NodeConfig.load(self.folder)
         self.store = ObjectStore(self._load_asset, self._load_persisted)
@@ -138,8 +138,6 @@ class DataNode:
         row = self.db.object(obj_id)
         if row is None:
             return None
-        from .objfile import read_value
-
         value = freeze(read_value(self.objects_dir / row["path"]))
         facts = json.loads(row["public_shape"]) if row["public_shape"] else None
         if not isinstance(facts, dict):  # older nodes stored the shape alone
@@ -187,7 +185,6 @@ class DataNode:
     def job_runner(self) -> Any:
         """The code runs' JobRunner (sandboxes started from one long-lived thread), made once."""
         from . import requests as req_mod
-        from .jobs import JobRunner
 
         if self._jobs is None:
             self._jobs = JobRunner(self.folder, lambda rid, outcome: req_mod.job_finished(self, rid, outcome))
