@@ -29,7 +29,7 @@ from .core.errors import (
     SyftError,
 )
 from .core.keys import KeyPair, read_connection_file, read_keypair
-from .protocol import Session
+from .protocol import Session, require_secret
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 60.0
@@ -45,8 +45,7 @@ class AsyncClient:
     def __init__(
         self, connection: dict[str, Any], key: KeyPair, timeout: float = DEFAULT_TIMEOUT, address: str | None = None
     ) -> None:
-        if key.secret is None:
-            raise AuthenticationError("that key file holds only a public key: log in with NAME.key, not NAME.pub")
+        require_secret(key)
         self.connection = connection
         self.key = key
         self.timeout = timeout

@@ -16,8 +16,9 @@ import zmq
 from .aio import DEFAULT_TIMEOUT, AsyncClient, pick_address, resolve_login, run_sync
 from .audit import AuditLog
 from .core import schema
-from .core.errors import AuthenticationError, NodeUnavailable, Unauthorized
+from .core.errors import NodeUnavailable, Unauthorized
 from .core.keys import KeyPair
+from .protocol import require_secret
 from .records import Stats
 from .transport import Transport
 
@@ -33,8 +34,7 @@ class Client:
     def __init__(
         self, connection: dict[str, Any], key: KeyPair, timeout: float = DEFAULT_TIMEOUT, address: str | None = None
     ) -> None:
-        if key.secret is None:
-            raise AuthenticationError("that key file holds only a public key: log in with NAME.key, not NAME.pub")
+        require_secret(key)
         self.connection = connection
         self.key = key
         self.timeout = timeout

@@ -14,9 +14,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from .core import codec, schema
-from .core.errors import SyftError, from_wire
+from .core.errors import AuthenticationError, SyftError, from_wire
+from .core.keys import KeyPair
 
 Reply = tuple[Any, list[Any]]
+
+
+def require_secret(key: KeyPair) -> None:
+    """A login needs the secret half of the key pair (``NAME.key``), not only ``NAME.pub``."""
+    if key.secret is None:
+        raise AuthenticationError("that key file holds only a public key: log in with NAME.key, not NAME.pub")
 
 
 class Session:

@@ -95,11 +95,12 @@ def query(node: DataNode, user: User, body: s.DPQuery, buffers: Buffers) -> Repl
             result = _finish(query, noisy, extra, params)
     except (ArithmeticError, ValueError, opendp_error()) as e:  # charged, not released: said plainly
         node.db.audit(user.name, "dp.failed", dataset["name"], query=query, error=f"{type(e).__name__}: {e}")
+        # the same words whatever failed: which library error it was could depend on the data
         raise RemoteError(
-            f"the {query} was charged but could not be released ({type(e).__name__}); "
-            "narrow the bounds or spend more epsilon",
+            f"the {query} was charged but could not be released; narrow the bounds or spend more epsilon "
+            "(the owner's audit log has the details)",
             op=f"dp.{query}",
-            exception=type(e).__name__,
+            exception="ReleaseFailed",
         ) from None
     cost = {"epsilon": epsilon} if mechanism == "laplace" else {"rho": rho}
     node.db.audit(
