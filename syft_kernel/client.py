@@ -45,7 +45,7 @@ class Client:
         self.views: dict[str, Any] = {}  # the live widgets shown for this client, one per kind
         self._io = Transport(connection, key, self.address, str(connection.get("name", "the node")))
         try:
-            hello = self._io.wait(self._io.send(schema.Hello()), timeout)
+            hello = self._io.wait(self._io.send(schema.Hello(), timeout=timeout), timeout)
         except NodeUnavailable:
             self._io.close()
             raise NodeUnavailable(
@@ -93,7 +93,8 @@ class Client:
         """One request and its reply. ``msg`` is a typed body (``core.schema``) or a message type
         with its ``body`` map. Raises the node's error as a ``SyftError``.
         """
-        return self._io.wait(self._io.send(msg, body, buffers), timeout or self.timeout)
+        wait = timeout or self.timeout
+        return self._io.wait(self._io.send(msg, body, buffers, timeout=wait), wait)
 
     def send(self, msg: str | schema.Body, body: Any = None, buffers: list[Any] | tuple[Any, ...] = ()) -> int:
         """Send a request now and return its id; ``reply(id)`` waits for its answer. Sending to

@@ -28,6 +28,7 @@ from .protocol import Reply, Session
 
 FEED_MAX = 1024  # events kept for a watcher that has not looked (older ones are dropped)
 SOLO_SLICE = 0.005  # … and the longest a lone reader holds the socket while it waits
+SEND_TIMEOUT = 60.0  # longest a send waits for the node to take the message
 SLICE = 0.05  # longest sleep on the descriptor before the reader looks again (an edge it missed)
 _NOTHING = object()
 
@@ -60,18 +61,49 @@ class Transport:
         self.sock.connect(address)
 
     # ---- sending
-    def send(self, msg: str | schema.Body, body: Any = None, buffers: Sequence[Any] = (), noreply: bool = False) -> int:
-        """Send one message now; its reply (unless ``noreply``) is kept for ``wait``."""
+    def send(
+        self,
+        msg: str | schema.Body,
+        body: Any = None,
+        buffers: Sequence[Any] = (),
+        noreply: bool = False,
+        timeout: float = SEND_TIMEOUT,
+    ) -> int:
+        """Send one message now; its reply (unless ``noreply``) is kept for ``wait``. A send that
+        cannot go out (no connection yet, the node's queue full) waits up to ``timeout``; a key
+        the node refuses is reported at once."""
+        deadline = time.monotonic() + timeout
         with self._io:
             if self.sock.closed:
                 raise NodeUnavailable(f"this connection to {self.label} is closed: log in again (sk.login(…))")
             msg_id, frames = self.session.frames(msg, body, buffers, noreply)
-            if not noreply:
-                with self._cond:
-                    self._waiting.add(msg_id)
-                self.round_trips += 1
-            self.sock.send_multipart(frames, copy=codec.copy_cheaper(frames))
-            incoming = self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+        if not noreply:
+            with self._cond:
+                self._waiting.add(msg_id)
+        try:
+            while True:
+                with self._io:
+                    if self.sock.closed:
+                        raise NodeUnavailable(f"this connection to {self.label} is closed: log in again (sk.login(…))")
+                    try:
+                        self.sock.send_multipart(frames, zmq.NOBLOCK, copy=codec.copy_cheaper(frames))
+                    except zmq.Again:
+                        if self._monitor is not None:  # a refused handshake leaves no peer to send to
+                            self._check_handshake()
+                        if time.monotonic() >= deadline:
+                            raise NodeUnavailable(
+                                f"{self.label} took no message for {timeout:.0f}s: it may be down or overloaded"
+                            ) from None
+                        self.sock.poll(SOLO_SLICE * 1000, zmq.POLLOUT)
+                        continue
+                    incoming = self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+                    break
+        except BaseException:
+            with self._cond:
+                self._waiting.discard(msg_id)
+            raise
+        if not noreply:
+            self.round_trips += 1
         if incoming:  # the send may have taken the descriptor's edge: wake the reader
             self._wake()
         return msg_id

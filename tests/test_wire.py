@@ -159,3 +159,27 @@ def test_message_framing_round_trip() -> None:
     assert codec.unpack_header(frames[0]) == {"v": 1, "id": 3, "type": "x"}
     assert codec.unpack_body(frames[1]) == {"k": [1, 2]}
     assert frames[2] == b"abc"
+
+
+def test_a_send_nobody_takes_gives_up_with_a_clear_error() -> None:
+    """A send never blocks for good: with no node to take them, the queue fills and the next
+    send waits its timeout, then says the node is not taking messages (the lock is let go)."""
+    import socket
+
+    from syft_kernel.core import schema
+    from syft_kernel.core.keys import generate_keypair
+    from syft_kernel.transport import Transport
+
+    with socket.socket() as s:  # a free port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = {"name": "nobody", "node_public_key": generate_keypair("n").public, "addresses": []}
+    io = Transport(conn, generate_keypair("me"), f"tcp://127.0.0.1:{port}", "nobody")
+    try:
+        with pytest.raises(sk.NodeUnavailable, match="took no message"):
+            for _ in range(5000):  # more than the default high-water mark of 1000
+                io.send(schema.Hello(), noreply=True, timeout=0.2)
+        assert io._io.acquire(timeout=1)  # nobody holds the socket's lock
+        io._io.release()
+    finally:
+        io.close()
