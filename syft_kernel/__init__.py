@@ -17,6 +17,7 @@ _ERRORS = (
 ).split()
 
 # public name -> the module that defines it
+_MODULES = ("sample_data", "widgets")  # public submodules, imported on first use
 _EXPORTS: dict[str, str] = {
     **{name: ".core.errors" for name in _ERRORS},
     "KeyPair": ".core.keys",
@@ -71,8 +72,8 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     """Import a public name's module on first use (``sk.widgets`` too: ipywidgets is optional)."""
-    if name == "widgets":
-        return importlib.import_module(".widgets", __name__)
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -82,7 +83,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS, "widgets"])
+    return sorted([*globals(), *_EXPORTS, *_MODULES])
 
 
 def load_ipython_extension(ip: object) -> None:
@@ -131,6 +132,7 @@ __all__ = [
     "plan",
     "read_keypair",
     "start_node",
+    "sample_data",
     "widgets",
     "write_keypair",
 ]

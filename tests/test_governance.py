@@ -109,5 +109,10 @@ def test_bad_policies_are_refused(owners, births_df) -> None:  # type: ignore[no
         owners["owner"].datasets.upload(
             "x", assets={"b": births_df}, owners=["owner", "carol", "dave"], policy=sk.Threshold(4)
         )
-    with pytest.raises(sk.InvalidArgument, match="owner role"):
+    with pytest.raises(sk.InvalidArgument, match=r"'nobody' is not a data owner .*users\.add\(NAME, role='owner'"):
         owners["owner"].datasets.upload("x", assets={"b": births_df}, owners=["owner", "nobody"])
+    with pytest.raises(
+        sk.InvalidArgument, match="'eve', 'nobody' are not data owners .*its owners: carol, dave, owner"
+    ):
+        owners["owner"].datasets.upload("x", assets={"b": births_df}, owners=["owner", "nobody", "eve"])
+    assert "x" not in owners["owner"].datasets

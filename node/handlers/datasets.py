@@ -36,8 +36,13 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
     subject_column = body.subject_column
     owners = body.owners or [user.name]
     known_owners = {u["name"] for u in node.db.users() if u["role"] == "owner"}
-    if not all(o in known_owners for o in owners):
-        raise InvalidArgument(f"owners are users with the owner role on this node: {', '.join(sorted(known_owners))}")
+    missing = sorted({o for o in owners if o not in known_owners})
+    if missing:
+        raise InvalidArgument(
+            f"{_names(missing)} {'is not a data owner' if len(missing) == 1 else 'are not data owners'} on this "
+            f"node (its owners: {', '.join(sorted(known_owners))}): add each first with "
+            f"owner.users.add(NAME, role='owner', public_key='NAME.pub'), then upload again"
+        )
     owners = sorted(set(owners))
     policy = check_policy(body.policy or {"kind": "single"}, owners)
     bounds = body.bounds
@@ -185,3 +190,7 @@ def asset_pointer(node: DataNode, user: User, body: s.AssetPointer, buffers: Buf
     obj_id = f"asset:{body.dataset}/{body.asset}"
     value = node.store.get(obj_id, user.name, user.is_owner)
     return {"id": obj_id, "meta": describe(value, reveal=True)}, []
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
