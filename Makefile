@@ -5,17 +5,29 @@ SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install browser demo test lint bench
 
+# installs once per Python (and again when pyproject.toml changes): a second `make demo` starts at once
+STAMP = .installed
 install:
-	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test,demo]'
-	$(PYTHON) -m syft_kernel.cli install
+	@if $(PYTHON) -c "import sys, pathlib, torch, syft_kernel; s = pathlib.Path('$(STAMP)'); \
+		sys.exit(not (s.exists() and s.read_text() == sys.prefix \
+		and s.stat().st_mtime >= pathlib.Path('pyproject.toml').stat().st_mtime))" 2>/dev/null; then \
+		echo "already installed for this Python (rm $(STAMP) to install again)"; \
+	else \
+		$(PIP) install --quiet torch==2.13.0 && \
+		$(PIP) install --quiet -e '.[test,demo]' && \
+		$(PYTHON) -m syft_kernel.cli install && \
+		$(PYTHON) -c "import sys; open('$(STAMP)', 'w').write(sys.prefix)"; \
+	fi
 
 # Browser tests drive Debian's chromium through Playwright (never `playwright install`).
 browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/bwrap || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium bubblewrap libseccomp2; }
 
+# `make demo PORT=5600 LAB_PORT=8890` when the default ports are taken
+PORT ?= 5555
+LAB_PORT ?= 8888
 demo: install
-	$(PYTHON) -m syft_kernel.cli demo
+	exec $(PYTHON) -m syft_kernel.cli demo --port $(PORT) --lab-port $(LAB_PORT)
 
 # the public API: its docstrings (numpy convention) and its types (mypy --strict) are checked
 PUBLIC_API = syft_kernel/__init__.py syft_kernel/client.py syft_kernel/aio.py syft_kernel/pointer.py \

@@ -3,8 +3,11 @@ and a few requests already filed, and JupyterLab with the widgets and the owner'
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -96,59 +99,152 @@ def open_demo() -> Demo:
 
 
 def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8888, user: bool = False) -> int:
-    """Serve the demo node and (unless ``lab=False``) JupyterLab on the notebooks until Ctrl-C.
-    The kernel and the server extension go into this Python's prefix, or with ``user`` into your
-    Jupyter folders (``JUPYTER_DATA_DIR`` / ``JUPYTER_CONFIG_DIR`` move them, as tests do)."""
+    """Serve the demo node and (unless ``lab=False``) JupyterLab on copies of the notebooks until
+    Ctrl-C or SIGTERM, which stop everything it started (Jupyter, its kernels, the node). The kernel
+    and the server extension go into this Python's prefix, or with ``user`` into your Jupyter
+    folders (``JUPYTER_DATA_DIR`` / ``JUPYTER_CONFIG_DIR`` move them, as tests do)."""
     from .kernel import enable_server_extension, install
 
     folder = folder.resolve()
+    for what, number, flag in (("the node's", port, "PORT"), ("JupyterLab's", lab_port if lab else 0, "LAB_PORT")):
+        if number and not port_is_free(number):
+            print(
+                f"port {number} ({what}) is in use, by another demo or program: choose another with "
+                f"`make demo {flag}={_another_port(number)}` (or `syft-kernel demo --{flag.lower().replace('_', '-')} …`)",
+                file=sys.stderr,
+            )
+            return 2
+    if lab and shutil.which("jupyter") is None and not _has_module("jupyterlab"):
+        print("JupyterLab is not installed: pip install 'syft-kernel[demo]'", file=sys.stderr)
+        return 2
     install(user=user)
     enable_server_extension(user=user)
-    paths = prepare_demo(folder, port=port)
-    node = start_node(paths["node"], name="hospital", port=port, stop_with_parent=True)
-    print(f"hospital node serving: {', '.join(node.connection['addresses'])}")
-    print(f"  connection file: {paths['connection']}")
-    print(f"  owner key:       {paths['owner_key']}")
-    print(f"  scientist key:   {paths['alice_key']}")
-    print("  try: import syft_kernel as sk; ds = sk.login(CONNECTION, key=ALICE_KEY)")
-    env = {
-        **os.environ,
-        "SYFT_DEMO_CONNECTION": str(paths["connection"]),
-        "SYFT_DEMO_OWNER_KEY": str(paths["owner_key"]),
-        "SYFT_DEMO_ALICE_KEY": str(paths["alice_key"]),
-        "SYFT_KERNEL_NODES": str(folder),
-    }
+    stop = _stop_on_sigterm()
+    node: NodeProcess | None = None
+    jupyter: subprocess.Popen[bytes] | None = None
     try:
-        if lab:
-            if shutil.which("jupyter") is None and not _has_module("jupyterlab"):
-                print("JupyterLab is not installed: pip install 'syft-kernel[demo]'", file=sys.stderr)
-                return 2
-            notebooks = Path(__file__).resolve().parent.parent / "notebooks"
-            root = notebooks if notebooks.is_dir() else Path.cwd()
-            cmd = [
-                sys.executable,
-                "-m",
-                "jupyter",
-                "lab",
-                "--no-browser",
-                f"--port={lab_port}",
-                "--ip=127.0.0.1",
-                f"--ServerApp.root_dir={root}",
-            ]
-            if (root / START_NOTEBOOK).exists():
-                cmd.append(f"--LabApp.default_url=/lab/tree/{START_NOTEBOOK}")
-            if hasattr(os, "geteuid") and os.geteuid() == 0:
-                cmd.append("--allow-root")
-            print(f"JupyterLab: http://127.0.0.1:{lab_port}/lab (use the link with the token Jupyter prints)")
-            print(f"owner's dashboard: http://127.0.0.1:{lab_port}/syft/dashboard")
-            return subprocess.call(cmd, env=env)
-        print("serving until Ctrl-C")
-        node.proc.wait()
-        return 0
+        paths = prepare_demo(folder, port=port)
+        node = start_node(paths["node"], name="hospital", port=port, stop_with_parent=True)
+        print(f"hospital node serving: {', '.join(node.connection['addresses'])}")
+        print(f"  connection file: {paths['connection']}")
+        print(f"  owner key:       {paths['owner_key']}")
+        print(f"  scientist key:   {paths['alice_key']}")
+        print("  try: import syft_kernel as sk; ds = sk.login(CONNECTION, key=ALICE_KEY)")
+        if not lab:
+            print("serving until Ctrl-C", flush=True)
+            node.proc.wait()
+            return 0
+        env = {
+            **os.environ,
+            "SYFT_DEMO_CONNECTION": str(paths["connection"]),
+            "SYFT_DEMO_OWNER_KEY": str(paths["owner_key"]),
+            "SYFT_DEMO_ALICE_KEY": str(paths["alice_key"]),
+            "SYFT_KERNEL_NODES": str(folder),
+        }
+        root = copy_notebooks(folder / "notebooks")
+        token = secrets.token_hex(24)
+        cmd = [
+            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+            f"--port={lab_port}", "--ServerApp.port_retries=0",  # the port asked for or none: never another
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        ]  # fmt: skip
+        if (root / START_NOTEBOOK).exists():
+            cmd.append(f"--LabApp.default_url=/lab/tree/{START_NOTEBOOK}")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-root")
+        # its own session: Ctrl-C reaches this process alone, which stops Jupyter without its prompt
+        jupyter = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        if not _wait_serving(jupyter, lab_port):
+            print(f"JupyterLab did not start on port {lab_port}: see its messages above", file=sys.stderr)
+            return 2
+        base = f"http://127.0.0.1:{lab_port}"
+        print(f"notebooks:         {root} (your copies: delete one to get it fresh)")
+        print(f"JupyterLab:        {base}/lab/tree/{START_NOTEBOOK}?token={token}")
+        print(f"owner's dashboard: {base}/syft/dashboard?token={token}")
+        print("Ctrl-C stops JupyterLab, its kernels and the node", flush=True)
+        return jupyter.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        node.stop()
+        stop()
+        if jupyter is not None:
+            _stop_jupyter(jupyter)
+        if node is not None:
+            node.stop()
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``port`` on ``host`` can be listened on now (nobody else holds it)."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def copy_notebooks(root: Path) -> Path:
+    """The tutorials copied into ``root`` (kept if already there, so your edits and outputs stay
+    yours and the project's stored notebooks stay as the tests check them)."""
+    source = Path(__file__).resolve().parent.parent / "notebooks"
+    if not source.is_dir():
+        return Path.cwd()
+    root.mkdir(parents=True, exist_ok=True)
+    for nb in sorted(source.glob("*.ipynb")):
+        if not (root / nb.name).exists():
+            shutil.copyfile(nb, root / nb.name)
+    return root
+
+
+def _another_port(port: int) -> int:
+    for candidate in range(port + 1, port + 100):
+        if port_is_free(candidate):
+            return candidate
+    return port + 100
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM ends the demo as Ctrl-C does (``make`` passes its SIGTERM on); returns the undo."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_serving(proc: subprocess.Popen[bytes], port: int, timeout: float = 120.0) -> bool:
+    """Wait until something answers on ``port`` (False if ``proc`` exits first or never does)."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def _stop_jupyter(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (Jupyter shuts its kernels down), then SIGKILL for what is left of its group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
 
 
 def _has_module(name: str) -> bool:
