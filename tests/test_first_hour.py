@@ -80,7 +80,7 @@ def test_the_first_hour_in_a_browser(demo: tuple[LabServer, Path]) -> None:
             open_notebook_and_run_all(page, lab, "00-start-here.ipynb")
             save_screenshot(page, ARTIFACTS, "first-hour-1-run-all")
             # Run All left it live: the last cell said so and closed nothing
-            page.get_by_text("still live: set done = True").wait_for(timeout=30_000)
+            page.locator(".jp-OutputArea-output pre", has_text="still live: set done = True").wait_for(timeout=30_000)
             rows = page.locator(".syft-request", has_text=req.id)
             rows.first.wait_for(timeout=30_000)
             assert rows.count() == 2  # in the owner's queue and in Alice's requests
