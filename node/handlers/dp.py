@@ -48,7 +48,7 @@ def query(node: DataNode, user: User, body: s.DPQuery, buffers: Buffers) -> Repl
         raise InvalidArgument("a DP quantile uses the exponential mechanism (pure epsilon): give epsilon alone")
     declared = dataset.get("bounds") or {}
     if query.startswith("group_") and params.get("categories") is None:
-        params = {**params, "categories": _declared_keys(node, value, params.get("by"))}
+        params = {**params, "categories": _declared_keys(node, value, params.get("by"), dataset.get("public"))}
     _aggregate(query, value.twin, params, declared, 1)  # every refusal decided on the twin: public
     data, c, ids = _subject_rows(node, value, value.value, dataset)
     _COERCE.on = True
