@@ -105,6 +105,8 @@ def test_a_declared_range_is_the_dp_bound_and_categories_the_keys(alice: sk.Clie
         births["weight"].dp.mean(epsilon=1.0, bounds=(0.0, 10.0))
     counts = births.dp.groupby("ward").count(epsilon=5.0)  # declared categories of a text column
     assert list(counts.index) == ["north", "south"]
+    hist = births["ward"].dp.histogram(epsilon=5.0)  # the same keys for a histogram
+    assert list(hist.index) == ["north", "south"]
     plain = alice.datasets["plain"]  # bounds= alone: the same stored notion
     assert plain.public == {"weight": {"range": [0.5, 6.0]}} and plain.bounds == {"weight": (0.5, 6.0)}
     assert 0.5 <= plain["births"]["weight"].dp.mean(epsilon=5.0) <= 6.0
