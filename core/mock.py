@@ -4,16 +4,15 @@ A generated mock depends on the schema and the owner's public declarations alone
 ``core/public.py``), never on a real value: numbers are drawn uniformly within a declared range
 (integers stay whole), dates within declared dates, categories from the declared list (or the
 dtype's), text from a declared format (or the column name); with nothing declared, numbers come
-from fixed distributions (unsigned ones stay non-negative). Each column's random seed is a hash
-of its name, dtype, the row count and its declaration: two datasets with the same schema and
-declarations get the same mock, so a mock can tell nothing about the data, not even by the
-values it lacks.
+from fixed distributions (unsigned ones stay non-negative). The generator has a fixed seed and
+draws column by column in schema order, so what it draws follows from the schema (names, dtypes,
+row count) and the declarations: two datasets with the same schema and declarations get the same
+mock, so a mock can tell nothing about the data, not even by the values it lacks. (Without
+declarations, mocks are the same as before declarations existed.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,35 +35,28 @@ def make_mock(
     ``bounds`` (``{"weight": (0.5, 6.0)}``) is the older way to write numeric ranges."""
     decls: dict[str, Mapping[str, Any]] = {k: {"range": list(v)} for k, v in (bounds or {}).items()}
     decls.update(public or {})
+    rng = np.random.default_rng(seed)  # a fixed seed, drawn column by column in schema order
     if isinstance(value, pd.DataFrame):
         n = min(len(value), MAX_MOCK_ROWS)
-        cols = {c: _declared(value[c].dtype, n, seed, str(c), decls.get(str(c))) for c in value.columns}
+        cols = {c: _declared(value[c].dtype, n, rng, str(c), decls.get(str(c))) for c in value.columns}
         return pd.DataFrame(cols, index=pd.RangeIndex(n), columns=value.columns)
     if isinstance(value, pd.Series):
         n = min(len(value), MAX_MOCK_ROWS)
-        return pd.Series(_declared(value.dtype, n, seed, str(value.name), decls.get(str(value.name))), name=value.name)
+        return pd.Series(_declared(value.dtype, n, rng, str(value.name), decls.get(str(value.name))), name=value.name)
     if isinstance(value, np.ndarray):
         shape = (min(value.shape[0], MAX_MOCK_ROWS), *value.shape[1:]) if value.ndim else ()
-        return _numbers(value.dtype, shape, _rng(seed, "ndarray", str(value.dtype), shape))
+        return _numbers(value.dtype, shape, rng)
     import torch
 
     if isinstance(value, torch.Tensor):
         shape = (min(value.shape[0], MAX_MOCK_ROWS), *value.shape[1:]) if value.ndim else ()
         np_dtype = np.float32 if value.dtype.is_floating_point else np.int64
-        rng = _rng(seed, "tensor", str(value.dtype), shape)
         arr = _numbers(np.dtype(np_dtype) if value.dtype != torch.bool else np.dtype(bool), shape, rng)
         return torch.from_numpy(np.ascontiguousarray(arr)).to(value.dtype)
     raise TypeError(f"no mock for {type(value).__name__}")
 
 
-def _rng(seed: int, *schema: Any) -> np.random.Generator:
-    """A generator seeded by public facts alone (the schema and the declarations)."""
-    text = json.dumps([seed, *schema], default=str, sort_keys=True)
-    return np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little"))
-
-
-def _declared(dtype: Any, n: int, seed: int, name: str, decl: Mapping[str, Any] | None) -> Any:
-    rng = _rng(seed, name, str(dtype), n, dict(decl) if decl else None)
+def _declared(dtype: Any, n: int, rng: np.random.Generator, name: str, decl: Mapping[str, Any] | None) -> Any:
     if decl:
         out = _from_declaration(dtype, n, rng, decl)
         if out is not None:
