@@ -300,6 +300,11 @@ class DatasetsUpload(Body):
         default=0.0, invalid="subject_limit is a non-negative privacy loss per data subject (0: no limit)"
     )
     max_rows_per_subject: int = spec(default=1, invalid="max_rows_per_subject is a whole number from 1 to 10000")
+    public: dict[str, dict[str, Any]] = spec(
+        default={},
+        invalid="public maps column names to declarations ({'range': [lo, hi]}, {'dates': [first, last]}, "
+        "{'categories': [...]} or {'format': 'ID-{:06d}'})",
+    )
 
 
 @message("datasets.delete")

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from syft_kernel.core import public as declarations
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
@@ -241,7 +243,8 @@ class Database:
         d["tags"] = json.loads(d["tags"])
         d["owners"] = json.loads(d["owners"])
         d["policy"] = json.loads(d["policy"])
-        d["bounds"] = json.loads(d["bounds"])
+        d["public"] = declarations.from_stored(json.loads(d["bounds"]))  # one stored notion: the declarations
+        d["bounds"] = declarations.bounds_of(d["public"])  # their numeric ranges, the DP bounds
         d["assets"] = [
             {**json.loads(a["meta"]), "name": a["name"], "kind": a["kind"]}  # a Series keeps its own name in meta
             for a in self.conn.execute("SELECT * FROM assets WHERE dataset=? ORDER BY rowid", (name,))

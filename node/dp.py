@@ -18,6 +18,7 @@ import pandas as pd
 from syft_kernel.core.codec import short_repr
 from syft_kernel.core.errors import InvalidArgument
 from syft_kernel.core.executor import Value
+from syft_kernel.core.public import categories_of
 from syft_kernel.core.stability import source_of
 
 from .ledger import rho_for
@@ -149,16 +150,19 @@ def _check_stable(node: DataNode, value: Value) -> None:
         raise InvalidArgument("this value could not be computed on the data; a DP query needs a value that exists")
 
 
-def _declared_keys(node: DataNode, value: Value, by: Any) -> list[Any]:
+def _declared_keys(node: DataNode, value: Value, by: Any, public: dict[str, Any] | None = None) -> list[Any]:
     """Group keys when the scientist gives none: the categories the owner declared for that
-    column of the asset (its stored dtype), never the categories of the value queried (a cast
-    to "category" would make its values the keys)."""
+    column (in ``public``, or as the asset's stored categorical dtype), never the categories of
+    the value queried (a cast to "category" would make its values the keys)."""
+    declared = categories_of(public or {}, str(by)) if isinstance(by, str) else None
+    if declared is not None:
+        return declared
     source = node.store.get(f"asset:{source_of(value.stable)}", "", True).value
     dtype = source[by].dtype if isinstance(source, pd.DataFrame) and by in source.columns else None
     if not isinstance(dtype, pd.CategoricalDtype):
         raise InvalidArgument(
             f"grouping by {by!r} needs public keys: pass categories=[…] (its values are "
-            "private; only a column the owner stored as categorical has public categories)"
+            "private; a column the owner declared categories for, or stored as categorical, has public keys)"
         )
     return list(dtype.categories)
 

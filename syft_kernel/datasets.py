@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .core import codec, schema
+from .core import public as declarations
 from .core.errors import NotFound
 
 if TYPE_CHECKING:
@@ -27,6 +28,10 @@ class Dataset:
         self.assets: dict[str, dict[str, Any]] = {a["name"]: a for a in info.get("assets", [])}
         self.owners: list[str] = list(info.get("owners", []))
         self.policy: dict[str, Any] = dict(info.get("policy", {"kind": "single"}))
+        self.public: dict[str, dict[str, Any]] = dict(info.get("public") or {})
+        """The owner's public declarations per column (ranges, dates, categories, text formats)."""
+        self.bounds: dict[str, tuple[float, float]] = {k: (v[0], v[1]) for k, v in info.get("bounds", {}).items()}
+        """The declared numeric ranges: the DP bounds of those columns."""
 
     def __getitem__(self, asset: str) -> Pointer:
         from .pointer import Pointer
@@ -53,6 +58,9 @@ class Dataset:
             shape = tuple(a["shape"]) if a.get("shape") is not None else "?"
             cols = f" columns: {', '.join(map(str, a['columns']))}" if a.get("columns") else ""
             lines.append(f"  asset {a['name']!r}: {a['type']} {shape}{cols}")
+        if self.public:
+            lines.append("  public (declared by the owner):")
+            lines.extend(f"    {line}" for line in declarations.describe(self.public))
         return "\n".join(line for line in lines if line)
 
 
@@ -105,6 +113,7 @@ class DatasetsAPI(Mapping[str, Dataset]):
         bounds: dict[str, tuple[float, float]] | None = None,
         max_rows_per_subject: int = 1,
         subject_limit: float = 0.0,
+        public: dict[str, Any] | None = None,
     ) -> Dataset:
         """Publish a dataset (owners). Assets stay private on the node; each gets a mock, the one
         given in ``mock`` or one generated from its schema with synthetic values. ``owners``
@@ -113,6 +122,14 @@ class DatasetsAPI(Mapping[str, Dataset]):
         ``max_rows_per_subject`` bounds how many rows one ``subject_column`` value may contribute;
         ``subject_limit`` caps each subject's own privacy loss per scientist (an individual
         privacy filter: a subject who reached it stops contributing to later answers).
+
+        ``public`` declares what anyone may know about a column, per column name (it applies to
+        every asset with that column): a range ``(lower, upper)`` of numbers or of dates (ISO
+        strings or Timestamps; a date alone covers its whole day), a list of categories, or a text
+        format such as ``"ID-{:06d}"``. They are shown with the dataset, the mock is generated from
+        them, a numeric range is that column's DP bound (``bounds`` is the same notion) and
+        declared categories are its public group keys. They are checked against the schema, never
+        the values; you get a warning here (your data stay with you) where values fall outside.
         """
         enc = codec.Encoder()
         mock = mock or {}
@@ -121,6 +138,9 @@ class DatasetsAPI(Mapping[str, Dataset]):
             from .core.errors import InvalidArgument
 
             raise InvalidArgument(f"mocks given for assets that do not exist: {', '.join(sorted(unknown))}")
+        declared = declarations.normalize(public, bounds)
+        declared = declarations.check(declared, declarations.columns_of(assets))
+        _warn_outside(assets, declared)
         items = [
             schema.AssetUpload(name=k, value=enc.encode(v), mock=enc.encode(mock[k]) if k in mock else None)
             for k, v in assets.items()
@@ -133,7 +153,7 @@ class DatasetsAPI(Mapping[str, Dataset]):
             subject_column=subject_column,
             owners=owners,
             policy=policy.to_wire() if policy is not None else None,
-            bounds={k: list(v) for k, v in (bounds or {}).items()},
+            public=declared,
             max_rows_per_subject=max_rows_per_subject,
             subject_limit=subject_limit,
         )
@@ -153,6 +173,46 @@ class DatasetsAPI(Mapping[str, Dataset]):
 
     def __repr__(self) -> str:
         return datasets_table(self.list(), self._client.node_label)
+
+
+def _warn_outside(assets: dict[str, Any], declared: dict[str, dict[str, Any]]) -> None:
+    """Warn the owner (whose client holds the data) where values fall outside the declarations:
+    DP clamps them to the range and the mock never shows them. Nothing of this is sent."""
+    import warnings
+
+    import pandas as pd
+
+    for aname, value in assets.items():
+        frame = value.to_frame() if isinstance(value, pd.Series) and value.name is not None else value
+        if not isinstance(frame, pd.DataFrame):
+            continue
+        for col in frame.columns:
+            decl = declared.get(str(col))
+            if decl is None:
+                continue
+            s = frame[col].dropna()
+            if "range" in decl:
+                lo, hi = decl["range"]
+                out = int(((s < lo) | (s > hi)).sum())
+            elif "dates" in decl:
+                first, last, days = declarations.date_range(decl)
+                stamps = pd.to_datetime(s)
+                if stamps.dt.tz is not None:
+                    stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+                end = pd.Timestamp(last) + (pd.Timedelta(days=1) if days else pd.Timedelta(0))
+                out = int(((stamps < pd.Timestamp(first)) | (stamps >= end if days else stamps > end)).sum())
+            elif "categories" in decl:
+                out = int((~s.astype(object).isin(decl["categories"])).sum())
+            else:
+                continue
+            if out:
+                warnings.warn(
+                    f"{out} value(s) of {col!r} in {aname!r} fall outside what you declare public "
+                    f"({declarations.describe({str(col): decl})[0]}): DP queries clamp or drop them and the "
+                    "mock never shows them; widen the declaration if that is not what you mean",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
 
 def datasets_table(rows: builtins.list[Dataset], node: str) -> str:

@@ -42,7 +42,16 @@ def prepare_demo(folder: Path, port: int = 5555) -> dict[str, Path]:
                         description=f"Birth records of {MONTHS[month - 1]} 2026 (generated sample data)",
                         tags=[f"#{MONTHS[month - 1]}", "#birth-records"],
                         subject_column="mother_id",
-                        bounds={"weight": (0.5, 6.0)},
+                        public={  # what anyone may know: the mock is made from it, ranges are DP bounds
+                            "weight": (0.5, 6.0),
+                            "height": (30.0, 60.0),
+                            "weeks": (24.0, 44.0),
+                            "mother_age": (16, 50),
+                            "mother_id": (100_000, 999_999),
+                            "sex": ["F", "M"],
+                            "delivery": ["vaginal", "caesarean"],
+                            "day": (f"2026-{month:02d}-01", f"2026-{month:02d}-{(31, 28, 31)[month - 1]}"),
+                        },
                     )
                 owner.budget.set("alice", "birth-records-feb", epsilon=1.0)
             from .client import login

@@ -92,7 +92,8 @@ class DPQueries:
         delta: float | None = None,
         rho: float | None = None,
     ) -> Any:
-        """DP counts of the values in each bin (``bins`` are the public edges)."""
+        """DP counts of the values in each bin (``bins`` are the public edges) or of each of the
+        public ``categories`` (default: the ones the owner declared for this column)."""
         return self._run("histogram", _params(epsilon, delta, rho, bins=bins, categories=categories))
 
     def groupby(self, by: str, categories: list[Any] | None = None) -> DPGroupBy:

@@ -3,12 +3,15 @@ described, their mocks fetched, pointers to their assets made, deleted."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
 from syft_kernel.core import codec
+from syft_kernel.core import public as declarations
 from syft_kernel.core import schema as s
 from syft_kernel.core.errors import InvalidArgument, NotFound, SyftError
 from syft_kernel.core.executor import Value, describe, type_key
@@ -46,8 +49,16 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
     owners = sorted(set(owners))
     policy = check_policy(body.policy or {"kind": "single"}, owners)
     bounds = body.bounds
-    if not all(len(v) == 2 and all(type(x) in (int, float) for x in v) and v[0] < v[1] for v in bounds.values()):
+    if not all(
+        len(v) == 2 and all(type(x) in (int, float) for x in v) and v[0] < v[1] and all(x == x for x in v)
+        for v in bounds.values()
+    ):
         raise InvalidArgument("bounds map column names to public (lower, upper) pairs, lower < upper")
+    public: dict[str, Any] = dict(body.public)
+    for k, v in bounds.items():  # bounds= is the older way to declare numeric ranges: one notion
+        if k in public and public[k] != {"range": list(v)}:
+            raise InvalidArgument(f"bounds[{k!r}] and public[{k!r}] disagree: declare the range once")
+        public[k] = {"range": list(v)}
     subject_limit = body.subject_limit
     if subject_limit < 0 or subject_limit != subject_limit:
         raise InvalidArgument("subject_limit is a non-negative privacy loss per data subject (0: no limit)")
@@ -59,15 +70,20 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
     dec = codec.Decoder(buffers)
     written: list[str] = []
     rows: list[dict[str, Any]] = []
+    values: dict[str, Any] = {}
+    for a in body.assets:
+        if a.name in values:
+            raise InvalidArgument(f"asset {a.name!r} appears twice")
+        with _storable(a.name):
+            values[a.name] = dec.decode(a.value)
+    public = declarations.check(public, declarations.columns_of(values))  # against the schema, not the values
     try:
         for a in body.assets:
             aname = a.name
-            if any(r["name"] == aname for r in rows):
-                raise InvalidArgument(f"asset {aname!r} appears twice")
-            try:  # odd values (types parquet or the mock maker cannot handle) are the uploader's to fix
-                value = dec.decode(a.value)
+            with _storable(aname):
+                value = values[aname]
                 kind = storage.kind_of(value)
-                mock = dec.decode(a.mock) if a.mock is not None else make_mock(value, bounds=bounds)
+                mock = dec.decode(a.mock) if a.mock is not None else make_mock(value, public=public)
                 if storage.kind_of(mock) != kind:
                     raise InvalidArgument(f"the mock of {aname!r} must be the same kind of value as the asset")
                 _check_mock_schema(aname, value, mock)
@@ -85,24 +101,6 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
                 meta.pop("private", None)
                 meta["series"] = type_key(value) == "Series"
                 rows.append({"name": aname, "kind": kind, "path": path, "mock_path": mock_path, "meta": meta})
-            except SyftError:
-                raise
-            except MemoryError:
-                raise InvalidArgument(f"asset {aname!r} is too big to store on this node") from None
-            except (
-                ValueError,
-                TypeError,
-                KeyError,
-                IndexError,
-                AttributeError,
-                ArithmeticError,
-                NotImplementedError,
-                pa.ArrowException,
-            ) as e:
-                raise InvalidArgument(
-                    f"asset {aname!r} cannot be stored: {type(e).__name__}: "
-                    f"{codec.short_repr(str(e))}; convert it to plain columns first"
-                ) from None
         node.db.add_dataset(
             name,
             body.description,
@@ -112,7 +110,7 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
             rows,
             owners,
             policy,
-            {str(k): list(v) for k, v in bounds.items()},
+            public,
             max_rows,
             float(subject_limit),
         )
@@ -124,6 +122,31 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
     node.db.audit(user.name, "datasets.upload", name, assets=[r["name"] for r in rows])
     log.info("%s uploaded dataset %s (%s)", user.name, name, ", ".join(r["name"] for r in rows))
     return node.db.dataset(name), []
+
+
+@contextlib.contextmanager
+def _storable(aname: str) -> Iterator[None]:
+    """Odd values (types parquet or the mock maker cannot handle) are the uploader's to fix."""
+    try:
+        yield
+    except SyftError:
+        raise
+    except MemoryError:
+        raise InvalidArgument(f"asset {aname!r} is too big to store on this node") from None
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        ArithmeticError,
+        NotImplementedError,
+        pa.ArrowException,
+    ) as e:
+        raise InvalidArgument(
+            f"asset {aname!r} cannot be stored: {type(e).__name__}: "
+            f"{codec.short_repr(str(e))}; convert it to plain columns first"
+        ) from None
 
 
 def _check_mock_schema(name: str, value: Any, mock: Any) -> None:

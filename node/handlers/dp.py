@@ -9,6 +9,7 @@ from syft_kernel.core import codec
 from syft_kernel.core import schema as s
 from syft_kernel.core.codec import short_repr
 from syft_kernel.core.errors import InvalidArgument, RemoteError
+from syft_kernel.core.public import categories_of
 
 from ..dp import (
     _COERCE,
@@ -48,7 +49,12 @@ def query(node: DataNode, user: User, body: s.DPQuery, buffers: Buffers) -> Repl
         raise InvalidArgument("a DP quantile uses the exponential mechanism (pure epsilon): give epsilon alone")
     declared = dataset.get("bounds") or {}
     if query.startswith("group_") and params.get("categories") is None:
-        params = {**params, "categories": _declared_keys(node, value, params.get("by"))}
+        params = {**params, "categories": _declared_keys(node, value, params.get("by"), dataset.get("public"))}
+    if query == "histogram" and params.get("categories") is None and params.get("bins") is None:
+        column = getattr(value.twin, "name", None)  # the twin's name: public
+        keys = categories_of(dataset.get("public") or {}, column) if isinstance(column, str) else None
+        if keys is not None:  # the owner declared this column's categories: they are the keys
+            params = {**params, "categories": keys}
     _aggregate(query, value.twin, params, declared, 1)  # every refusal decided on the twin: public
     data, c, ids = _subject_rows(node, value, value.value, dataset)
     _COERCE.on = True
