@@ -34,7 +34,8 @@ FORMS = ("range", "dates", "categories", "format")
 HOW = (
     "declare a range (lower, upper) of numbers or of ISO dates, a list of categories, or a text format like 'ID-{:06d}'"
 )
-_FORMAT = re.compile(r"^([^{}]{0,100})\{(?::(?:0([1-9]|1[0-8]))?d)?\}([^{}]{0,100})$")
+_FIRST_DATE, _LAST_DATE = _dt.datetime(1677, 9, 22), _dt.datetime(2262, 4, 10)  # within datetime64[ns]
+_FORMAT = re.compile(r"\A([^{}]{0,100})\{(?::(?:0([1-9]|1[0-8]))?d)?\}([^{}]{0,100})\Z")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -101,9 +102,9 @@ def _plain(v: Any) -> Any:
 def _parse(text: str) -> _dt.datetime | None:
     try:
         t = _dt.datetime.fromisoformat(text)
-    except ValueError:
+        return t.replace(tzinfo=None) if t.tzinfo is None else t.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # not ISO, or out of range once in UTC
         return None
-    return t.replace(tzinfo=None) if t.tzinfo is None else t.astimezone(_dt.timezone.utc).replace(tzinfo=None)
 
 
 def date_range(decl: Mapping[str, Any]) -> tuple[_dt.datetime, _dt.datetime, bool]:
@@ -168,6 +169,8 @@ def columns_of(assets: Mapping[str, Any]) -> dict[str, list[tuple[str, Any]]]:
     out: dict[str, list[tuple[str, Any]]] = {}
     for aname, value in assets.items():
         if isinstance(value, pd.DataFrame):
+            if not value.columns.is_unique:
+                raise InvalidArgument(f"asset {aname!r} has repeated column names: give each column its own name")
             for c in value.columns:
                 out.setdefault(str(c), []).append((aname, value[c].dtype))
         elif isinstance(value, pd.Series) and value.name is not None:
@@ -237,6 +240,11 @@ def _check_one(key: str, aname: str, kind: str, dtype: Any, form: str, arg: Any)
             raise InvalidArgument(f"public[{key!r}] = {tuple(arg)!r}: write dates as ISO 8601, e.g. '2026-02-01'")
         if parsed[0] > parsed[1]:
             raise InvalidArgument(f"public[{key!r}] = {tuple(arg)!r}: the first date must not be after the last")
+        if parsed[0] < _FIRST_DATE or parsed[1] > _LAST_DATE:
+            raise InvalidArgument(
+                f"public[{key!r}] = {tuple(arg)!r}: dates go from {_FIRST_DATE.date()} to {_LAST_DATE.date()} "
+                "here (pandas' nanosecond range): declare a range within it"
+            )
         return {"dates": list(arg)}
     if form == "categories":
         return {"categories": _check_categories(key, aname, kind, dtype, arg)}
@@ -271,7 +279,8 @@ def _check_categories(key: str, aname: str, kind: str, dtype: Any, arg: Any) -> 
         raise InvalidArgument(f"public[{key!r}]: {where}, so the categories cannot be negative")
     if kind == "c":
         own = list(dtype.categories)
-        missing = [c for c in arg if c not in own]
+        own_set = set(own)
+        missing = [c for c in arg if c not in own_set]
         if missing:
             raise InvalidArgument(
                 f"public[{key!r}] lists {missing[:5]!r}, not among the column's own categories {own[:20]!r}: "

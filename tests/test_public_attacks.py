@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -205,22 +204,8 @@ EXTREMES = [
     ("age", {"range": [1e300, 1e301]}),
     ("weight", {"range": [-1.7e308, 1.7e308]}),
     ("day", {"dates": ["0001-01-01", "9999-12-31"]}),
-    pytest.param(
-        "day",
-        {"dates": ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"]},
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="REAL (owner-only): core/public.py _parse lets astimezone's OverflowError out: internal error",
-        ),
-    ),
-    pytest.param(
-        "day",
-        {"dates": ["1000-01-01", "1000-01-02"]},
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="REAL (correctness): dates outside datetime64[ns] wrap in core/mock.py: mock outside the declaration",
-        ),
-    ),
+    ("day", {"dates": ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"]}),
+    ("day", {"dates": ["1000-01-01", "1000-01-02"]}),
 ]
 
 
@@ -297,10 +282,6 @@ def test_declared_keys_come_from_the_declaration_not_the_data(eve: sk.Client) ->
 # -- duplicate column names: columns_of() runs outside _storable ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="REAL (owner-only regression): columns_of() runs outside _storable: AttributeError is an internal error",
-)
 def test_duplicate_column_names_get_a_clear_error(owner: sk.Client) -> None:
     df = pd.DataFrame([[1.0, 2.0]], columns=["w", "w"])
     try:
