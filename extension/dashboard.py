@@ -5,6 +5,7 @@ server; ``static/dashboard.js`` refreshes sections and sends decisions through t
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -18,6 +19,37 @@ from syft_kernel.widgets.common import COLORS, esc, highlight, size_text, when
 
 from .api import AUTH_RESOURCE, budgets
 from .registry import NodeRegistry
+
+# What the page says when the owner acts, as sentences naming the node and the request; the
+# page's script fills in the {names} (``notice_text`` here, for what the server renders).
+NOTICES = {
+    "approving": "Approving request {request} on {node}…",
+    "denying": "Denying request {request} on {node}…",
+    "approved": "You approved request {request} by {requester} on {node}: it is now approved, and {requester} sees the outcome.",
+    "still_pending": "You approved request {request} by {requester} on {node}: it stays pending until the other owners decide.",
+    "denied": "You denied request {request} by {requester} on {node}: {requester} sees that it was denied, with your comment.",
+    "decide_failed": "Request {request} on {node} could not be {decided}: {error}",
+    "starting": "Starting node {node}…",
+    "stopping": "Stopping node {node}…",
+    "start_failed": "Node {node} could not be started: {error}",
+    "stop_failed": "Node {node} could not be stopped: {error}",
+    "creating": "Creating and starting node {node}…",
+    "create_failed": "Node {node} could not be created: {error}",
+    "no_name": "Give the new node a name first (letters, digits, '.', '_' or '-').",
+    "unreachable": "Node {node} is not answering ({error}); this page tries again every 2 seconds.",
+}
+
+
+def notice_text(key: str, **values: Any) -> str:
+    """A notice as the page shows it: a sentence, whatever the error it quotes ends with."""
+    if "error" in values:
+        values["error"] = sentence(str(values["error"]))
+    return NOTICES[key].format(**values)
+
+
+def sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?…)" else text + "."
 
 
 class _FragmentHandler(ExtensionHandlerMixin, JupyterHandler):
@@ -76,11 +108,17 @@ def page(handler: JupyterHandler, registry: NodeRegistry, sections: str) -> str:
 <body><header><h1>syft-kernel · data nodes</h1>
 <span class="muted">node folders in <code>{esc(registry.nodes_dir)}</code></span></header>
 <div id="flash" role="status"></div>
+<script type="application/json" id="syft-notices">{notices_json()}</script>
 <section id="nodes-panel"><h2>Nodes</h2><div id="nodes-holder">{nodes_table(registry)}</div>
 <form id="new-node"><input name="name" placeholder="new node name, e.g. clinic" pattern="[A-Za-z0-9_.\\-]+" required>
 <button type="submit">Create and start</button></form></section>
 <main id="node-sections">{sections}</main>
 <script src="{esc(static)}"></script></body></html>"""
+
+
+def notices_json() -> str:
+    """``NOTICES`` for the page's script, safe inside a ``<script>`` element."""
+    return json.dumps(NOTICES).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def nodes_table(registry: NodeRegistry) -> str:
@@ -112,7 +150,10 @@ def node_section(registry: NodeRegistry, name: str) -> str:
     head = f"<section class='node' id='node-{esc(name)}' data-node='{esc(name)}'><h2>{esc(name)}</h2>"
     try:
         if registry.describe(name)["status"] != "running":
-            return head + "<p class='muted stopped'>stopped: start it above to see its queue.</p></section>"
+            return (
+                head
+                + f"<p class='muted stopped'>Node {esc(name)} is stopped: start it above to see its queue.</p></section>"
+            )
         requests, datasets, budget_rows = registry.call(
             name,
             lambda c: (
@@ -122,7 +163,7 @@ def node_section(registry: NodeRegistry, name: str) -> str:
             ),
         )
     except SyftError as e:
-        return head + f"<p class='error'>{esc(e.message)} (this page retries by itself)</p></section>"
+        return head + f"<p class='error'>{esc(notice_text('unreachable', node=name, error=e.message))}</p></section>"
     return (
         head + requests_html(requests) + datasets_html(datasets) + budgets_html(budget_rows["budgets"]) + "</section>"
     )
@@ -157,7 +198,8 @@ def requests_html(requests: list[dict[str, Any]]) -> str:
 def request_html(r: dict[str, Any]) -> str:
     rid = esc(r["id"])
     lines = [
-        f"<div class='request' id='request-{rid}' data-request='{rid}' data-status='{esc(r['status'])}'>",
+        f"<div class='request' id='request-{rid}' data-request='{rid}' data-status='{esc(r['status'])}'"
+        f" data-requester='{esc(r['requester'])}'>",
         f"<div><b>{rid}</b> {_badge(r['status'])} {esc(r['kind'])} request by <b>{esc(r['requester'])}</b>"
         f" · {esc(when(r.get('created_at')))}{' · ' + esc(size_text(r.get('size'))) if r.get('size') else ''}</div>",
         f"<div>target <code>{esc(r['target'])}</code> — reason: {esc(r['reason'])}</div>",

@@ -12,7 +12,7 @@ from .records import AuditEntry, Table
 if TYPE_CHECKING:
     from .client import Client
 
-COLUMNS = ("id", "at", "user", "action", "target")
+COLUMNS = ("id", "at", "user", "action", "target", "detail")
 
 
 class AuditLog(Table[AuditEntry]):

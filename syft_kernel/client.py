@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import zmq
@@ -43,6 +44,7 @@ class Client:
         self._aio: AsyncClient | None = None
         self.last_plan: list[dict[str, Any]] = []
         self.views: dict[str, Any] = {}  # the live widgets shown for this client, one per kind
+        self.connection_path: Path | None = None  # the connection file logged in with, if any
         self._io = Transport(connection, key, self.address, str(connection.get("name", "the node")))
         try:
             hello = self._io.wait(self._io.send(schema.Hello(), timeout=timeout), timeout)
@@ -205,4 +207,7 @@ def login(
     keygen`` (or ``node init`` for the owner). ``transport="tcp"`` forces TCP over ``ipc://``.
     """
     info, pair, address = resolve_login(connection, key, transport)
-    return Client(info, pair, timeout=timeout, address=address)
+    client = Client(info, pair, timeout=timeout, address=address)
+    if not isinstance(connection, dict):  # where the node lives: a view can tell a deleted node from a stopped one
+        client.connection_path = Path(connection)
+    return client

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from .core import codec, schema
+from .records import Release, Table
+
+HISTORY_COLUMNS = ("at", "dataset", "query", "mechanism", "epsilon", "rho", "spent")
 
 if TYPE_CHECKING:
     from .client import Client
@@ -186,9 +189,13 @@ class Budgets:
         return float(self[dataset]["spent"])
 
     @property
-    def history(self) -> list[dict[str, Any]]:
-        """Every release charged to you, oldest first, with its cost and the running total."""
-        return cast("list[dict[str, Any]]", self._fetch()["history"])
+    def history(self) -> Table[Release]:
+        """Every release charged to you, oldest first, with its cost and the running total: a list
+        of rows (``h["epsilon"]``, ``h.spent``) that prints as a table with local times."""
+        rows = [Release(h) for h in self._fetch()["history"]]
+        return Table(
+            rows, HISTORY_COLUMNS, f"privacy budget history of {self._client.user} on {self._client.node_label}"
+        )
 
     def request(self, dataset: str, epsilon: float, reason: str) -> Request:
         """Ask the dataset's owners for ``epsilon`` more; approval raises your budget."""

@@ -61,6 +61,14 @@ class AuditEntry(Record):
     SHOWN = ("id", "at", "user", "action", "target")
 
 
+class Release(Record):
+    """One DP release charged to a budget: ``at``, ``dataset``, ``query``, ``mechanism``, its
+    ``epsilon`` (or ``rho``) and ``spent``, the running total on that dataset after it."""
+
+    KIND = "release"
+    SHOWN = ("at", "dataset", "query", "epsilon", "spent")
+
+
 class Stats(Record):
     """The node's message counters: yours (``mine``) and, for owners, the whole node's."""
 
@@ -118,11 +126,17 @@ class Table(Sequence[R], Generic[R]):
 
 
 KEYS = ("public_key", "signing_key")  # shown by their first characters, like ssh fingerprints
+TIMES = ("at", "created_at", "decided_at", "added_at")  # Unix times, shown as local date and time
 
 
 def _short(value: Any, column: str = "") -> str:
     if column in KEYS and isinstance(value, str):
         return value[:12] + "…"
+    if column in TIMES and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dict):  # details: key=value, the short ones first
+        items = sorted(value.items(), key=lambda kv: len(str(kv[1])))
+        return _short(" ".join(f"{k}={_short(v)}" for k, v in items))
     if isinstance(value, float) and value > 1e9:  # a Unix time
         return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):

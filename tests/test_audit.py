@@ -28,3 +28,19 @@ def test_audit_records_and_filters(scientist: sk.Client, published: sk.Client) -
     assert len(published.audit(limit=2)) == 2
     newest_first = [e["id"] for e in published.audit]
     assert newest_first == sorted(newest_first, reverse=True)
+
+
+def test_audit_entries_print_as_tables_with_local_times(scientist: sk.Client, published: sk.Client) -> None:
+    import datetime as dt
+
+    published.requests[
+        scientist.datasets["birth-records-feb"]["births"]["weight"].mean().request(reason="r").id
+    ].approve("fine")
+    entries = published.audit(action="approve")
+    stamp = dt.datetime.fromtimestamp(entries[0]["at"]).strftime("%Y-%m-%d %H:%M:%S")
+    text = repr(entries)
+    assert text.startswith("audit log of") and "action=approve" in text
+    assert stamp in text and "comment=fine" in text  # a readable time, and the detail in words
+    html = entries._repr_html_()
+    assert f"<td>{stamp}</td>" in html and "<th>detail</th>" in html
+    assert stamp in repr(published.audit)

@@ -91,7 +91,7 @@ def test_approve_on_the_dashboard(tmp_path: Path, syft_node, published: Client, 
         assert "hospital" in page.locator("#nodes").inner_text()
         row.locator("textarea.comment").fill("approved on the dashboard")
         row.locator("button.approve").click()
-        page.locator("#flash", has_text=f"approved {req.id}").wait_for(timeout=30_000)
+        page.locator("#flash", has_text=f"You approved request {req.id} by alice on hospital").wait_for(timeout=30_000)
         node_says(lambda: published.requests[req.id].status == "approved")
         page.locator(f"#request-{req.id}[data-status='approved']").wait_for(timeout=30_000)
         save_screenshot(page, ARTIFACTS, "dashboard-request-approved")

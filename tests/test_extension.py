@@ -255,3 +255,26 @@ def test_a_stale_pid_is_not_a_running_node(fetch, syft_node: NodeProcess, tmp_pa
     assert started["status"] == "running" and started["pid"] != os.getpid()
     fetch("syft", "api", "nodes", "hospital", "stop", method="POST", body="")
     assert "pid" not in json.loads(syft_node.connection_file.read_text())  # a clean stop clears it
+
+
+def test_dashboard_notices_are_sentences_naming_the_node_and_request(fetch, published: Client) -> None:
+    from syft_kernel.extension.dashboard import NOTICES, notice_text
+
+    page = fetch("syft", "dashboard").body.decode()
+    start = page.index('<script type="application/json" id="syft-notices">') + len(
+        '<script type="application/json" id="syft-notices">'
+    )
+    shown = json.loads(page[start : page.index("</script>", start)])
+    assert shown == NOTICES  # what the page's script fills in
+    values = {"request": "r1", "node": "hospital", "requester": "alice", "decided": "approved"}
+    for key, template in NOTICES.items():
+        text = notice_text(key, **values, error="the node is busy")
+        assert text[0].isupper() and text[-1] in ".…", text
+        if "{node}" in template or key != "no_name":
+            assert "hospital" in text, text
+    assert notice_text("approved", **values).startswith("You approved request r1 by alice on hospital")
+    assert notice_text("decide_failed", **values, error="it was already denied") == (
+        "Request r1 on hospital could not be approved: it was already denied."
+    )
+    js = fetch("static", "syft_kernel.extension", "dashboard.js").body.decode()
+    assert "syft-notices" in js and "`${name}: ${e.message}`" not in js

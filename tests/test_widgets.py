@@ -205,7 +205,8 @@ def test_closing_the_client_stops_live_updates(published: Client, scientist: Cli
     published.budget.set("alice", "birth-records-feb", epsilon=2.0)  # an event for a closed client
     eventually(lambda: watcher._thread is None)  # the watcher's thread ended
     view.refresh_button.click()
-    assert "closed: log in again" in view.banner.value
+    assert "this session was closed" in view.banner.value and "not answering" not in view.banner.value
+    assert view.refresh_button.disabled
 
 
 def test_series_assets_and_stale_pages(published: Client) -> None:
@@ -247,3 +248,142 @@ def test_owner_budget_view_of_a_scientist_is_live(published: Client, scientist: 
     eventually(lambda: view.bar("birth-records-feb").value == pytest.approx(0.5))
     assert "alice" in view.children[0].children[0].value
     view.close()
+
+
+# ---- what a view says about itself: closed, stale, deleted (issue 13)
+def test_a_closed_session_says_so_not_that_the_node_is_down(published: Client, scientist: Client) -> None:
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
+    req = scientist.datasets["birth-records-feb"]["births"]["weight"].sum().request(reason="closing")
+    budget, queue = BudgetView(scientist), RequestQueue(scientist)
+    owner_queue = RequestQueue(published)
+    scientist.close()
+    eventually(lambda: "this session was closed" in budget.banner.value)
+    eventually(lambda: "this session was closed" in queue.banner.value)
+    for view in (budget, queue):
+        assert "not answering" not in view.banner.value and view.refresh_button.disabled
+    queue.refresh()  # a refresh on a closed session says the same, not "not answering"
+    assert "this session was closed" in queue.banner.value and "not answering" not in queue.banner.value
+    # the owner's session is still open: their queue is live and its buttons work
+    assert owner_queue.banner.value == "" and not owner_queue.row(req.id).approve_button.disabled
+    owner_queue.close()
+
+
+def test_the_budget_view_follows_every_change_in_place(published: Client, scientist: Client) -> None:
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
+    view = BudgetView(scientist)
+    bar = view.bar("birth-records-feb")
+    assert "last updated" in view.status.value
+    weight = scientist.datasets["birth-records-feb"]["births"]["weight"]
+    weight.dp.mean(epsilon=0.1, bounds=(0, 6))
+    eventually(lambda: bar.value == pytest.approx(0.1))  # the same bar, updated: what a frontend shows
+    for _ in range(4):
+        weight.dp.mean(epsilon=0.1, bounds=(0, 6))
+    eventually(lambda: bar.value == pytest.approx(0.5))
+    published.budget.set("alice", "birth-records-feb", epsilon=1.2)  # set after the view was shown
+    eventually(lambda: bar.max == pytest.approx(1.2))
+    req = scientist.budget.request("birth-records-feb", epsilon=0.3, reason="a precise mean")
+    published.requests[req.id].approve("ok")  # a grant
+    eventually(lambda: bar.max == pytest.approx(1.5))
+    weight.dp.mean(epsilon=0.6, bounds=(0, 6))
+    eventually(lambda: bar.value == pytest.approx(1.1))
+    assert view.bar("birth-records-feb") is bar
+    assert "1.1" in view.text() and "1.5" in view.text()
+    view.close()
+
+
+def test_a_stale_budget_view_says_so_and_a_deleted_node_promises_nothing(tmp_path, make_user) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    node = start_node(tmp_path / "clinic", name="clinic")
+    owner = node.login(timeout=5)
+    try:
+        owner.datasets.upload("d", assets={"x": np.arange(3.0)})
+        owner.budget.set("owner", "d", epsilon=1.0)
+        view, queue = BudgetView(owner), RequestQueue(owner)
+        node.stop()
+        eventually(lambda: "not answering" in view.banner.value, timeout=30)
+        assert "last updated" in view.banner.value and "recovers when it is back" in view.banner.value
+        assert view.bar("d").max == pytest.approx(1.0)  # the last figures stay
+        eventually(lambda: "recovers when it is back" in queue.banner.value, timeout=30)
+        shutil.rmtree(tmp_path / "clinic")  # the node is deleted: nothing will come back
+        view.refresh_button.click()
+        assert "was deleted" in view.banner.value and "recovers" not in view.banner.value
+        queue.refresh_button.click()
+        assert "was deleted" in queue.banner.value and "recovers" not in queue.banner.value
+        view.close()
+        queue.close()
+    finally:
+        owner.close()
+        node.stop()
+
+
+def test_the_queue_header_names_its_filter_and_targets_say_what_they_are(published: Client, scientist: Client) -> None:
+    weight = scientist.datasets["birth-records-feb"]["births"]["weight"]
+    first = weight.mean().request(reason="one")
+    weight.max().request(reason="two")
+    published.requests[first.id].approve("ok")
+    queue = RequestQueue(published, status="pending", live=False)
+    assert "pending (1)" in queue.title.value
+    queue.filter.value = "all"
+    assert "all (2)" in queue.title.value
+    queue.filter.value = "denied"
+    assert "denied (0)" in queue.title.value and "no denied requests" in queue.list.children[0].value
+    queue.filter.value = "all"
+    summary = queue.row(first.id).summary.value
+    assert "mean" in summary.split("target:")[1].split("</div>")[0]  # the plan's last line, not only an id
+    assert "birth-records-feb" in summary
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
+    grant = scientist.budget.request("birth-records-feb", epsilon=0.5, reason="more")
+    queue.refresh()
+    assert "more ε on birth-records-feb" in queue.row(grant.id).summary.value
+
+
+def test_dataset_search_prints_a_table_and_selects_the_first_hit(published: Client) -> None:
+    search = DatasetSearch(published, query="birth")
+    text = repr(search)
+    assert "birth-records-feb" in text and "matching 'birth'" in text and str(search) == text
+    assert "selected: birth-records-feb (the first hit)" in text
+    assert search.selected.name == "birth-records-feb"  # no selection yet: the first hit
+    assert "weight" in search.selected["births"].columns
+    search.search("no such dataset at all")
+    assert "none found" in repr(search)
+    with pytest.raises(sk.NotFound, match=r"select it first \(search.select\(name\)\)"):
+        search.selected  # noqa: B018
+
+
+def test_the_history_plot_reads_as_local_dates_and_times() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from syft_kernel.widgets.budget import history_figure
+
+    def labels(history: list[dict]) -> tuple[list[str], str, float]:  # type: ignore[type-arg]
+        fig = history_figure(history, {"d": 1.0})
+        FigureCanvasAgg(fig).draw()
+        ax = fig.axes[0]
+        lo, hi = ax.get_xlim()
+        return [t.get_text() for t in ax.get_xticklabels()], ax.xaxis.get_major_formatter().get_offset(), hi - lo
+
+    at = time.mktime((2026, 12, 1, 21, 40, 5, 0, 0, -1))
+    ticks, offset, days = labels([{"at": at, "dataset": "d", "spent": 0.1}])  # one release
+    assert 2 / 1440 <= days < 10 / 1440  # a few minutes around it, not years
+    assert ticks and all(":" in t for t in ticks) and any(t.startswith("21:40") for t in ticks)
+    assert offset == "2026-12-01"
+    burst = [{"at": at + i * 0.03, "dataset": "d", "spent": 0.1 * i} for i in range(5)]
+    ticks, _, _ = labels(burst)  # releases 30 ms apart: still clock times, never "29.82"
+    assert all(":" in t for t in ticks)
+    ticks, _, _ = labels(
+        [{"at": at - 3 * 86400, "dataset": "d", "spent": 0.1}, {"at": at, "dataset": "d", "spent": 0.5}]
+    )
+    assert any("Nov" in t or "Dec" in t for t in ticks)
+
+
+def test_budget_history_is_a_table_with_local_times(published: Client, scientist: Client) -> None:
+    import datetime as dt
+
+    published.budget.set("alice", "birth-records-feb", epsilon=1.0)
+    scientist.datasets["birth-records-feb"]["births"]["weight"].dp.mean(epsilon=0.1, bounds=(0, 6))
+    history = scientist.budget.history
+    assert history[0]["epsilon"] == pytest.approx(0.1) and history[0].query == "mean"
+    stamp = dt.datetime.fromtimestamp(history[0]["at"]).strftime("%Y-%m-%d %H:%M:%S")
+    assert stamp in repr(history) and "mean" in repr(history) and "privacy budget history" in repr(history)
+    assert f"<td>{stamp}</td>" in history._repr_html_()

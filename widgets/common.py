@@ -90,6 +90,14 @@ class TextFallback:
             data["text/plain"] = self.text()  # type: ignore[attr-defined]
         return data
 
+    def __repr__(self) -> str:  # print(view) and a plain Python prompt: the text table, not the widget's traits
+        try:
+            return str(self.text())  # type: ignore[attr-defined]
+        except Exception:  # not built yet (a trait error while it is made)
+            return super().__repr__()
+
+    __str__ = __repr__
+
 
 class LiveView:
     """Mixin for widgets fed by a ``NodeWatcher``: closing the widget stops its live updates."""

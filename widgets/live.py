@@ -29,9 +29,29 @@ _watchers: weakref.WeakKeyDictionary[Any, NodeWatcher] = weakref.WeakKeyDictiona
 _watchers_lock = threading.Lock()
 
 
+def node_gone(client: Any) -> bool:
+    """Whether the node's folder was deleted (its connection file is gone): it will not come back."""
+    path = getattr(client, "connection_path", None)
+    return path is not None and not path.exists()
+
+
+def session_closed_text(label: str) -> str:
+    return f"this session was closed (client.close()): log in again (sk.login(…)) to see {label} live"
+
+
+def down_text(label: str, gone: bool, since: float | None, what: str = "showing the last figures") -> str:
+    """What a view says when its node stops answering (or was deleted: then nothing is promised)."""
+    at = f" since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else ""
+    if gone:
+        return f"{label} was deleted (its folder is gone){at}: {what}; nothing here will update again"
+    return f"{label} is not answering{at}; {what}; this view recovers when it is back"
+
+
 class NodeWatcher:
     """Calls its listeners with each event the node pushes to this user, and with
-    ``{"event": "node.down"}`` / ``{"event": "node.up"}`` when the node stops and starts answering."""
+    ``{"event": "node.down"}`` / ``{"event": "node.up"}`` when the node stops and starts answering
+    (``"gone": True`` on a node whose folder was deleted), and ``{"event": "session.closed"}``
+    once when the client is closed (then it stops)."""
 
     def __init__(self, client: Client) -> None:
         self._client = weakref.ref(client)
@@ -107,7 +127,17 @@ class NodeWatcher:
             return
         self.up = up
         self.down_since = None if up else time.time()
-        self._emit({"event": "node.up" if up else "node.down", "node": self.label})
+        event: dict[str, Any] = {"event": "node.up" if up else "node.down", "node": self.label}
+        if not up:
+            client = self._client()
+            event["gone"] = client is not None and node_gone(client)
+            del client
+        self._emit(event)
+
+    def _closed(self) -> None:
+        """The user closed the client: tell the views once, then end."""
+        self._stop.set()
+        self._emit({"event": "session.closed", "node": self.label})
 
     def _run(self) -> None:
         """Listen on the user's own connection (``client.watch``: every event, none taken from
@@ -115,8 +145,11 @@ class NodeWatcher:
         announced = False
         while not self._should_stop():
             client = self._client()
-            if client is None or client.closed:  # the user logged out: nothing left to update
+            if client is None:  # the client is gone: nothing left to update
                 self._stop.set()
+                continue
+            if client.closed:  # the user logged out: the views say so
+                self._closed()
                 continue
             try:
                 if not announced:
@@ -134,11 +167,13 @@ class NodeWatcher:
                 self._set_up(True)
             except SyftError:
                 if client.closed:
+                    self._closed()
                     continue
                 self._set_up(False)
                 self._stop.wait(0.5)
             except Exception:  # anything else: say the node is unreachable and try again
                 if client.closed:  # closed under us: the user logged out
+                    self._closed()
                     continue
                 log.exception("the live connection to %s failed; trying again", self.label)
                 self._set_up(False)

@@ -24,7 +24,7 @@ from .common import (
     size_text,
     when,
 )
-from .live import NodeWatcher
+from .live import NodeWatcher, down_text, node_gone, session_closed_text
 
 if TYPE_CHECKING:
     from syft_kernel.client import Client
@@ -97,8 +97,12 @@ class RequestRow(w.VBox):
             else:
                 request.deny(self.comment.value)
         except NodeUnavailable as e:
+            if self.queue.client.closed:
+                self.message.value = notice("this session was closed: nothing was decided", "error")
+                self.queue.session_closed()
+                return
             self.message.value = notice(f"{e}: nothing was decided; try again once the node is back", "error")
-            self.queue.node_down()
+            self.queue.node_down(node_gone(self.queue.client))
             return
         except SyftError as e:
             self.message.value = notice(f"{e}", "error")
@@ -128,8 +132,9 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
         self._down_since: float | None = None
         self._lock = threading.RLock()
         self._fetches = self._applied = 0  # listings are numbered; an older reply never overwrites a newer
-        who = "all requests" if client.role == "owner" else f"requests by {client.user}"
-        self.title = w.HTML(f"<b>Requests on {esc(client.node_label)}</b> <span style='color:#666'>({who})</span>")
+        self.session_is_closed = False
+        self.title = w.HTML()
+        self.title.value = self._title(None if status == "all" else status, 0)
         self.banner = w.HTML()
         self.filter = w.ToggleButtons(options=FILTERS, value=status, style={"button_width": "90px"})
         self.filter.observe(lambda _: self.show_page(0), names="value")
@@ -165,11 +170,11 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
             fetch = self._fetches = self._fetches + 1
         try:
             reply, _ = call(self.client, "requests.list", {"status": status} if status else {})
-        except NodeUnavailable as e:
+        except NodeUnavailable:
             if self.client.closed:  # logged out: nothing will reconnect
-                self.banner.value = notice(str(e), "error")
+                self.session_closed()
             else:
-                self.node_down()
+                self.node_down(node_gone(self.client))
             return
         except SyftError as e:
             self.banner.value = notice(str(e), "error")
@@ -193,7 +198,8 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
                 else:
                     row.update(r)
                 rows.append(row)
-            self.list.children = rows or [w.HTML("<i>no requests</i>")]
+            self.list.children = rows or [w.HTML(f"<i>no {'' if status is None else status + ' '}requests</i>")]
+            self.title.value = self._title(status, len(self.requests))
             first = self.page * self.page_size
             self.page_label.value = (
                 f"<span style='padding:0 10px'>{first + 1}–{first + len(shown)} of {len(self.requests)}</span>"
@@ -214,21 +220,42 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
     def on_event(self, event: dict[str, Any]) -> None:
         kind = str(event.get("event", ""))
         if kind == "node.down":
-            self.node_down()
+            self.node_down(bool(event.get("gone")))
+        elif kind == "session.closed":
+            self.session_closed()
         elif kind == "node.up" or kind.startswith("request.") or kind == "job.finished":
             self.refresh()
 
-    def node_down(self) -> None:
+    def node_down(self, gone: bool = False) -> None:
         with self._lock:
+            if self.session_is_closed:
+                return
             self.node_up = False
             self._down_since = self._down_since or time.time()
             self.banner.value = notice(
-                f"{self.client.node_label} is not answering (since {when(self._down_since)[11:]}): decisions are "
-                "paused; this view reconnects by itself when the node is back",
-                "warning",
+                down_text(self.client.node_label, gone, self._down_since, "decisions are paused"), "warning"
             )
             for row in self.rows.values():
                 row.set_enabled(False)
+
+    def session_closed(self) -> None:
+        """The client was closed: say so (the node may be fine) and turn the buttons off for good."""
+        with self._lock:
+            self.session_is_closed, self.node_up = True, False
+            self.banner.value = notice(session_closed_text(self.client.node_label), "warning")
+            for button in (self.refresh_button, self.prev_button, self.next_button):
+                button.disabled = True
+            self.filter.disabled = True
+            for row in self.rows.values():
+                row.set_enabled(False)
+
+    def _title(self, status: str | None, count: int) -> str:
+        who = "all requests" if self.client.role == "owner" else f"requests by {self.client.user}"
+        shown = f"{status} ({count})" if status else f"all ({count})"
+        return (
+            f"<b>Requests on {esc(self.client.node_label)} — {esc(shown)}</b>"
+            f" <span style='color:#666'>({esc(who)})</span>"
+        )
 
     def node_back(self) -> None:
         with self._lock:
@@ -247,7 +274,7 @@ def _summary_html(r: Request, viewer: str) -> str:
         f"<div><b>{esc(r.id)}</b> {badge(r.status)} <span style='color:#555'>{esc(r.kind)} request"
         f" by <b>{esc(r.requester)}</b> · {esc(when(r.info.get('created_at')))}"
         f"{' · ' + esc(size) if size else ''}</span></div>",
-        f"<div>target: <code>{esc(r.target)}</code></div>",
+        f"<div>target: {target_html(r)}</div>",
         f"<div>reason: {esc(r.reason)}</div>",
     ]
     if r.kind == "budget" and r.epsilon is not None:
@@ -276,6 +303,29 @@ def _summary_html(r: Request, viewer: str) -> str:
     if r.status == "denied" and r.comment:
         parts.append(notice(f"denied: {r.comment}", "warning"))
     return "".join(parts)
+
+
+def describe_target(r: Request) -> str:
+    """What a request is about, in words: the function and its data for code, the plan's last
+    line for a value, the dataset for more budget (the object id follows, for reference)."""
+    info = r.info
+    datasets = ", ".join(str(d) for d in info.get("datasets") or [])
+    on = f" on {datasets}" if datasets else ""
+    if r.kind == "code":
+        return f"{info.get('fn_name') or 'code'}(…){on}"
+    if r.kind == "budget":
+        return f"more ε on {r.target}"
+    if r.plan:
+        last = str(r.plan[-1]).strip()
+        return (last if len(last) <= 80 else last[:77] + "…") + on
+    return f"a value{on}" if on else r.target
+
+
+def target_html(r: Request) -> str:
+    what = describe_target(r)
+    if what == r.target:
+        return f"<code>{esc(r.target)}</code>"
+    return f"<code>{esc(what)}</code> <span style='color:#888;font-size:85%'>({esc(r.target)})</span>"
 
 
 def _code_of(r: Request) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from syft_kernel.core.errors import SyftError
+from syft_kernel.core.errors import NotFound, SyftError
 from syft_kernel.datasets import Dataset, datasets_table
 
 from .common import CALL_TIMEOUT, TextFallback, call, esc, notice
@@ -19,7 +19,12 @@ COLUMNS = "minmax(140px, 1.2fr) minmax(90px, 1fr) minmax(160px, 2.5fr) 80px minm
 
 class DatasetSearch(TextFallback, w.VBox):
     """A search box and tag filter over a node's datasets, a paged results table, and the selected
-    dataset's schema and mock preview. ``search.selected["asset"]`` is a pointer to that asset."""
+    dataset's schema and mock preview. ``search.selected["asset"]`` is a pointer to that asset.
+
+    Until a dataset is selected (a click on its name, or ``search.select(name)``),
+    ``search.selected`` is the first hit; with no hits it raises ``NotFound``. Printed where no
+    widget can render (a terminal), the search is a text table of its hits.
+    """
 
     def __init__(self, client: Client, query: str = "", tags: list[str] | None = None, page_size: int = 10) -> None:
         if page_size < 1:
@@ -29,7 +34,7 @@ class DatasetSearch(TextFallback, w.VBox):
         self.page = 0
         self.total = 0
         self.results: list[Dataset] = []
-        self.selected: Dataset | None = None
+        self._selected: Dataset | None = None
         self.query = w.Text(
             value=query,
             placeholder="search names, descriptions, tags, assets",
@@ -64,6 +69,16 @@ class DatasetSearch(TextFallback, w.VBox):
         )
         self.add_class("syft-dataset-search")
         self.search()
+
+    @property
+    def selected(self) -> Dataset:
+        """The selected dataset; before any selection, the first hit of the search."""
+        if self._selected is not None:
+            return self._selected
+        if self.results:
+            return self.results[0]
+        what = f" matches {self.query.value!r}" if self.query.value else " is on this page"
+        raise NotFound(f"no dataset{what}: search for one, then select it first (search.select(name))")
 
     # ---- actions (also what the controls call)
     def search(self, query: str | None = None, tags: list[str] | None = None) -> None:
@@ -116,7 +131,7 @@ class DatasetSearch(TextFallback, w.VBox):
         if found is None:
             reply, _ = call(self.client, "datasets.get", {"name": name})
             found = Dataset(self.client, reply)
-        self.selected = found
+        self._selected = found
         self.detail.value = self._detail_html(found)
         for child in self.table.children:
             if isinstance(child, w.Button):
@@ -139,7 +154,7 @@ class DatasetSearch(TextFallback, w.VBox):
                 description=d.name,
                 tooltip=f"show {d.name}",
                 layout=w.Layout(width="auto"),
-                button_style="info" if self.selected and self.selected.name == d.name else "",
+                button_style="info" if self._selected and self._selected.name == d.name else "",
             )
             button.on_click(lambda b: self._clicked(b.description))
             cells += [
@@ -186,8 +201,18 @@ class DatasetSearch(TextFallback, w.VBox):
         return "".join(parts)
 
     def text(self) -> str:
-        shown = f" (page {self.page + 1}, {self.total} found)" if self.total > len(self.results) else ""
-        return datasets_table(self.results, self.client.node_label) + shown
+        """The hits as a text table, with what was searched and which is selected."""
+        asked = [f"{self.query.value!r}"] if self.query.value else []
+        asked += list(self.tags.value)
+        head = f"datasets on {self.client.node_label}" + (f" matching {' '.join(asked)}" if asked else "")
+        if not self.results:
+            return f"{head}: none found"
+        first = self.page * self.page_size
+        lines = [f"{head} ({first + 1}–{first + len(self.results)} of {self.total})"]
+        lines.append(datasets_table(self.results, self.client.node_label))
+        chosen = self._selected.name if self._selected else f"{self.results[0].name} (the first hit)"
+        lines.append(f"selected: {chosen} — search.select(name) picks another")
+        return "\n".join(lines)
 
 
 def _rows(d: Dataset) -> str:

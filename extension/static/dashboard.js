@@ -6,6 +6,18 @@
   const base = meta("syft-base");
   const xsrf = meta("syft-xsrf");
 
+  // The notices' sentences come from the server (dashboard.NOTICES), with {names} to fill in.
+  const notices = JSON.parse(document.getElementById("syft-notices").textContent);
+  function sentence(text) {
+    text = String(text).trim();
+    return !text || ".!?…)".includes(text[text.length - 1]) ? text : `${text}.`;
+  }
+  function say(key, values) {
+    const filled = { ...values };
+    if ("error" in filled) filled.error = sentence(filled.error);
+    return notices[key].replace(/\{(\w+)\}/g, (_, name) => (name in filled ? filled[name] : ""));
+  }
+
   function flash(text, kind) {
     const box = document.getElementById("flash");
     box.textContent = text;
@@ -57,25 +69,29 @@
     const row = button.closest(".request");
     const section = button.closest("section.node");
     const comment = row.querySelector("textarea.comment").value;
+    const values = { request: row.dataset.request, node: section.dataset.node, requester: row.dataset.requester };
     row.querySelectorAll("button").forEach((b) => (b.disabled = true));
+    flash(say(decision === "approve" ? "approving" : "denying", values), "info");
     try {
       const info = await api("POST",
         `/nodes/${encodeURIComponent(section.dataset.node)}/requests/${row.dataset.request}/${decision}`,
         { comment });
-      flash(`${decision === "approve" ? "approved" : "denied"} ${info.id}: now ${info.status}`, "info");
+      const done = info.status === "approved" ? "approved" : info.status === "denied" ? "denied" : "still_pending";
+      flash(say(done, { ...values, requester: info.requester || values.requester }), "info");
     } catch (e) {
-      flash(`${row.dataset.request}: ${e.message}`, "error");
+      flash(say("decide_failed", { ...values, decided: decision === "approve" ? "approved" : "denied",
+        error: e.message }), "error");
     }
     await refreshSection(section);
   }
 
   async function nodeAction(name, action) {
-    flash(`${action === "start" ? "starting" : "stopping"} ${name}…`, "info");
+    flash(say(action === "start" ? "starting" : "stopping", { node: name }), "info");
     try {
       await api("POST", `/nodes/${encodeURIComponent(name)}/${action}`);
       window.location.reload();
     } catch (e) {
-      flash(`${name}: ${e.message}`, "error");
+      flash(say(action === "start" ? "start_failed" : "stop_failed", { node: name, error: e.message }), "error");
     }
   }
 
@@ -90,13 +106,17 @@
 
   document.getElementById("new-node").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const name = new FormData(event.target).get("name");
-    flash(`creating ${name}…`, "info");
+    const name = String(new FormData(event.target).get("name") || "").trim();
+    if (!name) {
+      flash(say("no_name", {}), "error");
+      return;
+    }
+    flash(say("creating", { node: name }), "info");
     try {
       await api("POST", "/nodes", { name });
       window.location.reload();
     } catch (e) {
-      flash(`${name}: ${e.message}`, "error");
+      flash(say("create_failed", { node: name, error: e.message }), "error");
     }
   });
 
