@@ -177,7 +177,8 @@ class DatasetsAPI(Mapping[str, Dataset]):
 
 def _warn_outside(assets: dict[str, Any], declared: dict[str, dict[str, Any]]) -> None:
     """Warn the owner (whose client holds the data) where values fall outside the declarations:
-    DP clamps them to the range and the mock never shows them. Nothing of this is sent."""
+    DP clamps them to the range and the mock never shows them. Nothing of this is sent.
+    """
     import warnings
 
     import pandas as pd

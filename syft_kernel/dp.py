@@ -96,7 +96,8 @@ class DPQueries:
         rho: float | None = None,
     ) -> Any:
         """DP counts of the values in each bin (``bins`` are the public edges) or of each of the
-        public ``categories`` (default: the ones the owner declared for this column)."""
+        public ``categories`` (default: the ones the owner declared for this column).
+        """
         return self._run("histogram", _params(epsilon, delta, rho, bins=bins, categories=categories))
 
     def groupby(self, by: str, categories: list[Any] | None = None) -> DPGroupBy:
@@ -191,7 +192,8 @@ class Budgets:
     @property
     def history(self) -> Table[Release]:
         """Every release charged to you, oldest first, with its cost and the running total: a list
-        of rows (``h["epsilon"]``, ``h.spent``) that prints as a table with local times."""
+        of rows (``h["epsilon"]``, ``h.spent``) that prints as a table with local times.
+        """
         rows = [Release(h) for h in self._fetch()["history"]]
         return Table(
             rows, HISTORY_COLUMNS, f"privacy budget history of {self._client.user} on {self._client.node_label}"

@@ -63,7 +63,8 @@ class AuditEntry(Record):
 
 class Release(Record):
     """One DP release charged to a budget: ``at``, ``dataset``, ``query``, ``mechanism``, its
-    ``epsilon`` (or ``rho``) and ``spent``, the running total on that dataset after it."""
+    ``epsilon`` (or ``rho``) and ``spent``, the running total on that dataset after it.
+    """
 
     KIND = "release"
     SHOWN = ("at", "dataset", "query", "epsilon", "spent")
