@@ -120,7 +120,7 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
         if number and not port_is_free(number):
             print(busy_port_message(number, what, flag), file=sys.stderr)
             return 2
-    if lab and shutil.which("jupyter") is None and not _has_module("jupyterlab"):
+    if lab and not _has_module("jupyterlab"):  # run as this Python's module, not a `jupyter` found on PATH
         print("JupyterLab is not installed: pip install 'syft-kernel[demo]'", file=sys.stderr)
         return 2
     install(user=user)
@@ -160,7 +160,7 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
         root = copy_notebooks(folder / "notebooks")
         token = secrets.token_hex(24)
         cmd = [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
             f"--port={lab_port}", "--ServerApp.port_retries=0",  # the port asked for or none: never another
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         ]  # fmt: skip
