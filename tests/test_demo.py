@@ -236,6 +236,37 @@ def test_a_port_taken_after_the_check_is_named_too(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr + run.stdout and "ZMQError" not in run.stderr
 
 
+def test_a_lab_port_taken_after_the_check_is_named_and_stops_the_node(tmp_path: Path) -> None:
+    """JupyterLab failing to bind fails loudly (it never moves to another port) with the same one
+    line, and the node the demo had started stops."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        lab_port, node_port = taken.getsockname()[1], free_port()
+        script = (
+            "import sys, pathlib, syft_kernel.demo as d; real = d.port_is_free; seen = set()\n"
+            "def once_free(port, host='127.0.0.1'):\n"  # the check before starting passes: the race
+            "    first = port not in seen; seen.add(port); return first or real(port, host)\n"
+            "d.port_is_free = once_free\n"
+            f"sys.exit(d.run_demo(pathlib.Path({str(tmp_path / 'd')!r}), port={node_port}, lab_port={lab_port}, "
+            "user=True))"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")},
+        )
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert f"port {lab_port} (JupyterLab's) is in use" in run.stderr and "make demo LAB_PORT=" in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert "JupyterLab:" not in run.stdout  # no link to a server that is not ours
+    assert not ours(tmp_path)
+
+
 def test_demo_serves_node_lab_and_dashboard_and_sigterm_stops_all(tmp_path: Path) -> None:
     demo = DemoRun(tmp_path)
     try:
