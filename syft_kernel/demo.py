@@ -120,12 +120,12 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
         if number and not port_is_free(number):
             print(busy_port_message(number, what, flag), file=sys.stderr)
             return 2
-    if lab and not _has_module("jupyterlab"):  # run as this Python's module, not a `jupyter` found on PATH
+    if lab and shutil.which("jupyter") is None and not _has_module("jupyterlab"):
         print("JupyterLab is not installed: pip install 'syft-kernel[demo]'", file=sys.stderr)
         return 2
     install(user=user)
     enable_server_extension(user=user)
-    stop = _stop_on_sigterm()
+    before = _stop_on_sigterm()
     node: NodeProcess | None = None
     jupyter: subprocess.Popen[bytes] | None = None
     try:
@@ -160,7 +160,7 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
         root = copy_notebooks(folder / "notebooks")
         token = secrets.token_hex(24)
         cmd = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
             f"--port={lab_port}", "--ServerApp.port_retries=0",  # the port asked for or none: never another
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         ]  # fmt: skip
@@ -186,8 +186,7 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
     except KeyboardInterrupt:
         return 0
     finally:
-        with _signals_held():  # a second Ctrl-C or SIGTERM must not cut the clean-up short
-            stop()
+        with _signals_held(restore=before):  # a second Ctrl-C or SIGTERM must not cut the clean-up short
             if jupyter is not None:
                 _stop_jupyter(jupyter)
             if node is not None:
@@ -235,15 +234,16 @@ def _another_port(port: int) -> int:
     return port + 100
 
 
-def _stop_on_sigterm() -> Any:
-    """SIGTERM ends the demo as Ctrl-C does (``make`` passes its SIGTERM on); returns the undo."""
-    previous = signal.getsignal(signal.SIGTERM)
+def _stop_on_sigterm() -> dict[int, Any]:
+    """SIGTERM ends the demo as Ctrl-C does (``make`` passes its SIGTERM on); returns the SIGINT and
+    SIGTERM handlers it had before, to restore."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    return before
 
 
 def _wait_server_info(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> dict[str, Any] | None:
@@ -283,14 +283,15 @@ def _descendants(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Any:
-    """Ignore SIGINT and SIGTERM for the block (the clean-up), then restore them."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+def _signals_held(restore: dict[int, Any]) -> Any:
+    """Ignore SIGINT and SIGTERM for the block (the clean-up), then set the handlers in ``restore``."""
+    for sig in restore:
+        signal.signal(sig, signal.SIG_IGN)
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler in restore.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _stop_jupyter(proc: subprocess.Popen[bytes]) -> None:
