@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.errors import NodeUnavailable
 from .core.keys import generate_keypair, write_keypair
 from .launcher import NodeProcess, start_node
 from .sample_data import MONTHS, birth_records
@@ -117,23 +118,29 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
     folder = folder.resolve()
     for what, number, flag in (("the node's", port, "PORT"), ("JupyterLab's", lab_port if lab else 0, "LAB_PORT")):
         if number and not port_is_free(number):
-            print(
-                f"port {number} ({what}) is in use, by another demo or program: choose another with "
-                f"`make demo {flag}={_another_port(number)}` (or `syft-kernel demo --{flag.lower().replace('_', '-')} …`)",
-                file=sys.stderr,
-            )
+            print(busy_port_message(number, what, flag), file=sys.stderr)
             return 2
     if lab and shutil.which("jupyter") is None and not _has_module("jupyterlab"):
         print("JupyterLab is not installed: pip install 'syft-kernel[demo]'", file=sys.stderr)
         return 2
     install(user=user)
     enable_server_extension(user=user)
-    stop = _stop_on_sigterm()
+    before = _stop_on_sigterm()
     node: NodeProcess | None = None
     jupyter: subprocess.Popen[bytes] | None = None
     try:
-        paths = prepare_demo(folder, port=port)
-        node = start_node(paths["node"], name="hospital", port=port, stop_with_parent=True)
+        try:
+            paths = prepare_demo(folder, port=port)
+            node = start_node(paths["node"], name="hospital", port=port, stop_with_parent=True)
+        except NodeUnavailable as e:  # taken between our check and the node's bind: say so, not its traceback
+            if port and ("Address already in use" in str(e) or not port_is_free(port)):
+                print(busy_port_message(port, "the node's", "PORT"), file=sys.stderr)
+            else:
+                print(
+                    f"the demo node did not start: {str(e).splitlines()[0]} (its log: {folder / 'hospital' / 'node.log'})",
+                    file=sys.stderr,
+                )
+            return 2
         print(f"hospital node serving: {', '.join(node.connection['addresses'])}")
         print(f"  connection file: {paths['connection']}")
         print(f"  owner key:       {paths['owner_key']}")
@@ -163,10 +170,14 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
             cmd.append("--allow-root")
         # its own session: Ctrl-C reaches this process alone, which stops Jupyter without its prompt
         jupyter = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-        if not _wait_serving(jupyter, lab_port):
-            print(f"JupyterLab did not start on port {lab_port}: see its messages above", file=sys.stderr)
+        info = _wait_server_info(jupyter)
+        if info is None:
+            if jupyter.poll() is not None and not port_is_free(lab_port):
+                print(busy_port_message(lab_port, "JupyterLab's", "LAB_PORT"), file=sys.stderr)
+            else:
+                print(f"JupyterLab did not start on port {lab_port}: see its messages above", file=sys.stderr)
             return 2
-        base = f"http://127.0.0.1:{lab_port}"
+        base = str(info.get("url") or f"http://127.0.0.1:{info.get('port', lab_port)}/").rstrip("/")  # as served
         print(f"notebooks:         {root} (your copies: delete one to get it fresh)")
         print(f"JupyterLab:        {base}/lab/tree/{START_NOTEBOOK}?token={token}")
         print(f"owner's dashboard: {base}/syft/dashboard?token={token}")
@@ -175,11 +186,11 @@ def run_demo(folder: Path, port: int = 5555, lab: bool = True, lab_port: int = 8
     except KeyboardInterrupt:
         return 0
     finally:
-        stop()
-        if jupyter is not None:
-            _stop_jupyter(jupyter)
-        if node is not None:
-            node.stop()
+        with _signals_held(restore=before):  # a second Ctrl-C or SIGTERM must not cut the clean-up short
+            if jupyter is not None:
+                _stop_jupyter(jupyter)
+            if node is not None:
+                node.stop()
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -192,6 +203,15 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def busy_port_message(port: int, what: str, flag: str) -> str:
+    """One line naming the busy ``port`` and how to choose another (make variable and CLI flag)."""
+    option = "--" + flag.lower().replace("_", "-")
+    return (
+        f"port {port} ({what}) is in use, by another demo or program: choose another with "
+        f"`make demo {flag}={_another_port(port)}` (or `syft-kernel demo {option} …`)"
+    )
 
 
 def copy_notebooks(root: Path) -> Path:
@@ -214,36 +234,70 @@ def _another_port(port: int) -> int:
     return port + 100
 
 
-def _stop_on_sigterm() -> Any:
-    """SIGTERM ends the demo as Ctrl-C does (``make`` passes its SIGTERM on); returns the undo."""
-    previous = signal.getsignal(signal.SIGTERM)
+def _stop_on_sigterm() -> dict[int, Any]:
+    """SIGTERM ends the demo as Ctrl-C does (``make`` passes its SIGTERM on); returns the SIGINT and
+    SIGTERM handlers it had before, to restore."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    return before
 
 
-def _wait_serving(proc: subprocess.Popen[bytes], port: int, timeout: float = 120.0) -> bool:
-    """Wait until something answers on ``port`` (False if ``proc`` exits first or never does)."""
-    import socket
+def _wait_server_info(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> dict[str, Any] | None:
+    """Jupyter's own record of what it serves (``jpserver-<pid>.json``: url, port, token), written
+    once it listens; None if ``proc`` exits first or never writes it."""
+    import json
     import time
 
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    info_file = Path(jupyter_runtime_dir()) / f"jpserver-{proc.pid}.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            return False
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            info: dict[str, Any] = json.loads(info_file.read_text())
+            return info
         time.sleep(0.2)
-    return False
+    return None
+
+
+def _descendants(pid: int) -> list[int]:
+    """The pids below ``pid`` in the process tree (from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@contextlib.contextmanager
+def _signals_held(restore: dict[int, Any]) -> Any:
+    """Ignore SIGINT and SIGTERM for the block (the clean-up), then set the handlers in ``restore``."""
+    for sig in restore:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in restore.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _stop_jupyter(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (Jupyter shuts its kernels down), then SIGKILL for what is left of its group."""
+    """SIGTERM (Jupyter shuts its kernels down), then SIGKILL for what is left of its group and of
+    the processes it started (kernels run in sessions of their own, out of its group's reach)."""
+    below = {pid: _started(pid) for pid in _descendants(proc.pid)}
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -254,6 +308,18 @@ def _stop_jupyter(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+    for pid, started in below.items():  # a kernel Jupyter left behind, not a process that reused its pid
+        if started is not None and _started(pid) == started:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _started(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot, from /proc), to tell it from a reuse of its pid."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _has_module(name: str) -> bool:
