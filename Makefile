@@ -56,7 +56,7 @@ lint:
 	$(PYTHON) tests/test_rooms.py
 
 test: install browser lint
-	$(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval-sanitize.cfg -n auto --dist loadfile -p no:benchmark
+	SYFT_NOTEBOOK_CLEANUP=1 $(PYTHON) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval-sanitize.cfg -n auto --dist loadfile -p no:benchmark
 
 bench: install
 	$(PYTHON) bench/bench_wire.py

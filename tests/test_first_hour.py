@@ -40,7 +40,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[LabServer, Path]]:
     log_path = tmp_path / "demo.log"
     state = tmp_path / "lab-state"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "SYFT_NOTEBOOK_CLEANUP"},  # a person's Run All
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
