@@ -172,3 +172,9 @@ def read_connection_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 def decision_message(node_name: str, request_id: str, content_hash: str, decision: str, nonce: str) -> bytes:
     """The exact bytes an owner signs to approve or deny a request (shared with the client)."""
     return bytes(msgpack.packb(["syft-kernel decision v1", node_name, request_id, content_hash, decision, nonce]))
+
+
+def registration_message(registration: dict[str, Any]) -> bytes:
+    """The exact bytes a node signs to join a gateway: every field of its registration, in order."""
+    fields = ("gateway", "name", "addresses", "public_key", "signing_key", "timestamp", "nonce")
+    return bytes(msgpack.packb(["syft-kernel registration v1", *(registration[f] for f in fields)]))

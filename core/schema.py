@@ -214,27 +214,31 @@ def _check(f: _Field, raw: dict[str, Any]) -> Any:
 
 _OK = object()
 
-MESSAGES: dict[str, type[Body]] = {}
+MESSAGES: dict[str, type[Body]] = {}  # what a data node answers
+GATEWAY_MESSAGES: dict[str, type[Body]] = {}  # what a gateway answers (``gateway.*``)
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, spec))
 def message(msg_type: str) -> Callable[[type[B]], type[B]]:
-    """Class decorator: a frozen dataclass body for ``msg_type``, entered in ``MESSAGES``."""
+    """Class decorator: a frozen dataclass body for ``msg_type``, entered in ``MESSAGES`` (or in
+    ``GATEWAY_MESSAGES`` for a ``gateway.*`` type)."""
 
     def deco(cls: type[B]) -> type[B]:
         cls = dataclass(frozen=True)(cls)
         cls.TYPE = msg_type
-        MESSAGES[msg_type] = cls
+        (GATEWAY_MESSAGES if msg_type.startswith("gateway.") else MESSAGES)[msg_type] = cls
         return cls
 
     return deco
 
 
-def decode(msg_type: str, raw: Any) -> Body:
+def decode(msg_type: str, raw: Any, registry: dict[str, type[Body]] | None = None) -> Body:
     """The typed body of a received message (``ProtocolError`` for an unknown type)."""
-    cls = MESSAGES.get(msg_type)
+    known = MESSAGES if registry is None else registry
+    cls = known.get(msg_type)
     if cls is None:
-        raise ProtocolError(f"unknown message type {msg_type!r}; this node knows {', '.join(sorted(MESSAGES))}")
+        what = "gateway" if known is GATEWAY_MESSAGES else "node"
+        raise ProtocolError(f"unknown message type {msg_type!r}; this {what} knows {', '.join(sorted(known))}")
     return cls.from_wire(raw)
 
 
@@ -444,3 +448,104 @@ class PlansRequest(Body):
     outputs: list[int] = spec(what="indices of the plan's ops")
     inputs: list[str] = spec(what="a list of object ids")
     reason: str = spec(invalid=REASON.format("this plan", "plan.request"))
+
+
+# the network: a node's membership of a gateway (asked of the node by its owner)
+@message("network.join")
+class NetworkJoin(Body):
+    connection: dict[str, Any] = spec(invalid="connection is the gateway's connection file (its contents)")
+    public_rows: bool | list[str] = spec(
+        default=False, invalid="public_rows is True, False or a list of dataset names whose row counts are public"
+    )
+
+
+@message("network.leave")
+class NetworkLeave(Body):
+    pass
+
+
+@message("network.status")
+class NetworkStatus(Body):
+    pass
+
+
+# the gateway's messages (``gateway/``): nodes register and publish, scientists search
+@dataclass(frozen=True)
+class Registration(Body):
+    """What a node signs to join a gateway (``core.keys.registration_message`` gives the bytes)."""
+
+    gateway: str = spec(max_len=200, what="the gateway's name")
+    name: str = spec(name="node")
+    addresses: list[str] = spec(max_len=8, what="a list of up to 8 tcp:// addresses")
+    public_key: str = spec(max_len=100, what="the node's public key (Z85)")
+    signing_key: str = spec(max_len=100, what="the node's signing key (hex)")
+    timestamp: float = spec(what="the time of signing (seconds since the epoch)")
+    nonce: str = spec(max_len=100, what="a fresh random string")
+
+
+@message("gateway.hello")
+class GatewayHello(Body):
+    pass
+
+
+@message("gateway.join")
+class GatewayJoin(Body):
+    registration: dict[str, Any] = spec(what="a registration map (checked as a Registration)")
+    signature: str = spec(max_len=200, what="the registration's Ed25519 signature (hex)")
+
+
+@message("gateway.leave")
+class GatewayLeave(Body):
+    pass
+
+
+@message("gateway.heartbeat")
+class GatewayHeartbeat(Body):
+    datasets: int = spec(default=0, what="how many datasets the node publishes")
+
+
+@message("gateway.publish")
+class GatewayPublish(Body):
+    upsert: list[dict[str, Any]] = spec(default=[], max_len=10_000, what="a list of dataset metadata maps")
+    remove: list[str] = spec(default=[], max_len=10_000, what="a list of dataset names")
+    full: bool = spec(default=False)
+
+
+@message("gateway.search")
+class GatewaySearch(Body):
+    query: str = spec(default="", invalid="a search is a string of at most 1,000 characters")
+    tags: list[str] = spec(default=[], invalid="tags are a list of at most 32 strings of at most 64 characters")
+    node: str | None = spec(default=None, max_len=200)
+    name: str | None = spec(default=None, max_len=200)
+    limit: int = spec(default=100, invalid="limit is a whole number from 1 to 1000")
+
+
+@message("gateway.nodes")
+class GatewayNodes(Body):
+    pass
+
+
+@message("gateway.account.request")
+class GatewayAccountRequest(Body):
+    node: str = spec(max_len=200, what="the node's name")
+    name: str = spec(name="user")
+    reason: str = spec(invalid="say why you need an account: request_account(node, reason='…'), up to 5000 characters")
+    signing_key: str | None = spec(default=None, max_len=100)
+
+
+@message("gateway.account.status")
+class GatewayAccountStatus(Body):
+    id: str = spec(max_len=100, what="an account request id (a string)")
+
+
+@message("gateway.accounts.pending")
+class GatewayAccountsPending(Body):
+    pass
+
+
+@message("gateway.account.settle")
+class GatewayAccountSettle(Body):
+    id: str = spec(max_len=100, what="an account request id (a string)")
+    status: str = spec(max_len=20, what="filed, approved or denied")
+    comment: str = spec(default="", max_len=5000)
+    request: str = spec(default="", max_len=100)

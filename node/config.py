@@ -44,6 +44,14 @@ class NodeConfig(Configurable):
         config=True
     )
 
+    public_address = Unicode(
+        "",
+        help="The tcp://host:port others reach this node at, as a gateway lists it (default: the address it serves on).",
+    ).tag(config=True)
+    heartbeat_s = Float(10.0, min=0.05, help="How often a node on a network tells its gateway it is alive (s).").tag(
+        config=True
+    )
+
     workers = Int(8, min=1, help="Handlers that may run at once.").tag(config=True)
     per_user = Int(2, min=1, help="Of the workers, how many one user may hold.").tag(config=True)
     per_connection = Int(128, min=1, help="Messages one connection may have waiting.").tag(config=True)

@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS readers (
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
     requester TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('object', 'code', 'plan', 'budget')),
+    kind TEXT NOT NULL CHECK (kind IN ('object', 'code', 'plan', 'budget', 'account')),
     target TEXT NOT NULL,
     datasets TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -96,6 +96,12 @@ CREATE TABLE IF NOT EXISTS approvals (
     at REAL NOT NULL,
     PRIMARY KEY (request_id, owner)
 );
+CREATE TABLE IF NOT EXISTS network_outbox (
+    account TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    comment TEXT NOT NULL DEFAULT '',
+    request TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -114,6 +120,30 @@ class Database:
         self.path = str(path)
         self._local = threading.local()
         self.conn.executescript(SCHEMA)  # idempotent; executescript commits on its own
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a database made by an older version up to this schema (each step one transaction)."""
+        (sql,) = self.conn.execute("SELECT sql FROM sqlite_master WHERE name='requests'").fetchone()
+        if "'account'" not in sql:  # account requests (the network): a CHECK is changed by a rebuild
+            new = sql.replace("'budget')", "'budget', 'account')").replace("requests (", "requests_new (", 1)
+            c = self.conn
+            c.execute("PRAGMA foreign_keys=OFF")
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    c.execute(new)
+                    c.execute("INSERT INTO requests_new SELECT * FROM requests")
+                    c.execute("DROP TABLE requests")
+                    c.execute("ALTER TABLE requests_new RENAME TO requests")
+                    c.execute("CREATE INDEX IF NOT EXISTS requests_by_target ON requests(target, requester)")
+                    c.execute("CREATE INDEX IF NOT EXISTS requests_by_status ON requests(status, created_at)")
+                except BaseException:
+                    c.execute("ROLLBACK")
+                    raise
+                c.execute("COMMIT")
+            finally:
+                c.execute("PRAGMA foreign_keys=ON")
 
     @property
     def conn(self) -> sqlite3.Connection:

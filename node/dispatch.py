@@ -13,7 +13,7 @@ from typing import Any
 from syft_kernel.core import schema
 from syft_kernel.core.errors import ProtocolError, Unauthorized
 
-from .handlers import audit, budgets, datasets, dp, node, objects, requests, users
+from .handlers import audit, budgets, datasets, dp, network, node, objects, requests, users
 from .state import DataNode, User
 
 OWNER = "owner"
@@ -46,6 +46,9 @@ HANDLERS: dict[str, tuple[str | None, Handler]] = {
     "requests.get": (None, requests.get),
     "requests.decide": (OWNER, requests.decide),
     "plans.request": (None, requests.plan_request),
+    "network.join": (OWNER, network.join),
+    "network.leave": (OWNER, network.leave),
+    "network.status": (OWNER, network.status),
 }
 assert set(HANDLERS) == set(schema.MESSAGES), "every message type has one body and one handler"
 

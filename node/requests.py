@@ -34,6 +34,10 @@ MAX_SOURCE = 100_000
 
 
 def _datasets_of(node: DataNode, lineage: Sequence[str]) -> list[dict[str, Any]]:
+    if "@accounts" in lineage:  # an account request: the node's owners decide (node/accounts.py)
+        from .accounts import owners_entry
+
+        return [owners_entry(node)]
     names = sorted({entry.split("/", 1)[0] for entry in lineage})
     out = []
     for n in names:

@@ -52,6 +52,8 @@ LOW_MEMORY_ALLOWED = frozenset(
         "budgets.get",
         "audit.list",
         "users.list",
+        "network.status",
+        "network.leave",
     }
 )
 
@@ -154,6 +156,9 @@ class NodeServer:
                 os.chmod(ipc_path, 0o666)  # local users may connect; CURVE decides who gets in
                 self.addresses.insert(0, f"ipc://{ipc_path}")
             self._write_connection()
+            self.node.network.addresses = [a for a in self.addresses if a.startswith("tcp://")]
+            if self.node.network.membership is not None:
+                self.node.network.start()  # back on the network it belongs to
             log.info(
                 "node %s serving on %s (CURVE on; %d user(s))",
                 self.node.name,
@@ -163,6 +168,7 @@ class NodeServer:
             self._loop(sock)
         finally:
             log.info("node %s shutting down", self.node.name)
+            self.node.network.stop()
             sock.close(linger=500)
             auth.stop()
             ctx.term()

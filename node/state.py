@@ -88,6 +88,9 @@ class DataNode:
         self.reload_users()
         self.counters: Counter[str] = Counter()
         self.started_at = time.time()
+        from .network import NetworkAgent
+
+        self.network = NetworkAgent(self)  # started by the server once it knows its addresses
 
     # ---- users and keys (the ZAP handler asks ``key_allowed`` from its own thread)
     def reload_users(self) -> None:

@@ -34,7 +34,12 @@ _EXPORTS: dict[str, str] = {
     "Single": ".governance",
     "Threshold": ".governance",
     "NodeProcess": ".launcher",
+    "GatewayProcess": ".launcher",
     "start_node": ".launcher",
+    "start_gateway": ".launcher",
+    "Network": ".network",
+    "connect_network": ".network",
+    "AccountRequest": ".network",
     "Plan": ".plans",
     "plan": ".plans",
     "Pointer": ".pointer",
@@ -64,7 +69,8 @@ if TYPE_CHECKING:
     from .datasets import Dataset
     from .dp import Budget
     from .governance import Consensus, Single, Threshold
-    from .launcher import NodeProcess, start_node
+    from .launcher import GatewayProcess, NodeProcess, start_gateway, start_node
+    from .network import AccountRequest, Network, connect_network
     from .plans import Plan, plan
     from .pointer import Pointer
     from .requests import Request
@@ -101,6 +107,7 @@ def unload_ipython_extension(ip: object) -> None:
 
 
 __all__ = [
+    "AccountRequest",
     "AsyncClient",
     "AuthenticationError",
     "Budget",
@@ -109,9 +116,11 @@ __all__ = [
     "CompositeError",
     "Consensus",
     "Dataset",
+    "GatewayProcess",
     "InvalidArgument",
     "Job",
     "KeyPair",
+    "Network",
     "NodeProcess",
     "NodeUnavailable",
     "NotFound",
@@ -127,10 +136,12 @@ __all__ = [
     "SyftError",
     "Threshold",
     "Unauthorized",
+    "connect_network",
     "generate_keypair",
     "login",
     "plan",
     "read_keypair",
+    "start_gateway",
     "start_node",
     "sample_data",
     "widgets",

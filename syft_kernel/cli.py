@@ -42,6 +42,77 @@ def _node_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway_init(args: argparse.Namespace) -> int:
+    from syft_kernel.gateway.folder import init_gateway
+
+    made = init_gateway(args.dir, args.name, host=args.host, port=args.port, auto_admit=args.auto_admit)
+    print(f"gateway {args.name!r} created in {made['folder']}")
+    print(f"  connection file (give it to nodes and scientists): {made['connection']}")
+    print(f"serve it with: syft-kernel gateway serve {args.dir}")
+    return 0
+
+
+def _gateway_serve(args: argparse.Namespace) -> int:
+    from syft_kernel.gateway.server import serve
+
+    extra = {"auto_admit": True} if args.auto_admit else {}
+    serve(args.dir, host=args.host, port=args.port, parent_pid=args.parent_pid, argv=args.settings, **extra)
+    return 0
+
+
+def _gateway_db(folder: str) -> object:
+    from syft_kernel.gateway.db import GatewayDB
+
+    if not (Path(folder) / "gateway.db").exists():
+        raise SyftError(f"{folder} is not a gateway folder (no gateway.db): pass the folder with --dir")
+    return GatewayDB(Path(folder) / "gateway.db")
+
+
+def _gateway_admit(args: argparse.Namespace) -> int:
+    db = _gateway_db(args.dir)
+    node = db.node(args.name)  # type: ignore[attr-defined]
+    if node is None:
+        raise SyftError(f"no node {args.name!r} asked to join (see `syft-kernel gateway nodes --dir {args.dir}`)")
+    if not db.admit(args.name):  # type: ignore[attr-defined]
+        print(f"{args.name} is already admitted")
+        return 0
+    print(f"admitted {args.name} (key {node['public_key'][:8]}…, {', '.join(node['addresses'])})")
+    return 0
+
+
+def _gateway_remove(args: argparse.Namespace) -> int:
+    if not _gateway_db(args.dir).remove_node(args.name, f"the gateway's operator removed {args.name}"):  # type: ignore[attr-defined]
+        raise SyftError(f"no node {args.name!r} on this gateway")
+    print(f"removed {args.name} and its listings")
+    return 0
+
+
+def _gateway_nodes(args: argparse.Namespace) -> int:
+    import time
+
+    from syft_kernel.gateway.config import GatewayConfig
+
+    offline_after = GatewayConfig.load(args.dir).offline_after_s
+    rows = _gateway_db(args.dir).nodes()  # type: ignore[attr-defined]
+    if not rows:
+        print("no node has joined yet")
+    for n in rows:
+        seen = time.time() - n["last_seen"]
+        state = n["status"] if n["status"] == "pending" else ("online" if seen <= offline_after else "offline")
+        print(
+            f"{n['name']:<24} {state:<8} {n['datasets']:>5} datasets  {n['open_accounts']:>3} account requests  "
+            f"key {n['public_key'][:8]}…  {', '.join(n['addresses'])}  (last heard {seen:.0f} s ago)"
+        )
+    return 0
+
+
+def _gateway_config(args: argparse.Namespace) -> int:
+    from syft_kernel.gateway.config import GatewayConfig
+
+    print(GatewayConfig.load(args.dir, args.settings).describe())
+    return 0
+
+
 def _keygen(args: argparse.Namespace) -> int:
     from .core.keys import generate_keypair, write_keypair
 
@@ -92,6 +163,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir")
     p.set_defaults(fn=_node_config, settings=[])
 
+    gw = sub.add_parser("gateway", help="make and serve a network's gateway (dataset search across nodes)")
+    gws = gw.add_subparsers(dest="gateway_command", required=True)
+    p = gws.add_parser("init", help="create a gateway folder (database, keys, connection file)")
+    p.add_argument("dir")
+    p.add_argument("--name", required=True, help="the network's name, e.g. grid")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5600, help="TCP port (default 5600)")
+    p.add_argument("--auto-admit", action="store_true", help="admit every node that joins (for a demo)")
+    p.set_defaults(fn=_gateway_init)
+    p = gws.add_parser("serve", help="serve a gateway folder until SIGTERM / Ctrl-C")
+    p.add_argument("dir")
+    p.add_argument("--host", default=None, help="override the folder's host")
+    p.add_argument("--port", type=int, default=None, help="override the folder's port (0: any free port)")
+    p.add_argument("--auto-admit", action="store_true", help="admit every node that joins (for a demo)")
+    p.add_argument("--parent-pid", type=int, default=None, help="stop when this process exits")
+    p.set_defaults(fn=_gateway_serve, settings=[])
+    for verb, fn, what in (
+        ("admit", _gateway_admit, "admit a node that asked to join"),
+        ("remove", _gateway_remove, "remove a member node and its listings"),
+    ):
+        p = gws.add_parser(verb, help=what)
+        p.add_argument("name", help="the node's name")
+        p.add_argument("--dir", default=".", help="the gateway's folder (default .)")
+        p.set_defaults(fn=fn)
+    p = gws.add_parser("nodes", help="list the nodes that joined, online or not, and what they list")
+    p.add_argument("--dir", default=".", help="the gateway's folder (default .)")
+    p.set_defaults(fn=_gateway_nodes)
+    p = gws.add_parser("config", help="list a gateway folder's settings (GatewayConfig)")
+    p.add_argument("dir")
+    p.set_defaults(fn=_gateway_config, settings=[])
+
     p = sub.add_parser("keygen", help="make a user keypair NAME.key / NAME.pub")
     p.add_argument("name")
     p.add_argument("--out", default=".", help="folder to write to (default .)")
@@ -111,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_demo)
 
     args, extra = parser.parse_known_args(argv)
-    settings = [a for a in extra if a.startswith("--NodeConfig.")]
+    prefix = "--GatewayConfig." if getattr(args, "command", "") == "gateway" else "--NodeConfig."
+    settings = [a for a in extra if a.startswith(prefix)]
     if len(settings) != len(extra) or (settings and not hasattr(args, "settings")):
         parser.error(
             f"unrecognized arguments: {' '.join(a for a in extra if a not in settings) or ' '.join(extra)}"
-            " (node settings are --NodeConfig.name=value, for node serve and node config)"
+            " (settings are --NodeConfig.name=value for node serve and node config,"
+            " --GatewayConfig.name=value for gateway serve and gateway config)"
         )
     if hasattr(args, "settings"):
         args.settings = settings

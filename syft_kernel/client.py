@@ -73,6 +73,9 @@ class Client:
         self.requests = RequestsAPI(self)
         self.code = CodeAPI(self)
         self.budget = Budgets(self)
+        from .network import NetworkMembership
+
+        self.network = NetworkMembership(self)
         self.last_release: dict[str, Any] = {}
 
     # ---- messaging

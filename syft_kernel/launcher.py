@@ -130,23 +130,77 @@ def start_node(
     if stop_with_parent:
         cmd += ["--parent-pid", str(os.getpid())]
     cmd += [f"--NodeConfig.{k}={v}" for k, v in (settings or {}).items()]
-    log_path = folder / "node.log"
+    return _launch(folder, cmd, "node", timeout)
+
+
+def _launch(folder: Path, cmd: list[str], what: str, timeout: float) -> NodeProcess:
+    """Run ``cmd`` (a ``serve``) with its log in ``folder/WHAT.log``; return once it serves."""
+    log_path = folder / f"{what}.log"
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the log names private objects
     os.chmod(log_path, 0o600)
     with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    node = NodeProcess(folder, proc, log_path)
+    node = NodeProcess(folder, proc, log_path) if what == "node" else GatewayProcess(folder, proc, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise NodeUnavailable(f"the node exited with code {proc.returncode}:\n{node.log()[-2000:]}")
+            raise NodeUnavailable(f"the {what} exited with code {proc.returncode}:\n{node.log()[-2000:]}")
         if _serving(folder / "connection.json", proc.pid):
             for hook in list(on_start):
                 hook(node)
             return node
         time.sleep(0.05)
     node.kill()
-    raise NodeUnavailable(f"the node did not start within {timeout:.0f}s:\n{node.log()[-2000:]}")
+    raise NodeUnavailable(f"the {what} did not start within {timeout:.0f}s:\n{node.log()[-2000:]}")
+
+
+class GatewayProcess(NodeProcess):
+    """A gateway served by a child process (its connection file is what nodes join with)."""
+
+    def login(self, key: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+        """Connect to this gateway's network with ``key`` (a scientist's or any key file)."""
+        from .network import connect_network
+
+        if key is None:
+            raise TypeError("connect to a gateway with a key: gateway.login(key='alice.key')")
+        return connect_network(self.connection_file, key=key, **kwargs)
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive() else f"exited {self.proc.returncode}"
+        return f"<GatewayProcess {self.folder} pid {self.proc.pid} {state}>"
+
+
+def start_gateway(
+    folder: str | os.PathLike[str],
+    name: str = "grid",
+    port: int = 0,
+    host: str = "127.0.0.1",
+    auto_admit: bool = False,
+    timeout: float = 30.0,
+    log_level: str = "INFO",
+    stop_with_parent: bool = True,
+    settings: dict[str, Any] | None = None,
+) -> GatewayProcess:
+    """Serve a gateway folder in a child process (creating it first if the folder is new).
+
+    ``auto_admit`` admits every node that joins (a demo; else the operator runs
+    ``syft-kernel gateway admit NAME``). ``settings`` are ``GatewayConfig`` values for this run.
+    """
+    folder = Path(folder)
+    if not (folder / "gateway.db").exists():
+        from syft_kernel.gateway.folder import init_gateway
+
+        init_gateway(folder, name, host=host, port=port)
+    cmd = [sys.executable, "-m", "syft_kernel.cli", "--log-level", log_level, "gateway", "serve", str(folder)]
+    cmd += ["--port", str(port), "--host", host]
+    if auto_admit:
+        cmd.append("--auto-admit")
+    if stop_with_parent:
+        cmd += ["--parent-pid", str(os.getpid())]
+    cmd += [f"--GatewayConfig.{k}={v}" for k, v in (settings or {}).items()]
+    gateway = _launch(folder, cmd, "gateway", timeout)
+    assert isinstance(gateway, GatewayProcess)
+    return gateway
 
 
 def _serving(connection_file: Path, pid: int) -> bool:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT = {"core": "core", "node": "node", "widgets": "widgets", "extension": "extension"}
+LAYOUT = {"core": "core", "node": "node", "gateway": "gateway", "widgets": "widgets", "extension": "extension"}
 PUBLIC = [
     "__init__.py",
     "client.py",
@@ -31,6 +31,7 @@ PUBLIC = [
     "users.py",
     "audit.py",
     "records.py",
+    "network.py",
     "core/errors.py",
     "core/keys.py",
     "core/schema.py",

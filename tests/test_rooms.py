@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOMS = {
     "core": "syft_kernel.core",
     "node": "syft_kernel.node",
+    "gateway": "syft_kernel.gateway",
     "widgets": "syft_kernel.widgets",
     "extension": "syft_kernel.extension",
     "syft_kernel": "syft_kernel",
@@ -53,7 +54,13 @@ def _imports(module: str, path: Path) -> set[str]:
 
 
 def room_of(module: str) -> str:
-    for room in ("syft_kernel.core", "syft_kernel.node", "syft_kernel.widgets", "syft_kernel.extension"):
+    for room in (
+        "syft_kernel.core",
+        "syft_kernel.node",
+        "syft_kernel.gateway",
+        "syft_kernel.widgets",
+        "syft_kernel.extension",
+    ):
         if module == room or module.startswith(room + "."):
             return room
     return "client"
@@ -76,14 +83,16 @@ def violations() -> list[str]:
                 bad.append(f"{module} (core) imports {target}")
             elif room == "syft_kernel.node" and there != room:
                 bad.append(f"{module} (node) imports {target}: the node imports only core")
+            elif room == "syft_kernel.gateway" and there != room:
+                bad.append(f"{module} (gateway) imports {target}: the gateway imports only core")
             elif (
                 room in ("client", "syft_kernel.widgets", "syft_kernel.extension")
-                and there == "syft_kernel.node"
+                and there in ("syft_kernel.node", "syft_kernel.gateway")
                 and module not in ENTRY_POINTS
             ):
                 bad.append(
                     f"{module} imports {target}: only the entry points ({', '.join(sorted(ENTRY_POINTS))}) "
-                    "may import the node"
+                    f"may import the {there.rpartition('.')[2]}"
                 )
     return bad
 
@@ -107,6 +116,17 @@ def test_the_node_never_loads_the_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = json.loads(out)
     assert [m for m in loaded if room_of(m) not in ("syft_kernel.core", "syft_kernel.node")] == ["syft_kernel"]
+
+
+def test_the_gateway_loads_only_core() -> None:
+    """``import syft_kernel.gateway.server`` loads core and the gateway: no node, no client."""
+    code = (
+        "import json, sys, syft_kernel.gateway.server; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('syft_kernel'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = json.loads(out)
+    assert [m for m in loaded if room_of(m) not in ("syft_kernel.core", "syft_kernel.gateway")] == ["syft_kernel"]
 
 
 def test_import_syft_kernel_is_lazy() -> None:

@@ -120,6 +120,7 @@ def upload(node: DataNode, user: User, body: s.DatasetsUpload, buffers: Buffers)
             (node.assets_dir / p).unlink(missing_ok=True)
         raise
     node.db.audit(user.name, "datasets.upload", name, assets=[r["name"] for r in rows])
+    node.network.changed(name)  # its listing, on the network the node belongs to
     log.info("%s uploaded dataset %s (%s)", user.name, name, ", ".join(r["name"] for r in rows))
     return node.db.dataset(name), []
 
@@ -169,6 +170,7 @@ def delete(node: DataNode, user: User, body: s.DatasetsDelete, buffers: Buffers)
         (node.objects_dir / f).unlink(missing_ok=True)
         (node.objects_dir / (f.removesuffix(".bin") + ".twin.bin")).unlink(missing_ok=True)
     node.db.audit(user.name, "datasets.delete", name)
+    node.network.changed(name)
     log.info("%s deleted dataset %s", user.name, name)
     return {"deleted": name}, []
 

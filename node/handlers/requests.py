@@ -21,7 +21,7 @@ from syft_kernel.core.keys import decision_message, verify_signature
 from syft_kernel.core.plan import plan_hash
 from syft_kernel.core.render import render, render_plan
 
-from .. import governance
+from .. import accounts, governance
 from ..grants import content_versions, plan_lineage, referenced_ids
 from ..jobs import JobOutcome, check_limits
 from ..requests import (
@@ -162,6 +162,8 @@ def decide(node: DataNode, user: User, body: s.RequestsDecide, buffers: Buffers)
         node.db.audit(user.name, "decision.bad_signature", request_id)
         raise PermissionDenied("the decision's signature does not verify with your registered signing key")
     limits = check_limits(body.limits) if row["kind"] == "code" else {}
+    if row["kind"] == "account":
+        accounts.check_decision(node, row, decision)
     votes = {a["owner"]: a["decision"] for a in row["approvals"]}
     votes[user.name] = decision
     status, _ = governance.evaluate(datasets, votes)
@@ -186,6 +188,8 @@ def decide(node: DataNode, user: User, body: s.RequestsDecide, buffers: Buffers)
             )
             if status == "approved" and row["kind"] == "budget":
                 node.ledger.raise_budget(c, row["requester"], row["target"], float(row["inputs"]["epsilon"]))
+            if row["kind"] == "account":
+                accounts.settle(c, node, row, status, comment)
             if status == "approved" and row["kind"] == "object":
                 c.execute(
                     "INSERT OR IGNORE INTO readers(object_id, user, request_id) VALUES (?, ?, ?)",
@@ -195,6 +199,9 @@ def decide(node: DataNode, user: User, body: s.RequestsDecide, buffers: Buffers)
             "INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
             (now, user.name, decision, request_id, json.dumps({"comment": comment, "result": status})),
         )
+    if row["kind"] == "account" and status != "pending":
+        node.reload_users()  # the new user may connect at once
+        node.network.wake()  # the gateway hears of it now, not at the next heartbeat
     log.info(
         "%s %s request %s (now %s)", user.name, "approved" if decision == "approve" else "denied", request_id, status
     )

@@ -1,0 +1,77 @@
+"""The gateway's settings (``GatewayConfig``), set like a node's: ``gateway.json`` in its folder,
+then ``syft_kernel_gateway_config.json`` (``{"GatewayConfig": {...}}``), then the command line
+(``--GatewayConfig.name=value``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Float, Int, TraitError, Unicode
+from traitlets.config import Config, Configurable
+from traitlets.config.loader import JSONFileConfigLoader, KVArgParseConfigLoader
+
+from syft_kernel.core.errors import InvalidArgument
+
+CONFIG_FILE = "syft_kernel_gateway_config.json"
+
+
+class GatewayConfig(Configurable):
+    """Where a gateway listens, whom it admits and how long a silent node stays online."""
+
+    host = Unicode("127.0.0.1", help="The address the gateway's TCP socket binds.").tag(config=True)
+    port = Int(0, min=0, max=65535, help="The TCP port (0: a free one, written to the connection file).").tag(
+        config=True
+    )
+    auto_admit = Bool(False, help="Admit every node that joins, without the operator (for demos).").tag(config=True)
+    offline_after_s = Float(30.0, min=0.1, help="A node silent this long (no heartbeat) is shown offline.").tag(
+        config=True
+    )
+    max_skew_s = Float(300.0, min=1.0, help="A registration signed further from now than this is refused.").tag(
+        config=True
+    )
+    max_message_mb = Int(16, min=1, help="A bigger message is dropped by libzmq before it is read.").tag(config=True)
+    max_datasets_per_node = Int(10_000, min=0, help="Datasets one node may list.").tag(config=True)
+    max_open_accounts = Int(20, min=1, help="Undecided account requests one key may have open.").tag(config=True)
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None, argv: Sequence[str] = (), **overrides: Any) -> GatewayConfig:
+        """The settings of the gateway in ``folder``, then ``argv``, then ``overrides`` (None: ignored)."""
+        config = Config()
+        if folder is not None:
+            folder = Path(folder)
+            path = folder / "gateway.json"
+            if path.exists():
+                data = json.loads(path.read_text())
+                for key in ("host", "port", "auto_admit"):
+                    if data.get(key) is not None:
+                        config.GatewayConfig[key] = data[key]
+            if (folder / CONFIG_FILE).exists():
+                try:
+                    config.merge(JSONFileConfigLoader(CONFIG_FILE, path=str(folder)).load_config())
+                except (ValueError, OSError) as e:
+                    raise InvalidArgument(f"{folder / CONFIG_FILE} is not a JSON traitlets config: {e}") from None
+        if argv:
+            config.merge(KVArgParseConfigLoader(list(argv)).load_config())
+        for key, value in overrides.items():
+            if value is not None:
+                config.GatewayConfig[key] = value
+        unknown = set(config.get("GatewayConfig", {})) - set(cls.class_trait_names(config=True))
+        if unknown:
+            raise InvalidArgument(
+                f"unknown gateway settings {', '.join(sorted(unknown))}: "
+                f"the settings are {', '.join(cls.class_trait_names(config=True))}"
+            )
+        try:
+            return cls(config=config)
+        except TraitError as e:
+            raise InvalidArgument(f"a gateway setting has a bad value: {e}") from None
+
+    def describe(self) -> str:
+        """Every setting with its value and help (``syft-kernel gateway config DIR``)."""
+        return "\n".join(
+            f"--GatewayConfig.{n}={getattr(self, n)!r}\n    {self.traits()[n].help}"
+            for n in self.trait_names(config=True)
+        )

@@ -1,0 +1,277 @@
+"""The gateway's SQLite database (WAL): member nodes, their listings (with an FTS5 index and a
+table of tags for exact matches), used registration nonces and account requests.
+
+Every change is one transaction, so a gateway killed at any moment restarts consistent. The
+operator's command line (``syft-kernel gateway admit``) writes to it while the gateway serves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    name TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL UNIQUE,
+    signing_key TEXT NOT NULL,
+    addresses TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'admitted')),
+    registration TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    joined_at REAL NOT NULL,
+    admitted_at REAL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS listings (
+    id INTEGER PRIMARY KEY,
+    node TEXT NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    assets TEXT NOT NULL,
+    has_mock INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (node, name)
+);
+CREATE TABLE IF NOT EXISTS listing_tags (
+    listing INTEGER NOT NULL REFERENCES listings(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (tag, listing)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS listings_fts USING fts5(name, description, tags, assets, tokenize='unicode61');
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    signing_key TEXT,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('forwarding', 'filed', 'approved', 'denied')),
+    comment TEXT NOT NULL DEFAULT '',
+    request TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accounts_by_node ON accounts(node, status);
+CREATE INDEX IF NOT EXISTS accounts_by_key ON accounts(public_key, status);
+"""
+OPEN = ("forwarding", "filed")
+# the FTS5 columns' weights in the ranking: a hit in the name counts most, then tags, description, assets
+RANK = "bm25(listings_fts, 10.0, 2.0, 5.0, 1.0)"
+MAX_TERMS = 32
+
+
+def tag_key(tag: str) -> str:
+    """Tags match exactly, whatever their case and with or without a leading '#'."""
+    return tag.strip().lstrip("#").lower()
+
+
+def match_expression(query: str) -> str | None:
+    """An FTS5 query with every word of ``query`` (as a prefix): the user's text never reaches
+    FTS5's query syntax, only its words, each quoted."""
+    words = re.findall(r"\w+", query.lower())[:MAX_TERMS]
+    return " AND ".join(f'"{w[:64]}"*' for w in words) or None
+
+
+class GatewayDB:
+    """One connection per thread, transactions via ``tx()``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self.conn.executescript(SCHEMA)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed on success, rolled back on any error."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        else:
+            c.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # ---- nodes
+    def node(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM nodes WHERE name=?", (name,)).fetchone()
+        return _node(row) if row else None
+
+    def node_by_key(self, public_key: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM nodes WHERE public_key=?", (public_key,)).fetchone()
+        return _node(row) if row else None
+
+    def nodes(self, admitted_only: bool = False) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT n.*, (SELECT COUNT(*) FROM listings l WHERE l.node=n.name) AS datasets,"
+            " (SELECT COUNT(*) FROM accounts a WHERE a.node=n.name AND a.status IN ('forwarding', 'filed'))"
+            " AS open_accounts FROM nodes n"
+        )
+        if admitted_only:
+            sql += " WHERE n.status='admitted'"
+        return [_node(r) for r in self.conn.execute(sql + " ORDER BY n.name")]
+
+    def admit(self, name: str) -> bool:
+        with self.tx() as c:
+            return (
+                c.execute(
+                    "UPDATE nodes SET status='admitted', admitted_at=? WHERE name=? AND status='pending'",
+                    (time.time(), name),
+                ).rowcount
+                > 0
+            )
+
+    def remove_node(self, name: str, why: str) -> bool:
+        """A node leaves (or its operator removes it): its listings go, its open account requests
+        are denied with ``why``."""
+        with self.tx() as c:
+            ids = [r["id"] for r in c.execute("SELECT id FROM listings WHERE node=?", (name,))]
+            for i in ids:
+                c.execute("DELETE FROM listings_fts WHERE rowid=?", (i,))
+            c.execute(
+                "UPDATE accounts SET status='denied', comment=?, updated_at=? WHERE node=? AND status IN (?, ?)",
+                (why, time.time(), name, *OPEN),
+            )
+            return c.execute("DELETE FROM nodes WHERE name=?", (name,)).rowcount > 0
+
+    # ---- listings
+    def put_listing(self, c: sqlite3.Connection, node: str, d: dict[str, Any]) -> None:
+        """Insert or replace one listing, its tags and its text index (inside ``c``'s transaction)."""
+        old = c.execute("SELECT id FROM listings WHERE node=? AND name=?", (node, d["name"])).fetchone()
+        if old is not None:
+            self.delete_listing(c, old["id"])
+        cur = c.execute(
+            "INSERT INTO listings(node, name, description, tags, assets, has_mock, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                node,
+                d["name"],
+                d["description"],
+                json.dumps(d["tags"]),
+                json.dumps(d["assets"]),
+                d["has_mock"],
+                time.time(),
+            ),
+        )
+        lid = cur.lastrowid
+        c.executemany(
+            "INSERT OR IGNORE INTO listing_tags(listing, tag) VALUES (?, ?)", [(lid, tag_key(t)) for t in d["tags"]]
+        )
+        words = " ".join(
+            [a["name"] + " " + " ".join(a.get("columns", [])) for a in d["assets"]]  # assets and their columns
+        )
+        c.execute(
+            "INSERT INTO listings_fts(rowid, name, description, tags, assets) VALUES (?, ?, ?, ?, ?)",
+            (
+                lid,
+                d["name"].replace("-", " ").replace("_", " ").replace(".", " "),
+                d["description"],
+                " ".join(d["tags"]),
+                words,
+            ),
+        )
+
+    def delete_listing(self, c: sqlite3.Connection, listing_id: int) -> None:
+        c.execute("DELETE FROM listings_fts WHERE rowid=?", (listing_id,))
+        c.execute("DELETE FROM listings WHERE id=?", (listing_id,))
+
+    def listing_count(self, node: str) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM listings WHERE node=?", (node,)).fetchone()[0])
+
+    def search(
+        self, query: str, tags: list[str], node: str | None, name: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Listings of admitted nodes that have every word of ``query`` (ranked by BM25) and
+        every tag; all of them, by node and name, for an empty query."""
+        match = match_expression(query)
+        where, args = ["n.status='admitted'"], []
+        for t in tags:
+            where.append("l.id IN (SELECT listing FROM listing_tags WHERE tag=?)")
+            args.append(tag_key(t))
+        if node is not None:
+            where.append("l.node=?")
+            args.append(node)
+        if name is not None:
+            where.append("l.name=?")
+            args.append(name)
+        cols = "l.node, l.name, l.description, l.tags, l.assets, l.has_mock, l.updated_at, n.last_seen"
+        if match is None:
+            sql = f"SELECT {cols} FROM listings l JOIN nodes n ON n.name=l.node WHERE {' AND '.join(where)}"
+            sql += " ORDER BY l.node, l.name LIMIT ?"
+            rows = self.conn.execute(sql, (*args, limit))
+        else:
+            sql = (
+                f"SELECT {cols} FROM listings_fts JOIN listings l ON l.id=listings_fts.rowid"
+                f" JOIN nodes n ON n.name=l.node WHERE listings_fts MATCH ? AND {' AND '.join(where)}"
+                f" ORDER BY {RANK} LIMIT ?"
+            )
+            rows = self.conn.execute(sql, (match, *args, limit))
+        return [
+            {
+                "node": r["node"],
+                "name": r["name"],
+                "description": r["description"],
+                "tags": json.loads(r["tags"]),
+                "assets": json.loads(r["assets"]),
+                "has_mock": bool(r["has_mock"]),
+                "updated_at": r["updated_at"],
+                "last_seen": r["last_seen"],
+            }
+            for r in rows
+        ]
+
+    # ---- account requests
+    def account(self, account_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM accounts WHERE id=?", (account_id,)).fetchone()
+        return dict(row) if row else None
+
+    def accounts(self, node: str, status: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM accounts WHERE node=? AND status=? ORDER BY created_at LIMIT 1000", (node, status)
+        )
+        return [dict(r) for r in rows]
+
+
+def _node(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["addresses"] = json.loads(d["addresses"])
+    d["registration"] = json.loads(d["registration"])
+    return d
