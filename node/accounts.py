@@ -35,10 +35,10 @@ def owners_entry(node: DataNode) -> dict[str, Any]:
 
 def _refusal(node: DataNode, name: str, key: str) -> str | None:
     users = node.db.users()
-    if any(u["name"] == name for u in users):
-        return f"{node.name} already has a user named {name!r}: ask again with another name (name=…)"
     if any(u["public_key"] == key for u in users):
         return f"this key is registered on {node.name} already: log in with it (net.login({node.name!r}))"
+    if any(u["name"] == name for u in users):
+        return f"{node.name} already has a user named {name!r}: ask again with another name (name=…)"
     return None
 
 

@@ -304,7 +304,7 @@ class NetworkAgent:
     def _beat(self, current: dict[str, Any]) -> None:
         assert self.link is not None
         names = self.node.db.dataset_names()
-        reply = self.link.request(schema.GatewayHeartbeat(datasets=len(names)))
+        reply = self.link.request(schema.GatewayHeartbeat(datasets=len(names)), timeout=self._timeout())
         self.last_contact = time.time()
         before, self.gateway_status = self.gateway_status, str(reply.get("status", ""))
         if self.gateway_status != "admitted":
@@ -316,6 +316,10 @@ class NetworkAgent:
         if reply.get("accounts") or any(e.get("event") == "accounts.pending" for e in events):
             self._fetch_accounts()
         self._flush_outbox()
+
+    def _timeout(self) -> float:
+        """How long a heartbeat waits: a few beats, so a gateway that went away shows soon."""
+        return max(2.0, min(10.0, 10 * self.node.limits.heartbeat_s))
 
     def _publish(self, current: dict[str, Any], names: list[str]) -> None:
         assert self.link is not None

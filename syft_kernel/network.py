@@ -188,6 +188,11 @@ class NetworkDatasets:
                 skipped[node] = f"{hit['name']} has no asset {pick!r}"
                 continue
             out[node] = client.datasets[hit["name"]][pick]
+        if skipped and not out:
+            raise NotFound(
+                f"no pointer to {dataset!r} on {self.network.name}: "
+                + "; ".join(f"{n} ({why})" for n, why in sorted(skipped.items()))
+            )
         if skipped:
             warnings.warn("left out: " + "; ".join(f"{n} ({why})" for n, why in sorted(skipped.items())), stacklevel=2)
         return out
