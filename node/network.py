@@ -202,6 +202,11 @@ class NetworkAgent:
         self.gateway_status, self.error, self.last_contact = reply["status"], "", time.time()
         self._full = True
         self._registered = True
+        if reply["status"] == "admitted":  # listed before join returns, so a search finds it at once
+            try:
+                self._publish(membership, self.node.db.dataset_names())
+            except SyftError as e:  # the next heartbeat tries again
+                log.warning("could not publish the listings yet: %s", e.message)
         self.start()
         self._wake.set()
         log.info("joined the network %s (%s)", connection["name"], reply["status"])
@@ -322,7 +327,7 @@ class NetworkAgent:
         return max(2.0, min(10.0, 10 * self.node.limits.heartbeat_s))
 
     def _publish(self, current: dict[str, Any], names: list[str]) -> None:
-        assert self.link is not None
+        assert self.link is not None  # (its lock makes the join's publish and the agent's take turns)
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             full, self._full = self._full, False

@@ -106,6 +106,10 @@ class AccountRequest:
     node = property(lambda self: str(self.info["node"]), doc="The node asked.")
     name = property(lambda self: str(self.info["name"]), doc="The user name asked for.")
     status = property(lambda self: str(self.info["status"]), doc="forwarding, filed, approved or denied.")
+    request_id = property(
+        lambda self: str(self.info.get("request", "")),
+        doc="The request's id in the node's queue, once filed (``owner.requests[req.request_id]``).",
+    )
     comment = property(
         lambda self: str(self.info.get("comment", "")), doc="The owner's comment, or why it was refused."
     )

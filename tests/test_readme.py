@@ -62,8 +62,10 @@ def test_every_readme_block_runs_as_pasted(demo_folder: Path, monkeypatch: pytes
         import syft_kernel as sk
 
         for value in list(namespace.values()):
-            if isinstance(value, sk.Client):
+            if isinstance(value, (sk.Client, sk.Network)):
                 value.close()
+            elif isinstance(value, sk.NodeProcess):  # nodes and gateways a block started
+                value.stop()
     assert shown  # the blocks' expressions showed something (tables, values)
 
 
