@@ -138,25 +138,42 @@ def current(client: Client) -> Batch | None:
 
 @contextmanager
 def batch(client: Client) -> Iterator[Batch]:
-    """Record ops on ``client`` and send them as one plan when the block ends."""
+    """Record ops on ``client`` and send them as one plan when the block ends. Blocks on several
+    nodes inside one another (``with a.batch(), b.batch():``) are sent together when the
+    outermost ends: every node gets its plan before any reply is waited for."""
     b = client._batch
     if b is None:
         b = client._batch = Batch(client)
     b.explicit += 1
+    ok = False
     try:
         yield b
+        ok = True
     finally:
         b.explicit -= 1
         if b.explicit == 0:
             client._batch = None  # the outermost block ends the batch (also a per-cell one)
+        if not ok and b in _deferred:
+            _deferred.remove(b)
     if b.explicit == 0:
-        b.flush()
+        if any(o.explicit > 0 for o in list(_open) if o is not b):  # a block on another node is open
+            _deferred.append(b)  # its pointers still send it if used before that block ends
+            return
+        group = [*_deferred, b]
+        _deferred.clear()
+        _flush_together(group)
+
+
+_deferred: list[Batch] = []  # ended blocks waiting for the enclosing block on another node
 
 
 def flush_all() -> None:
     """Send every open batch (the end of a cell): to all their nodes at once, then wait for each.
     One failure is raised as itself; failures on several nodes as one ``CompositeError``."""
-    batches = [b for b in list(_open) if not getattr(b, "tracing", False)]
+    _flush_together([b for b in list(_open) if not getattr(b, "tracing", False)])
+
+
+def _flush_together(batches: list[Batch]) -> None:
     started = []
     for b in batches:
         try:

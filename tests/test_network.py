@@ -3,6 +3,7 @@ for accounts and working on several nodes at once. Real gateway and node process
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -101,6 +102,20 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
 def net(grid: Grid) -> Iterator[sk.Network]:
     with grid.net() as n:
         yield n
+
+
+@contextlib.contextmanager
+def spied(clients: dict[str, sk.Client], order: list[str]) -> Iterator[None]:
+    """Note each client's sends and waits, in order (the node still does the work)."""
+    for node, c in clients.items():
+        send, reply = c.send, c.reply
+        c.send = (lambda s, n: lambda *a, **k: (order.append(f"send {n}"), s(*a, **k))[1])(send, node)  # type: ignore[method-assign]
+        c.reply = (lambda r, n: lambda *a, **k: (order.append(f"wait {n}"), r(*a, **k))[1])(reply, node)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for c in clients.values():
+            del c.send, c.reply
 
 
 def account(grid: Grid, net: sk.Network, node: str, name: str = "alice") -> sk.Client:
@@ -314,22 +329,21 @@ def test_one_cell_on_several_nodes_sends_to_all_before_waiting(grid: Grid, net: 
         warnings.simplefilter("ignore")
         ptrs = net.datasets.pointers("births", asset="records")
     order: list[str] = []
-    spied = []
-    for node, c in clients.items():
-        send, reply = c.send, c.reply
-        c.send = (lambda s, n: lambda *a, **k: (order.append(f"send {n}"), s(*a, **k))[1])(send, node)  # type: ignore[method-assign]
-        c.reply = (lambda r, n: lambda *a, **k: (order.append(f"wait {n}"), r(*a, **k))[1])(reply, node)  # type: ignore[method-assign]
-        spied.append(c)
-    batching.set_auto(True)
-    try:
-        means = {node: p["weight"].mean() for node, p in ptrs.items()}  # one "cell"
-        batching.flush_all()
-    finally:
-        batching.set_auto(False)
-        for c in spied:
-            del c.send, c.reply
+    with spied(clients, order):
+        batching.set_auto(True)
+        try:
+            means = {node: p["weight"].mean() for node, p in ptrs.items()}  # one "cell"
+            batching.flush_all()
+        finally:
+            batching.set_auto(False)
     assert sorted(order[:2]) == ["send h1", "send h2"] and sorted(order[2:]) == ["wait h1", "wait h2"], order
     assert sorted(means) == ["h1", "h2"] and all(m.private for m in means.values())
+    order.clear()
+    with spied(clients, order):  # the same with explicit batches, one inside the other
+        with clients["h1"].batch(), clients["h2"].batch():
+            sums = {node: p["weight"].sum() for node, p in ptrs.items()}
+    assert sorted(order[:2]) == ["send h1", "send h2"] and sorted(order[2:]) == ["wait h1", "wait h2"], order
+    assert all(not x.pending for x in sums.values())
     # failures on two nodes: one error that names each node and its message
     batching.set_auto(True)
     try:
