@@ -138,6 +138,7 @@ class NetworkAgent:
         self._registered = False
         self._full = True
         self._lock = threading.Lock()
+        self._turn = threading.Lock()  # one of: a beat, a join, a leave
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,6 +178,10 @@ class NetworkAgent:
 
     def join(self, connection: dict[str, Any], public_rows: bool | list[str]) -> dict[str, Any]:
         """Register with the gateway now (signed with the node's key) and remember it."""
+        with self._turn:
+            return self._join(connection, public_rows)
+
+    def _join(self, connection: dict[str, Any], public_rows: bool | list[str]) -> dict[str, Any]:
         current = self.membership
         if current is not None and current["connection"]["node_public_key"] != connection["node_public_key"]:
             raise InvalidArgument(
@@ -227,6 +232,10 @@ class NetworkAgent:
 
     def leave(self) -> dict[str, Any]:
         """Leave the network: the gateway drops the node's listings (told if it answers)."""
+        with self._turn:
+            return self._leave()
+
+    def _leave(self) -> dict[str, Any]:
         current = self.membership
         if current is None:
             raise InvalidArgument(f"{self.node.name} is on no network: join one with owner.network.join(...)")
@@ -288,23 +297,30 @@ class NetworkAgent:
             if not woken and time.monotonic() < next_beat:
                 continue
             next_beat = time.monotonic() + self.node.limits.heartbeat_s
-            try:
-                if self.link is None:
-                    self.link = GatewayLink(current["connection"], self.keys)
-                if not self._registered:  # a restarted node registers again (its addresses may have moved)
-                    self._register(self.link, current["connection"], self.public_address())
-                    self._registered = True
-                self._beat(current)
-                self.error = ""
-            except SyftError as e:
-                if "not a member" in e.message:
-                    self._registered = False
-                if self.error != e.message:
-                    log.warning("the gateway %s: %s", current["connection"]["name"], e.message)
-                self.error = e.message
-            except Exception as e:  # a bug here must never take the node down
-                log.exception("network agent")
-                self.error = f"internal error ({type(e).__name__})"
+            with self._turn:  # join and leave swap the link: never under a beat
+                self._once(current)
+
+    def _once(self, current: dict[str, Any]) -> None:
+        """One beat: (re)register if needed, heartbeat, publish, fetch and report accounts."""
+        if self.membership is None:  # left meanwhile
+            return
+        try:
+            if self.link is None:
+                self.link = GatewayLink(current["connection"], self.keys)
+            if not self._registered:  # a restarted node registers again (its addresses may have moved)
+                self._register(self.link, current["connection"], self.public_address())
+                self._registered = True
+            self._beat(current)
+            self.error = ""
+        except SyftError as e:
+            if "not a member" in e.message:
+                self._registered = False
+            if self.error != e.message:
+                log.warning("the gateway %s: %s", current["connection"]["name"], e.message)
+            self.error = e.message
+        except Exception as e:  # a bug here must never take the node down
+            log.exception("network agent")
+            self.error = f"internal error ({type(e).__name__})"
 
     def _beat(self, current: dict[str, Any]) -> None:
         assert self.link is not None
