@@ -25,6 +25,11 @@ class GatewayConfig(Configurable):
     port = Int(0, min=0, max=65535, help="The TCP port (0: a free one, written to the connection file).").tag(
         config=True
     )
+    public_address = Unicode(
+        "",
+        help="The tcp://host:port nodes and scientists reach the gateway at, written to its connection file "
+        "(default: the address it serves on; set it when serving on 0.0.0.0).",
+    ).tag(config=True)
     auto_admit = Bool(False, help="Admit every node that joins, without the operator (for demos).").tag(config=True)
     offline_after_s = Float(30.0, min=0.1, help="A node silent this long (no heartbeat) is shown offline.").tag(
         config=True

@@ -241,7 +241,7 @@ class GatewayDB:
             sql = (
                 f"SELECT {cols} FROM listings_fts JOIN listings l ON l.id=listings_fts.rowid"
                 f" JOIN nodes n ON n.name=l.node WHERE listings_fts MATCH ? AND {' AND '.join(where)}"
-                f" ORDER BY {RANK} LIMIT ?"
+                f" ORDER BY {RANK}, l.node, l.name LIMIT ?"
             )
             rows = self.conn.execute(sql, (match, *args, limit))
         return [

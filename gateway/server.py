@@ -79,6 +79,16 @@ class GatewayServer:
                 self.addresses = [f"tcp://{host}:{self.config.port}"]
             else:
                 self.addresses = [f"tcp://{host}:{sock.bind_to_random_port(f'tcp://{host}')}"]
+            if self.config.public_address:
+                self.addresses = [self.config.public_address]
+            elif host in ("0.0.0.0", "*", "::", "[::]"):
+                log.warning(
+                    "serving on %s: no other host can reach %s; set --GatewayConfig.public_address=tcp://HOST:PORT "
+                    "to the address they reach this gateway at",
+                    host,
+                    self.addresses[0],
+                )
+            self.gateway.db.set_meta("offline_after_s", str(self.config.offline_after_s))  # for `gateway nodes`
             self._write_connection(running=True)
             log.info(
                 "gateway %s serving on %s (CURVE on; %d node(s); %s)",

@@ -134,6 +134,7 @@ class NetworkAgent:
         self.gateway_status = ""  # pending | admitted, as the gateway last said
         self.error = ""
         self.last_contact: float | None = None
+        self.listed: int | None = None  # how many listings the gateway holds, as it last said
         self._dirty: set[str] = set()
         self._registered = False
         self._full = True
@@ -209,7 +210,9 @@ class NetworkAgent:
         self._registered = True
         if reply["status"] == "admitted":  # listed before join returns, so a search finds it at once
             try:
-                self._publish(membership, self.node.db.dataset_names())
+                names = self.node.db.dataset_names()
+                self._publish(membership, names)
+                self.listed = len(names)
             except SyftError as e:  # the next heartbeat tries again
                 log.warning("could not publish the listings yet: %s", e.message)
         self.start()
@@ -272,7 +275,8 @@ class NetworkAgent:
             "last_contact": self.last_contact,
             "joined_at": current["joined_at"],
             "public_rows": current["public_rows"],
-            "published": len(self.node.db.dataset_names()),
+            "datasets": len(self.node.db.dataset_names()),
+            "listed": self.listed,
             "account_requests": int(waiting),
         }
 
@@ -327,12 +331,16 @@ class NetworkAgent:
         names = self.node.db.dataset_names()
         reply = self.link.request(schema.GatewayHeartbeat(datasets=len(names)), timeout=self._timeout())
         self.last_contact = time.time()
-        before, self.gateway_status = self.gateway_status, str(reply.get("status", ""))
-        if self.gateway_status != "admitted":
+        status = str(reply.get("status", ""))
+        self.listed = reply.get("datasets") if isinstance(reply.get("datasets"), int) else None
+        if status != "admitted":
+            self.gateway_status = status
             return
-        if before != "admitted" or reply.get("datasets") != len(names):
+        if self.gateway_status != "admitted" or reply.get("datasets") != len(names):
             self._full = True
         self._publish(current, names)
+        self.listed = len(names)
+        self.gateway_status = status  # admitted, once its listings are published
         events = self.link.take_events()
         if reply.get("accounts") or any(e.get("event") == "accounts.pending" for e in events):
             self._fetch_accounts()

@@ -92,8 +92,10 @@ def _gateway_nodes(args: argparse.Namespace) -> int:
 
     from syft_kernel.gateway.config import GatewayConfig
 
-    offline_after = GatewayConfig.load(args.dir).offline_after_s
-    rows = _gateway_db(args.dir).nodes()  # type: ignore[attr-defined]
+    db = _gateway_db(args.dir)
+    served = db.get_meta("offline_after_s")  # type: ignore[attr-defined]
+    offline_after = float(served) if served else GatewayConfig.load(args.dir).offline_after_s
+    rows = db.nodes()  # type: ignore[attr-defined]
     if not rows:
         print("no node has joined yet")
     for n in rows:

@@ -54,7 +54,7 @@ class SearchResults(Table[DatasetHit]):
     """The hits of a network search, best first: a table (a widget in Jupyter)."""
 
     def __init__(self, network: Network, rows: list[DatasetHit], query: str, tags: list[str]) -> None:
-        what = " ".join([repr(query)] if query else [] + tags) or "all datasets"
+        what = " ".join(([repr(query)] if query else []) + tags) or "all datasets"
         super().__init__(
             rows, ("node", "dataset", "description", "tags", "assets", "online"), f"{network.name}: {what}"
         )
@@ -378,6 +378,18 @@ class NetworkMembership:
         body, _ = self.client.call(schema.NetworkLeave(), timeout=30)
         return dict(body)
 
+    def wait(self, timeout: float = 60.0) -> NetworkStatus:
+        """Wait until the gateway's operator has admitted this node and it lists every dataset
+        (``TimeoutError`` after ``timeout`` seconds, saying where it stands)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status.get("status") == "admitted" and status.get("listed") == status.get("datasets"):
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still not admitted and listed: {status!r}")
+            time.sleep(0.1)
+
     def status(self) -> NetworkStatus:
         """The gateway this node belongs to, whether it is admitted and answering, what waits."""
         return NetworkStatus(self.client.call(schema.NetworkStatus())[0])
@@ -388,7 +400,8 @@ class NetworkMembership:
 
 class NetworkStatus(Record):
     """How a node stands on its network: ``joined``, ``gateway``, ``status`` (pending until the
-    operator admits it, then admitted), ``online``, ``error``, ``account_requests`` waiting.
+    operator admits it, then admitted), ``online``, ``error``, ``datasets`` (the node's) and
+    ``listed`` (what the gateway holds), ``account_requests`` waiting.
     """
 
     KIND = "network"

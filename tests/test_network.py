@@ -168,8 +168,9 @@ def test_a_node_waits_for_admission_then_publishes(grid: Grid, tmp_path: Path) -
                 assert "late" not in [n.name for n in net.nodes]  # scientists see admitted nodes only
                 assert len(net.datasets.search("digits")) == 0
                 grid.admit("late")
-                wait_until(lambda: len(net.datasets.search("digits")) == 1, what="the listing after admission")
-                assert wait_until(lambda: owner.network.status()["status"] == "admitted")
+                status = owner.network.wait(timeout=15)  # admitted, and its listings published
+                assert status["status"] == "admitted" and status["listed"] == status["datasets"] == 1
+                assert len(net.datasets.search("digits")) == 1
                 member = next(n for n in net.nodes if n.name == "late")
                 assert member.online and member.datasets == 1 and member.addresses == node.connection["addresses"][-1:]
             owner.network.leave()
@@ -221,13 +222,15 @@ def test_search_is_ranked_full_text_with_exact_tags(grid: Grid, net: sk.Network)
         hits = wait_until(lambda: net.datasets.search("asthma") if len(net.datasets.search("asthma")) == 2 else None)
         assert [h.name for h in hits] == ["asthma-visits", "clinic-notes"]  # a name hit ranks first
         assert [h.name for h in net.datasets.search("", tags=["lung"])] == ["asthma-visits"]  # '#' and case aside
+        tagged = net.datasets.search("births", tags=["#February"])
+        assert tagged.title == "grid: 'births' #February" and [h.node for h in tagged] == ["h1", "h2", "h3"]
         assert [h.name for h in net.datasets.search("asth")] == ["asthma-visits", "clinic-notes"]  # prefixes
         assert len(net.datasets.search("births", tags=["#February", "#birth-records"])) == 3  # every tag
         assert len(net.datasets.search("births", tags=["#March"])) == 0
         assert len(net.datasets.search("births february")) == 3  # every word
         assert len(net.datasets.search("births", limit=2)) == 2
         frame = net.datasets.search("births").to_frame()
-        assert list(frame["node"]) == ["h1", "h2", "h3"] or sorted(frame["node"]) == ["h1", "h2", "h3"]
+        assert list(frame["node"]) == ["h1", "h2", "h3"]  # equal ranks: by node, then name
         assert "h1" in repr(net.datasets.search("births")) and "online" in repr(net.datasets.search("births"))
     finally:
         o.datasets.delete("asthma-visits")

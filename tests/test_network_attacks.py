@@ -440,3 +440,57 @@ def test_only_owners_put_a_node_on_a_network(tmp_path: Path) -> None:
 
 def pub_key() -> str:
     return sk.generate_keypair("g").public
+
+
+def test_every_field_of_every_gateway_message_refuses_wrong_types(gateway: GatewayProcess, hospital: Any) -> None:
+    """Each gateway message, with each field missing or of each wrong kind, from a stranger and
+    from a member: a reply that is one of our errors (never an internal one), and the gateway on."""
+    from test_wire_fuzz import OUR_ERRORS, WRONG, _paths, _replace
+
+    from syft_kernel.core import codec
+    from syft_kernel.gateway.dispatch import HANDLERS
+
+    node_link, pair = hospital
+    d = {"name": "fz", "description": "", "tags": [], "assets": [{"name": "t", "type": "DataFrame"}], "has_mock": True}
+    bodies: dict[str, dict[str, Any]] = {
+        "gateway.hello": {},
+        "gateway.join": {"registration": registration(pair, "hospital"), "signature": "00" * 64},
+        "gateway.leave": {},
+        "gateway.heartbeat": {"datasets": 1},
+        "gateway.nodes": {},
+        "gateway.publish": {"upsert": [d], "remove": ["zz"], "full": False},
+        "gateway.search": {"query": "births", "tags": ["#February"], "node": "hospital", "name": "births", "limit": 5},
+        "gateway.account.request": {"node": "nowhere", "name": "eve", "reason": "r", "signing_key": None},
+        "gateway.account.status": {"id": "a0"},
+        "gateway.accounts.pending": {},
+        "gateway.account.settle": {"id": "a0", "status": "filed", "comment": "", "request": ""},
+    }
+    assert set(bodies) == set(HANDLERS)
+    stranger, _ = link(gateway)
+    sent = 0
+    for msg_type, base in sorted(bodies.items()):
+        if msg_type == "gateway.leave":
+            continue  # the member stays a member; leave is refused to strangers above
+        variants: list[Any] = [None, [], "body", 7, [base]]
+        variants += [{k: v for k, v in base.items() if k != key} for key in base]
+        variants += [_replace(base, path, value) for path in _paths(base) for value in WRONG]
+        for who in (stranger, node_link):
+            for body in variants:
+                with who.lock:
+                    who.sock.send_multipart(codec.pack_message({"id": 1, "type": msg_type}, body))
+                    assert who.sock.poll(10_000), f"no reply to {msg_type} {body!r:.200}"
+                    head, reply = who.sock.recv_multipart()[:2]
+                header, out = codec.unpack_header(head), codec.unpack_body(reply)
+                assert header["status"] in ("ok", "error")
+                if header["status"] == "error":
+                    assert out["error"] in OUR_ERRORS and not out["message"].startswith("internal error"), (
+                        msg_type,
+                        body,
+                        out,
+                    )
+                sent += 1
+    assert sent > 500
+    node_link.request(schema.GatewayPublish(remove=["fz"]))
+    assert "internal error" not in gateway.log()
+    still_serving(gateway)
+    stranger.close()

@@ -468,8 +468,9 @@ def _replace(body: Any, path: tuple[Any, ...], value: Any) -> Any:
     return out
 
 
-def _bodies(site: Site) -> dict[str, tuple[str, dict[str, Any]]]:
-    """A valid body (and who sends it) for each message type."""
+def _bodies(site: Site, gateway: dict[str, Any] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """A valid body (and who sends it) for each message type (``gateway``: a gateway's
+    connection, for the network's)."""
     ids = site.ids
     other = generate_keypair("carol")
     params = {
@@ -561,19 +562,29 @@ def _bodies(site: Site) -> dict[str, tuple[str, dict[str, Any]]]:
         ),
         "budgets.request": ("alice", {"dataset": "births", "epsilon": 1.0, "reason": "typed"}),
         "dp.query": ("alice", {"target": "asset:births/births", "query": "group_mean", "params": params}),
+        "network.join": ("owner", {"connection": gateway or {}, "public_rows": False}),
+        "network.status": ("owner", {}),
+        "network.leave": ("owner", {}),
     }
 
 
-def test_every_field_of_every_handler_refuses_wrong_types_with_our_error(site: Site) -> None:
+def test_every_field_of_every_handler_refuses_wrong_types_with_our_error(site: Site, tmp_path: Path) -> None:
     from syft_kernel.node.dispatch import HANDLERS
     from syft_kernel.node.server import NodeServer  # noqa: F401  (registers every handler module)
 
-    bodies = _bodies(site)
-    missing = sorted(set(HANDLERS) - set(bodies))
+    gateway = sk.start_gateway(tmp_path / "grid", name="grid", auto_admit=True)  # network.join's, for real
+    try:
+        _every_field(site, _bodies(site, gateway.connection), HANDLERS)
+    finally:
+        gateway.stop()
+
+
+def _every_field(site: Site, bodies: dict[str, tuple[str, dict[str, Any]]], handlers: Any) -> None:
+    missing = sorted(set(handlers) - set(bodies))
     assert not missing, f"add a valid body for {missing}"
     sent = 0
     started = time.monotonic()
-    for msg_type in sorted(HANDLERS):
+    for msg_type in sorted(handlers):
         who, base = bodies[msg_type]
         raw = site.raw(who)
         variants: list[Any] = [None, [], "body", 7, [base]]
