@@ -353,12 +353,14 @@ class Lan:
         return self.run(host, [sys.executable, "-c", code], timeout=timeout, **kw)
 
 
-# ---- syft-kernel nodes on the LAN ----------------------------------------------------------------
+# ---- syft-kernel servers on the LAN -------------------------------------------------------------
+
+CLI = [sys.executable, "-m", "syft_kernel.cli"]
 
 
 @dataclass
-class LanNode:
-    """A node served by ``syft-kernel node serve`` inside one host's namespace."""
+class LanServer:
+    """A syft-kernel server (a node or a gateway) inside one host's namespace."""
 
     host: str
     folder: Path
@@ -367,13 +369,8 @@ class LanNode:
 
     @property
     def connection_file(self) -> Path:
-        """The node's connection file (its address is the host's LAN address)."""
+        """The server's connection file (its address is the host's LAN address)."""
         return self.folder / "connection.json"
-
-    @property
-    def owner_key(self) -> Path:
-        """The first owner's secret key file."""
-        return self.folder / "keys" / "owner.key"
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, wait for a clean stop, SIGKILL after ``timeout``; the exit code."""
@@ -387,35 +384,89 @@ class LanNode:
         return int(self.proc.returncode)
 
 
+@dataclass
+class LanNode(LanServer):
+    """A node served by ``syft-kernel node serve`` inside one host's namespace."""
+
+    @property
+    def owner_key(self) -> Path:
+        """The first owner's secret key file."""
+        return self.folder / "keys" / "owner.key"
+
+
+@dataclass
+class LanGateway(LanServer):
+    """A gateway served by ``syft-kernel gateway serve`` inside one host's namespace."""
+
+
+def _init(argv: Sequence[str], folder: Path, timeout: float) -> None:
+    """Run an ``init`` command (files only) in ``folder``'s parent; ``LanError`` if it fails."""
+    made = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, cwd=folder.parent)
+    if made.returncode != 0:
+        raise LanError(f"`{' '.join(argv[3:5])} {folder}` failed ({made.returncode}): {made.stderr.strip()}")
+
+
+def _serve(
+    lan: Lan, host: str, argv: Sequence[str], folder: Path, timeout: float
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``argv`` in ``host``'s namespace, logging next to ``folder``; return once its
+    connection file has a pid (the server writes it once its sockets are bound)."""
+    log = folder.with_name(folder.name + ".log")
+    with log.open("ab") as out:
+        proc = lan.popen(host, argv, stdout=out, stderr=subprocess.STDOUT, cwd=folder.parent)
+    deadline = time.monotonic() + timeout
+    while "pid" not in json.loads((folder / "connection.json").read_text()):
+        if proc.poll() is not None:
+            raise LanError(f"{folder} exited ({proc.returncode}):\n{log.read_text(errors='replace')}")
+        if time.monotonic() > deadline:
+            raise LanError(f"{folder} did not serve in {timeout} s:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    return proc, log
+
+
 def serve_node(
-    lan: Lan, host: str, folder: Path, name: str | None = None, port: int = 5555, timeout: float = 60.0
+    lan: Lan,
+    host: str,
+    folder: Path,
+    name: str | None = None,
+    port: int = 5555,
+    settings: Sequence[str] = (),
+    timeout: float = 60.0,
 ) -> LanNode:
     """Make node folder ``folder`` for ``host``'s address and ``port`` (unless it exists), serve
-    it inside ``host``'s namespace, and return once it serves (its connection file has a pid).
+    it inside ``host``'s namespace (``--no-ipc``, then ``settings`` such as
+    ``--NodeConfig.heartbeat_s=0.3``), and return once it serves.
 
     ``node init`` runs in the test's namespace: it only writes files. Both commands run in
     ``folder``'s parent, so a checkout's ``syft_kernel/`` in the current directory is not
     imported instead of the installed package.
     """
     folder = Path(folder)
-    cwd = folder.parent
-    cwd.mkdir(parents=True, exist_ok=True)
-    cli = [sys.executable, "-m", "syft_kernel.cli", "node"]
+    folder.parent.mkdir(parents=True, exist_ok=True)
     if not (folder / "connection.json").exists():
         args = ["--name", name or host, "--host", lan.address(host), "--port", str(port)]
-        made = subprocess.run(
-            [*cli, "init", str(folder), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
-        )
-        if made.returncode != 0:
-            raise LanError(f"`node init {folder}` failed ({made.returncode}): {made.stderr.strip()}")
-    log = folder.with_name(folder.name + ".log")
-    with log.open("ab") as out:
-        proc = lan.popen(host, [*cli, "serve", str(folder), "--no-ipc"], stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
-    deadline = time.monotonic() + timeout
-    while "pid" not in json.loads((folder / "connection.json").read_text()):  # written once it serves
-        if proc.poll() is not None:
-            raise LanError(f"node {folder} exited ({proc.returncode}):\n{log.read_text(errors='replace')}")
-        if time.monotonic() > deadline:
-            raise LanError(f"node {folder} did not serve in {timeout} s:\n{log.read_text(errors='replace')}")
-        time.sleep(0.05)
-    return LanNode(host, folder, proc, log)
+        _init([*CLI, "node", "init", str(folder), *args], folder, timeout)
+    argv = [*CLI, "node", "serve", str(folder), "--no-ipc", *settings]
+    return LanNode(host, folder, *_serve(lan, host, argv, folder, timeout))
+
+
+def serve_gateway(
+    lan: Lan,
+    host: str,
+    folder: Path,
+    name: str = "grid",
+    port: int = 5600,
+    settings: Sequence[str] = (),
+    timeout: float = 60.0,
+) -> LanGateway:
+    """Make gateway folder ``folder`` for ``host``'s address and ``port`` (unless it exists),
+    serve it inside ``host``'s namespace (with ``settings`` such as
+    ``--GatewayConfig.offline_after_s=1.5``; the operator admits nodes), and return once it serves.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if not (folder / "gateway.db").exists():
+        args = ["--name", name, "--host", lan.address(host), "--port", str(port)]
+        _init([*CLI, "gateway", "init", str(folder), *args], folder, timeout)
+    argv = [*CLI, "gateway", "serve", str(folder), *settings]
+    return LanGateway(host, folder, *_serve(lan, host, argv, folder, timeout))
