@@ -380,7 +380,8 @@ class NetworkMembership:
 
     def wait(self, timeout: float = 60.0) -> NetworkStatus:
         """Wait until the gateway's operator has admitted this node and it lists every dataset
-        (``TimeoutError`` after ``timeout`` seconds, saying where it stands)."""
+        (``TimeoutError`` after ``timeout`` seconds, saying where it stands).
+        """
         deadline = time.monotonic() + timeout
         while True:
             status = self.status()
