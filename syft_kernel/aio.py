@@ -25,6 +25,7 @@ from .core import codec, schema
 from .core.errors import (
     AuthenticationError,
     CompositeError,
+    InvalidArgument,
     NodeUnavailable,
     SyftError,
 )
@@ -304,6 +305,10 @@ def resolve_login(
 ) -> tuple[dict[str, Any], KeyPair, str | None]:
     """The connection info, the key pair and the forced address (``transport="tcp"``) of a login."""
     info = connection if isinstance(connection, dict) else read_connection_file(connection)
+    if info.get("kind") == "gateway":
+        raise InvalidArgument(
+            "that is a gateway's connection file, not a node's: search it with sk.connect_network(path, key=…)"
+        )
     pair = key if isinstance(key, KeyPair) else read_keypair(Path(key))
     address = next(a for a in info["addresses"] if a.startswith("tcp://")) if transport == "tcp" else None
     return info, pair, address

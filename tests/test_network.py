@@ -143,9 +143,15 @@ def test_gateway_init_serve_admit_from_the_command_line(tmp_path: Path) -> None:
     assert "--GatewayConfig.offline_after_s" in cli("gateway", "config", str(tmp_path / "g")).stdout
     gw = sk.start_gateway(tmp_path / "g")
     try:
+        with pytest.raises(sk.InvalidArgument, match="a gateway's connection file, not a node's"):
+            sk.login(gw.connection_file, key=_key(tmp_path, "carol"))
         info = sk.connect_network(gw.connection_file, key=_key(tmp_path, "bob"))
         assert info.name == "grid2" and len(info.nodes) == 0
         info.close()
+        node = sk.start_node(tmp_path / "n", name="n")
+        with pytest.raises(sk.InvalidArgument, match="a node's connection file, not a gateway's"):
+            sk.connect_network(node.connection_file, key=_key(tmp_path, "dan"))
+        node.stop()
     finally:
         assert gw.stop() == 0
     assert "stopped" in gw.log()
