@@ -231,7 +231,7 @@ def network_html(node: str, status: dict[str, Any], requests: list[dict[str, Any
         f"<p class='network-line'>On the network <b>{esc(gateway)}</b> {_badge(state)} "
         f"{_badge('online' if online else 'offline')} · last heard "
         f"<span class='heard' title='{esc(when(heard))}'>{esc(ago(heard))}</span>"
-        f" · {esc(status.get('published', 0))} dataset(s) published"
+        f" · {esc(status.get('published', 0))} dataset(s) {'published' if state == 'admitted' else 'to list once admitted'}"
         f" · row counts public: {esc(_rows_public(status.get('public_rows')))}</p>"
     )
     parts = [

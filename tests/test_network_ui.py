@@ -255,7 +255,8 @@ def test_the_dashboard_shows_each_nodes_network_and_its_account_requests(grid: G
     h1 = section(fetch, "h1")
     assert "No account requests waiting." in h1 and "row counts public: every dataset&#x27;s" in h1
     h3 = section(fetch, "h3")
-    assert "data-status='pending'" in h3
+    assert "data-status='pending'" in h3 and "0 dataset(s) to list once admitted" in h3
+    assert "1 dataset(s) published" in h1
     assert "waits for the operator of grid to admit it (syft-kernel gateway admit h3)" in h3
 
     decided = json.loads(
