@@ -1,4 +1,5 @@
-"""The REST API under ``/syft/api/``: local nodes, datasets, requests (approve / deny) and budgets.
+"""The REST API under ``/syft/api/``: local nodes, datasets, requests (approve / deny), budgets
+and each node's network (its gateway and the account requests waiting).
 
 Every handler sits behind Jupyter's own authentication; POSTs also need Jupyter's XSRF token
 (or a token in the Authorization header). The server talks to each node as that node's owner.
@@ -172,6 +173,21 @@ def budgets(client: Client) -> dict[str, Any]:
     return {"budgets": rows}
 
 
+class NetworkHandler(SyftAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, node: str) -> None:
+        """``owner.network.status()`` plus the account requests waiting (``pending_accounts``)."""
+        await self.run(self.on_node(node, network))
+
+
+def network(client: Client) -> dict[str, Any]:
+    """How the node stands on its network, and the account requests waiting for its owners."""
+    status = client.network.status().to_dict()
+    waiting = client.requests.list(status="pending", kind="account")
+    return {**status, "pending_accounts": [r.info for r in waiting]}
+
+
 def api_handlers(base: str = "/syft/api") -> list[tuple[str, type]]:
     node = r"(?P<node>[A-Za-z0-9_.\-]+)"
     return [
@@ -182,4 +198,5 @@ def api_handlers(base: str = "/syft/api") -> list[tuple[str, type]]:
         (f"{base}/nodes/{node}/requests/(?P<request_id>[A-Za-z0-9]+)", RequestHandler),
         (f"{base}/nodes/{node}/requests/(?P<request_id>[A-Za-z0-9]+)/(?P<decision>approve|deny)", DecideHandler),
         (f"{base}/nodes/{node}/budgets", BudgetsHandler),
+        (f"{base}/nodes/{node}/network", NetworkHandler),
     ]

@@ -1,4 +1,5 @@
 """The owner's dashboard at ``/syft/dashboard``: local nodes (start / stop), each running node's
+network (its gateway, whether it is admitted and answering, the account requests waiting), its
 request queue with Approve / Deny, its datasets and its scientists' budgets. Rendered here on the
 server; ``static/dashboard.js`` refreshes sections and sends decisions through the REST API."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -13,7 +15,8 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from syft_kernel.core.errors import SyftError
+from syft_kernel.core.errors import NodeUnavailable, SyftError
+from syft_kernel.requests import account_text
 from syft_kernel.widgets.budget import bar_style
 from syft_kernel.widgets.common import COLORS, esc, highlight, size_text, when
 
@@ -37,6 +40,12 @@ NOTICES = {
     "create_failed": "Node {node} could not be created: {error}",
     "no_name": "Give the new node a name first (letters, digits, '.', '_' or '-').",
     "unreachable": "Node {node} is not answering ({error}); this page tries again every 2 seconds.",
+    "account_approved": "You approved the account for {requester} on {node}: {requester} can log in to {node} now.",
+    "account_denied": "You denied the account for {requester} on {node}: {requester} sees that it was denied, with your comment.",
+    "no_network": "Node {node} is on no network: join one from a notebook with owner.network.join('grid/connection.json').",
+    "network_pending": "Node {node} waits for the operator of {gateway} to admit it (syft-kernel gateway admit {node}): until then scientists cannot find its datasets.",
+    "network_down": "Node {node} cannot reach its gateway {gateway}: {error} It keeps serving its users and tries again at every heartbeat.",
+    "network_unknown": "Node {node} did not say how it stands on its network: {error}",
 }
 
 
@@ -154,19 +163,109 @@ def node_section(registry: NodeRegistry, name: str) -> str:
                 head
                 + f"<p class='muted stopped'>Node {esc(name)} is stopped: start it above to see its queue.</p></section>"
             )
-        requests, datasets, budget_rows = registry.call(
+        requests, datasets, budget_rows, status = registry.call(
             name,
             lambda c: (
                 c.call("requests.list", {})[0]["requests"],
                 c.call("datasets.list", {})[0]["datasets"],
                 budgets(c),
+                network_status(c),
             ),
         )
     except SyftError as e:
         return head + f"<p class='error'>{esc(notice_text('unreachable', node=name, error=e.message))}</p></section>"
+    gateway = str(status["gateway"]) if status.get("joined") else None
     return (
-        head + requests_html(requests) + datasets_html(datasets) + budgets_html(budget_rows["budgets"]) + "</section>"
+        head
+        + network_html(name, status, requests)
+        + requests_html(requests, gateway)
+        + datasets_html(datasets)
+        + budgets_html(budget_rows["budgets"])
+        + "</section>"
     )
+
+
+def network_status(client: Any) -> dict[str, Any]:
+    """``owner.network.status()`` as a dict; a node that cannot say (``{"error": …}``) still
+    shows its queue."""
+    try:
+        return dict(client.network.status().to_dict())
+    except NodeUnavailable:
+        raise  # the node itself is down: the whole section says so
+    except SyftError as e:
+        return {"joined": None, "error": e.message}
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """How long ago ``ts`` was, in words (``12 s ago``, ``3 min ago``, ``never``)."""
+    if ts is None:
+        return "never"
+    secs = max(0.0, (now or time.time()) - ts)
+    if secs < 1:
+        return "just now"
+    if secs < 120:
+        return f"{secs:.0f} s ago"
+    if secs < 7200:
+        return f"{secs / 60:.0f} min ago"
+    if secs < 2 * 86400:
+        return f"{secs / 3600:.0f} h ago"
+    return f"{secs / 86400:.0f} days ago"
+
+
+def network_html(node: str, status: dict[str, Any], requests: list[dict[str, Any]]) -> str:
+    """The node's network: its gateway, admitted or pending, when it last heard from it, what
+    went wrong, and the account requests waiting (each links to its row in the queue)."""
+    if status.get("joined") is None:  # the node could not say
+        text = notice_text("network_unknown", node=node, error=status.get("error", ""))
+        return f"<div class='network' data-status='unknown'><h3>Network</h3><p class='error'>{esc(text)}</p></div>"
+    if not status.get("joined"):
+        return (
+            "<div class='network' data-status='none'><h3>Network</h3>"
+            f"<p class='muted'>{esc(notice_text('no_network', node=node))}</p></div>"
+        )
+    gateway = str(status.get("gateway", ""))
+    state = str(status.get("status", ""))
+    online = bool(status.get("online")) and not status.get("error")
+    heard = status.get("last_contact")
+    line = (
+        f"<p class='network-line'>On the network <b>{esc(gateway)}</b> {_badge(state)} "
+        f"{_badge('online' if online else 'offline')} · last heard "
+        f"<span class='heard' title='{esc(when(heard))}'>{esc(ago(heard))}</span>"
+        f" · {esc(status.get('published', 0))} dataset(s) {'published' if state == 'admitted' else 'to list once admitted'}"
+        f" · row counts public: {esc(_rows_public(status.get('public_rows')))}</p>"
+    )
+    parts = [
+        f"<div class='network' data-gateway='{esc(gateway)}' data-status='{esc(state)}'"
+        f" data-online='{'yes' if online else 'no'}'><h3>Network</h3>",
+        line,
+    ]
+    if state == "pending":
+        parts.append(f"<p class='muted pending'>{esc(notice_text('network_pending', node=node, gateway=gateway))}</p>")
+    if status.get("error"):
+        text = notice_text("network_down", node=node, gateway=gateway, error=status["error"])
+        parts.append(f"<p class='error network-error'>{esc(text)}</p>")
+    waiting = [r for r in requests if r.get("kind") == "account" and r["status"] == "pending"]
+    if waiting:
+        items = "".join(
+            f"<li><a href='#request-{esc(r['id'])}'>{esc(account_text(r, gateway))}</a> — reason: {esc(r['reason'])}</li>"
+            for r in sorted(waiting, key=lambda r: -r["created_at"])
+        )
+        parts.append(
+            f"<p>Account requests waiting ({len(waiting)}): approve or deny them in the queue below.</p>"
+            f"<ul class='accounts'>{items}</ul>"
+        )
+    else:
+        parts.append("<p class='muted'>No account requests waiting.</p>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _rows_public(rows: Any) -> str:
+    if rows is True:
+        return "every dataset's"
+    if isinstance(rows, list) and rows:
+        return ", ".join(str(r) for r in rows)
+    return "none"
 
 
 MAX_PENDING = 100  # requests drawn per node: every pending one up to this, then the latest decided
@@ -174,12 +273,12 @@ MAX_DECIDED = 20
 MAX_CODE_LINES = 200
 
 
-def requests_html(requests: list[dict[str, Any]]) -> str:
+def requests_html(requests: list[dict[str, Any]], network: str | None = None) -> str:
     ordered = sorted(requests, key=lambda r: (r["status"] != "pending", -r["created_at"]))
     pending = [r for r in ordered if r["status"] == "pending"]
     decided = [r for r in ordered if r["status"] != "pending"]
     shown = pending[:MAX_PENDING] + decided[:MAX_DECIDED]
-    items = "".join(request_html(r) for r in shown) or "<p class='muted'>No requests.</p>"
+    items = "".join(request_html(r, network) for r in shown) or "<p class='muted'>No requests.</p>"
     hidden = len(requests) - len(shown)
     more = (
         (
@@ -195,14 +294,20 @@ def requests_html(requests: list[dict[str, Any]]) -> str:
     )
 
 
-def request_html(r: dict[str, Any]) -> str:
+def request_html(r: dict[str, Any], network: str | None = None) -> str:
     rid = esc(r["id"])
+    account = r["kind"] == "account"
+    what = (
+        f"<div class='account'><b>{esc(account_text(r, network))}</b> — reason: {esc(r['reason'])}</div>"
+        if account
+        else f"<div>target <code>{esc(r['target'])}</code> — reason: {esc(r['reason'])}</div>"
+    )
     lines = [
         f"<div class='request' id='request-{rid}' data-request='{rid}' data-status='{esc(r['status'])}'"
-        f" data-requester='{esc(r['requester'])}'>",
+        f" data-kind='{esc(r['kind'])}' data-requester='{esc(r['requester'])}'>",
         f"<div><b>{rid}</b> {_badge(r['status'])} {esc(r['kind'])} request by <b>{esc(r['requester'])}</b>"
         f" · {esc(when(r.get('created_at')))}{' · ' + esc(size_text(r.get('size'))) if r.get('size') else ''}</div>",
-        f"<div>target <code>{esc(r['target'])}</code> — reason: {esc(r['reason'])}</div>",
+        what,
     ]
     if r["kind"] == "budget":
         lines.append(f"<div>DP cost: <b>ε +{esc((r.get('inputs') or {}).get('epsilon'))}</b></div>")
@@ -214,7 +319,7 @@ def request_html(r: dict[str, Any]) -> str:
     for a in r.get("approvals") or []:
         comment = f" — “{esc(a['comment'])}”" if a.get("comment") else ""
         lines.append(f"<div class='muted'>{esc(a['owner'])}: {esc(a['decision'])}{comment}</div>")
-    code = r.get("source") or "\n".join(r.get("plan") or [])
+    code = "" if account else r.get("source") or "\n".join(r.get("plan") or [])
     if code:
         title = "code" if r.get("source") else "plan"
         count = len(code.splitlines())

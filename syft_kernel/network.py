@@ -85,7 +85,7 @@ class SearchResults(Table[DatasetHit]):
 
             from .widgets import DatasetSearch
 
-            display(DatasetSearch(self.network, query=self.query, tags=self.tags))  # type: ignore[no-untyped-call,arg-type]
+            display(DatasetSearch(self.network, query=self.query, tags=self.tags))  # type: ignore[no-untyped-call]
         else:
             from IPython.display import display
 

@@ -8,10 +8,11 @@ import builtins
 import datetime as _dt
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .core import schema
-from .core.errors import NodeUnavailable, PermissionDenied
+from .core.errors import NodeUnavailable, PermissionDenied, SyftError
 
 if TYPE_CHECKING:
     from .client import Client
@@ -35,7 +36,7 @@ class Request:
     comment = property(lambda self: str(self.info.get("comment") or ""), doc="the deciding owner's comment")
     requester = property(lambda self: str(self.info["requester"]))
     reason = property(lambda self: str(self.info["reason"]))
-    kind = property(lambda self: str(self.info["kind"]), doc="object, code, plan or budget")
+    kind = property(lambda self: str(self.info["kind"]), doc="object, code, plan, budget or account")
     epsilon = property(
         lambda self: (self.info.get("inputs") or {}).get("epsilon"), doc="for a budget request: the epsilon asked for"
     )
@@ -114,9 +115,19 @@ class Request:
         """Deny, saying why: the requester sees the reason."""
         return self._decide("deny", reason)
 
+    @property
+    def account(self) -> dict[str, Any] | None:
+        """For an account request (a scientist asked through the node's network): the user
+        ``name`` asked for, the ``role`` approval gives, the ``public_key`` and ``signing_key``;
+        None for other kinds.
+        """
+        return account_of(self.info)
+
     def __repr__(self) -> str:
         lines = [f"<Request {self.id} · {self.kind} · {self.status} · by {self.requester}: {self.reason!r}>"]
-        if self.plan:
+        if self.kind == "account":
+            lines.append(f"    {account_text(self, network_name(self._client))}")
+        elif self.plan:
             lines += [f"    {line}" for line in self.plan]
         if self.source:
             lines += [f"    {line}" for line in str(self.source).splitlines()]
@@ -167,18 +178,61 @@ class RequestsAPI:
         show(self, self._client, "requests", lambda: RequestQueue(self._client))
 
     def __repr__(self) -> str:
-        return requests_table(self.list())
+        rows = self.list()
+        return requests_table(rows, network_name(self._client) if any(r.kind == "account" for r in rows) else None)
 
 
-def requests_table(rows: builtins.list[Request]) -> str:
-    """Requests as a text table (terminals, plain IPython, and the widget's text fallback)."""
+def requests_table(rows: builtins.list[Request], network: str | None = None) -> str:
+    """Requests as a text table (terminals, plain IPython, and the widget's text fallback); an
+    account request says for whom and which key (asked through the network ``network``).
+    """
     if not rows:
         return "no requests"
     lines = [f"{'id':<18} {'status':<9} {'kind':<7} {'requester':<12} {'size':>10}  reason"]
     for r in rows:
         size = "" if r.size is None else f"{r.size:,}"
-        lines.append(f"{r.id:<18} {r.status:<9} {r.kind:<7} {r.requester:<12} {size:>10}  {r.reason[:50]}")
+        reason = r.reason[:50]
+        if r.kind == "account":
+            reason += f" — {account_text(r, network)}"
+        lines.append(f"{r.id:<18} {r.status:<9} {r.kind:<7} {r.requester:<12} {size:>10}  {reason}")
     return "\n".join(lines)
+
+
+def account_of(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What an account request (a request's info, as the node sends it) asks for; None for
+    other kinds (``Request.account``).
+    """
+    if info.get("kind") != "account":
+        return None
+    inputs = info.get("inputs") or {}
+    return {
+        "name": str(inputs.get("name", info.get("target", ""))),
+        "role": "data_scientist",  # what the node registers an approved account as
+        "public_key": str(inputs.get("public_key", "")),
+        "signing_key": inputs.get("signing_key"),
+    }
+
+
+def account_text(r: Request | Mapping[str, Any], network: str | None = None) -> str:
+    """An account request (a ``Request`` or its info) in words: "account for alice
+    (data_scientist), key 1a2B3c4D…, asked through the network grid" (``network``: the name of
+    the node's gateway, when known).
+    """
+    acct = account_of(r.info if isinstance(r, Request) else r) or {}
+    via = f"the network {network}" if network else "the network"
+    who, role, key = acct.get("name", "?"), acct.get("role", "data_scientist"), str(acct.get("public_key", ""))[:8]
+    return f"account for {who} ({role}), key {key}…, asked through {via}"
+
+
+def network_name(client: Client, timeout: float = 3.0) -> str | None:
+    """The name of the network (gateway) ``client``'s node is on, or None (not on one, or the
+    node did not say in ``timeout`` seconds).
+    """
+    try:
+        status = client.call(schema.NetworkStatus(), timeout=timeout)[0]
+    except SyftError:
+        return None
+    return str(status["gateway"]) if status.get("joined") and status.get("gateway") else None
 
 
 def make_request(client: Client, info: dict[str, Any]) -> Request:

@@ -1,5 +1,6 @@
 """In a real browser (Playwright + Debian's chromium): approve a request by clicking, once in the
-request-queue widget inside JupyterLab and once on the /syft/dashboard page; the node decides."""
+request-queue widget inside JupyterLab and once on the /syft/dashboard page; the node decides.
+The dashboard also shows a node's network and approves an account asked through it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from browser_support import (
     save_screenshot,
 )
 
-from syft_kernel import Client, PermissionDenied
+from syft_kernel import Client, PermissionDenied, connect_network, generate_keypair, write_keypair
+from syft_kernel.launcher import start_gateway, start_node
 
 if not chromium_available():  # `make install` (and so `.ci/run`) installs both
     pytest.fail("browser tests need /usr/bin/chromium and playwright: run `make install`", pytrace=False)
@@ -105,3 +107,38 @@ def test_approve_on_the_dashboard(tmp_path: Path, syft_node, published: Client, 
         save_screenshot(page, ARTIFACTS, "dashboard-nodes")
     assert published.requests[req.id].approvals[0]["comment"] == "approved on the dashboard"
     assert 2.5 < ptr.get() < 4.5
+
+
+def test_the_dashboard_shows_the_network_and_approves_an_account(tmp_path: Path) -> None:
+    gateway = start_gateway(tmp_path / "grid", name="grid", auto_admit=True)
+    node = start_node(tmp_path / "nodes" / "clinic", name="clinic", settings={"heartbeat_s": 0.3})
+    try:
+        with node.login() as owner:
+            owner.network.join(gateway.connection_file)
+        key, _ = write_keypair(generate_keypair("alice"), tmp_path / "keys")
+        with connect_network(gateway.connection_file, key=key) as net:
+            asked = net.request_account("clinic", reason="a study of clinic visits")
+            request_id = asked.info["request"]
+            root = tmp_path / "lab"
+            root.mkdir()
+            with jupyter_lab(root, env={"SYFT_KERNEL_NODES": str(tmp_path / "nodes")}) as lab, browser_page() as page:
+                page.goto(f"{lab.url}/syft/dashboard?token={lab.token}")
+                network = page.locator("#node-clinic .network[data-gateway='grid'][data-status='admitted']")
+                network.wait_for(timeout=30_000)
+                assert "On the network grid" in network.inner_text() and "last heard" in network.inner_text()
+                waiting = network.locator("ul.accounts a", has_text="account for alice (data_scientist)")
+                assert "asked through the network grid" in waiting.inner_text()
+                save_screenshot(page, ARTIFACTS, "dashboard-network-account-pending")
+                waiting.click()  # a link to the request in the queue
+                row = page.locator(f"#request-{request_id}[data-kind='account']")
+                row.locator("textarea.comment").fill("welcome to the clinic")
+                row.locator("button.approve").click()
+                page.locator("#flash", has_text="You approved the account for alice on clinic").wait_for(timeout=30_000)
+                page.locator(f"#request-{request_id}[data-status='approved']").wait_for(timeout=30_000)
+                page.locator("#node-clinic .network", has_text="No account requests waiting").wait_for(timeout=30_000)
+                save_screenshot(page, ARTIFACTS, "dashboard-network-account-approved")
+            assert asked.wait(10).status == "approved"
+            assert net.login("clinic").user == "alice"
+    finally:
+        node.stop()
+        gateway.stop()

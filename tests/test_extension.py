@@ -266,7 +266,7 @@ def test_dashboard_notices_are_sentences_naming_the_node_and_request(fetch, publ
     )
     shown = json.loads(page[start : page.index("</script>", start)])
     assert shown == NOTICES  # what the page's script fills in
-    values = {"request": "r1", "node": "hospital", "requester": "alice", "decided": "approved"}
+    values = {"request": "r1", "node": "hospital", "requester": "alice", "decided": "approved", "gateway": "grid"}
     for key, template in NOTICES.items():
         text = notice_text(key, **values, error="the node is busy")
         assert text[0].isupper() and text[-1] in ".…", text

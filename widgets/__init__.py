@@ -1,7 +1,8 @@
-"""ipywidgets views of a node: dataset search, the request queue and privacy budgets.
+"""ipywidgets views of a node: dataset search (on a node or across a network), the request queue
+and privacy budgets.
 
-In Jupyter, displaying ``client.datasets``, ``client.requests`` or ``client.budget`` shows these;
-elsewhere the same objects print as text tables.
+In Jupyter, displaying ``client.datasets``, ``client.requests``, ``client.budget`` or a network
+search (``net.datasets.search(…)``) shows these; elsewhere the same objects print as text tables.
 """
 
 from .budget import BudgetView

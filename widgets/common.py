@@ -19,6 +19,9 @@ COLORS = {
     "running": "#1a5fb4",
     "failed": "#b3261e",
     "done": "#1b7f3b",
+    "online": "#1b7f3b",  # a node on a network: answering its gateway, or not
+    "offline": "#888",
+    "admitted": "#1b7f3b",
 }
 
 

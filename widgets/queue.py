@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from syft_kernel.core.errors import NodeUnavailable, SyftError
-from syft_kernel.requests import Request, make_request, requests_table
+from syft_kernel.requests import Request, account_text, make_request, network_name, requests_table
 
 from .common import (
     CALL_TIMEOUT,
@@ -64,7 +64,7 @@ class RequestRow(w.VBox):
             self.set_enabled(self.queue.node_up)
             return
         self.request, self._shown = request, request.info
-        self.summary.value = _summary_html(request, self.queue.client.user)
+        self.summary.value = _summary_html(request, self.queue.client.user, self.queue.network)
         code, title = _code_of(request)
         children: list[w.Widget] = [self.summary]
         if code:
@@ -128,6 +128,7 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
         self.page = 0
         self.requests: list[Request] = []
         self.rows: dict[str, RequestRow] = {}
+        self.network: str | None = None  # the node's network, named in account requests
         self.node_up = True
         self._down_since: float | None = None
         self._lock = threading.RLock()
@@ -179,6 +180,8 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
         except SyftError as e:
             self.banner.value = notice(str(e), "error")
             return
+        if any(r["kind"] == "account" for r in reply["requests"]):  # they name the network they came through
+            self.network = network_name(self.client, CALL_TIMEOUT) or self.network
         with self._lock:
             if fetch < self._applied:  # a newer listing (another thread's) is already showing
                 return
@@ -265,16 +268,21 @@ class RequestQueue(LiveView, TextFallback, w.VBox):
                 row.set_enabled(True)
 
     def text(self) -> str:
-        return requests_table(self.requests)
+        return requests_table(self.requests, self.network)
 
 
-def _summary_html(r: Request, viewer: str) -> str:
+def _summary_html(r: Request, viewer: str, network: str | None = None) -> str:
     size = size_text(r.size)
+    what = (
+        f"<div class='syft-account'><b>{esc(account_text(r, network))}</b></div>"
+        if r.kind == "account"
+        else f"<div>target: {target_html(r)}</div>"
+    )
     parts = [
         f"<div><b>{esc(r.id)}</b> {badge(r.status)} <span style='color:#555'>{esc(r.kind)} request"
         f" by <b>{esc(r.requester)}</b> · {esc(when(r.info.get('created_at')))}"
         f"{' · ' + esc(size) if size else ''}</span></div>",
-        f"<div>target: {target_html(r)}</div>",
+        what,
         f"<div>reason: {esc(r.reason)}</div>",
     ]
     if r.kind == "budget" and r.epsilon is not None:
@@ -300,6 +308,9 @@ def _summary_html(r: Request, viewer: str) -> str:
         parts.append(f"<div>run: {badge(str(run))}{esc(error)}</div>")
     if r.status == "approved" and r.kind in ("object", "plan", "code") and viewer == r.requester:
         parts.append(notice("approved: .get() on the pointer (or job.result()) now returns the value"))
+    if r.status == "approved" and r.kind == "account":
+        name = (r.account or {}).get("name", r.target)
+        parts.append(notice(f"approved: {name} is a data scientist here now and can log in with their key"))
     if r.status == "denied" and r.comment:
         parts.append(notice(f"denied: {r.comment}", "warning"))
     return "".join(parts)
@@ -315,6 +326,8 @@ def describe_target(r: Request) -> str:
         return f"{info.get('fn_name') or 'code'}(…){on}"
     if r.kind == "budget":
         return f"more ε on {r.target}"
+    if r.kind == "account":
+        return account_text(r)
     if r.plan:
         last = str(r.plan[-1]).strip()
         return (last if len(last) <= 80 else last[:77] + "…") + on
@@ -329,6 +342,8 @@ def target_html(r: Request) -> str:
 
 
 def _code_of(r: Request) -> tuple[str, str]:
+    if r.kind == "account":  # its "plan" is the node's one-line description: shown in the summary
+        return "", ""
     if r.source:
         return str(r.source), f"code ({len(str(r.source).splitlines())} lines)"
     if r.plan:

@@ -76,7 +76,9 @@
       const info = await api("POST",
         `/nodes/${encodeURIComponent(section.dataset.node)}/requests/${row.dataset.request}/${decision}`,
         { comment });
-      const done = info.status === "approved" ? "approved" : info.status === "denied" ? "denied" : "still_pending";
+      const account = row.dataset.kind === "account"; // an account asked through the network
+      const done = info.status === "approved" ? (account ? "account_approved" : "approved")
+        : info.status === "denied" ? (account ? "account_denied" : "denied") : "still_pending";
       flash(say(done, { ...values, requester: info.requester || values.requester }), "info");
     } catch (e) {
       flash(say("decide_failed", { ...values, decided: decision === "approve" ? "approved" : "denied",
