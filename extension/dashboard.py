@@ -231,7 +231,7 @@ def network_html(node: str, status: dict[str, Any], requests: list[dict[str, Any
         f"<p class='network-line'>On the network <b>{esc(gateway)}</b> {_badge(state)} "
         f"{_badge('online' if online else 'offline')} · last heard "
         f"<span class='heard' title='{esc(when(heard))}'>{esc(ago(heard))}</span>"
-        f" · {esc(status.get('published', 0))} dataset(s) {'published' if state == 'admitted' else 'to list once admitted'}"
+        f" · {esc(_listed(status, state))}"
         f" · row counts public: {esc(_rows_public(status.get('public_rows')))}</p>"
     )
     parts = [
@@ -258,6 +258,14 @@ def network_html(node: str, status: dict[str, Any], requests: list[dict[str, Any
         parts.append("<p class='muted'>No account requests waiting.</p>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def _listed(status: dict[str, Any], state: str) -> str:
+    """How many of the node's datasets the gateway lists (as it last said)."""
+    total, listed = status.get("datasets", 0), status.get("listed")
+    if state == "admitted" and listed is not None:
+        return f"{listed} of {total} dataset(s) listed"
+    return f"{total} dataset(s) to list once admitted"
 
 
 def _rows_public(rows: Any) -> str:

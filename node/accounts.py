@@ -75,7 +75,9 @@ def file_account(node: DataNode, acct: dict[str, Any]) -> None:
             return
         request_id = "r" + secrets.token_hex(8)
         now = time.time()
-        inputs = {"account": account_id, "public_key": key, "signing_key": signing, "name": name}
+        membership = node.network.membership or {}
+        gateway = str(membership.get("connection", {}).get("name", ""))
+        inputs = {"account": account_id, "public_key": key, "signing_key": signing, "name": name, "gateway": gateway}
         content = json.dumps(["account", name, key, signing, account_id], sort_keys=True)
         c.execute(
             "INSERT INTO requests(id, requester, kind, target, datasets, reason, status, content_hash, inputs,"
@@ -88,7 +90,9 @@ def file_account(node: DataNode, acct: dict[str, Any]) -> None:
                 reason,
                 hashlib.sha256(content.encode()).hexdigest(),
                 json.dumps(inputs),
-                json.dumps([f"an account for {name} (data_scientist), key {key[:8]}…, asked through the network"]),
+                json.dumps(
+                    [f"an account for {name} (data_scientist), key {key[:8]}…, asked through the network {gateway}"]
+                ),
                 now,
             ),
         )

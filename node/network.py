@@ -47,6 +47,7 @@ class GatewayLink:
         self.sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queues for a gateway that is not connected
         self.sock.connect(next(a for a in connection["addresses"] if a.startswith("tcp://")))
         self.lock = threading.Lock()
+        self.closing = threading.Event()  # close() cuts a request short: a node stops at once
         self.ids = 0
         self.events: list[dict[str, Any]] = []
 
@@ -62,13 +63,15 @@ class GatewayLink:
                     self.sock.send_multipart(frames, zmq.NOBLOCK)
                     break
                 except zmq.Again:
-                    if time.monotonic() > deadline:
+                    if time.monotonic() > deadline or self.closing.is_set():
                         raise NodeUnavailable(f"the gateway {self.name} is not answering") from None
                     time.sleep(0.02)
             while True:
                 left = deadline - time.monotonic()
-                if left <= 0 or not self.sock.poll(int(left * 1000) + 1):
+                if left <= 0 or self.closing.is_set():
                     raise NodeUnavailable(f"the gateway {self.name} did not answer in {timeout:.0f}s")
+                if not self.sock.poll(int(min(left, 0.1) * 1000) + 1):
+                    continue
                 reply = self.sock.recv_multipart()
                 if len(reply) < 2:
                     continue
@@ -98,6 +101,7 @@ class GatewayLink:
             return events
 
     def close(self) -> None:
+        self.closing.set()
         with self.lock:
             self.sock.close(0)
             self.ctx.term()
@@ -270,7 +274,9 @@ class NetworkAgent:
             "gateway": current["connection"]["name"],
             "addresses": current["connection"]["addresses"],
             "status": self.gateway_status or "not yet heard from",
-            "online": self.last_contact is not None and not self.error,
+            "online": self.last_contact is not None
+            and not self.error
+            and time.time() - self.last_contact < max(3 * self.node.limits.heartbeat_s, self._timeout()),
             "error": self.error,
             "last_contact": self.last_contact,
             "joined_at": current["joined_at"],

@@ -144,13 +144,19 @@ class NetworkDatasets:
         self.network = network
 
     def search(
-        self, query: str = "", tags: list[str] | None = None, node: str | None = None, limit: int = 100
+        self,
+        query: str = "",
+        tags: list[str] | None = None,
+        node: str | None = None,
+        limit: int = 100,
+        timeout: float | None = None,
     ) -> SearchResults:
         """Datasets whose name, description, tags or assets have every word of ``query`` (ranked)
-        and that carry every one of ``tags``; optionally on one ``node``.
+        and that carry every one of ``tags``; optionally on one ``node``. ``timeout``: seconds to
+        wait for the gateway (default: the network's).
         """
         tags = list(tags or [])
-        body = self.network._call(schema.GatewaySearch(query=query, tags=tags, node=node, limit=limit))
+        body = self.network._call(schema.GatewaySearch(query=query, tags=tags, node=node, limit=limit), timeout)
         hits = [DatasetHit(d) for d in body["datasets"]]
         return SearchResults(self.network, hits, query, tags)
 

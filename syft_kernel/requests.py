@@ -210,6 +210,7 @@ def account_of(info: Mapping[str, Any]) -> dict[str, Any] | None:
         "role": "data_scientist",  # what the node registers an approved account as
         "public_key": str(inputs.get("public_key", "")),
         "signing_key": inputs.get("signing_key"),
+        "gateway": inputs.get("gateway"),
     }
 
 
@@ -219,6 +220,7 @@ def account_text(r: Request | Mapping[str, Any], network: str | None = None) -> 
     the node's gateway, when known).
     """
     acct = account_of(r.info if isinstance(r, Request) else r) or {}
+    network = acct.get("gateway") or network  # the one it came through, recorded by the node
     via = f"the network {network}" if network else "the network"
     who, role, key = acct.get("name", "?"), acct.get("role", "data_scientist"), str(acct.get("public_key", ""))[:8]
     return f"account for {who} ({role}), key {key}…, asked through {via}"

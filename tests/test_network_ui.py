@@ -181,6 +181,7 @@ def test_an_account_request_is_approved_with_a_click_and_the_key_logs_in(grid: G
         "role": "data_scientist",
         "public_key": grid.alice_public,
         "signing_key": grid.net.key.sign_public,
+        "gateway": "grid",
     }
 
     row.comment.value = "welcome"
@@ -256,7 +257,7 @@ def test_the_dashboard_shows_each_nodes_network_and_its_account_requests(grid: G
     assert "No account requests waiting." in h1 and "row counts public: every dataset&#x27;s" in h1
     h3 = section(fetch, "h3")
     assert "data-status='pending'" in h3 and "0 dataset(s) to list once admitted" in h3
-    assert "1 dataset(s) published" in h1
+    assert "1 of 1 dataset(s) listed" in h1
     assert "waits for the operator of grid to admit it (syft-kernel gateway admit h3)" in h3
 
     decided = json.loads(
