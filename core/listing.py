@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgpack
+
 from .errors import InvalidArgument
 from .names import check_name
 
@@ -20,6 +22,7 @@ ASSET_TYPES = ("DataFrame", "Series", "ndarray", "Tensor")
 MAX_ASSETS = 100
 MAX_COLUMNS = 10_000
 MAX_TAGS = 64
+MAX_LISTING_BYTES = 256 * 1024  # a listing, as msgpack: a wide table's schema fits, a dump does not
 
 
 def listing(dataset: dict[str, Any], rows_public: bool) -> dict[str, Any]:
@@ -81,13 +84,17 @@ def check_listing(meta: Any) -> dict[str, Any]:
     has_mock = meta.get("has_mock", False)
     if type(has_mock) is not bool:
         raise _fail("has_mock is true or false")
-    return {
+    out = {
         "name": name,
         "description": _text(meta.get("description", ""), "the description", 10_000),
         "tags": tags,
         "assets": [_check_asset(a) for a in assets],
         "has_mock": has_mock,
     }
+    size = len(msgpack.packb(out))
+    if size > MAX_LISTING_BYTES:
+        raise _fail(f"the listing of {name} is {size:,} bytes, over {MAX_LISTING_BYTES:,}: fewer assets or columns")
+    return out
 
 
 def _check_asset(a: Any) -> dict[str, Any]:

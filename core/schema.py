@@ -508,7 +508,8 @@ class GatewayHeartbeat(Body):
 class GatewayPublish(Body):
     upsert: list[dict[str, Any]] = spec(default=[], max_len=10_000, what="a list of dataset metadata maps")
     remove: list[str] = spec(default=[], max_len=10_000, what="a list of dataset names")
-    full: bool = spec(default=False)
+    full: bool = spec(default=False)  # the upserts are all of the node's datasets
+    keep: list[str] | None = spec(default=None, max_len=100_000, what="a list of dataset names")  # all there are
 
 
 @message("gateway.search")

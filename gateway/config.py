@@ -37,8 +37,20 @@ class GatewayConfig(Configurable):
     max_skew_s = Float(300.0, min=1.0, help="A registration signed further from now than this is refused.").tag(
         config=True
     )
-    max_message_mb = Int(16, min=1, help="A bigger message is dropped by libzmq before it is read.").tag(config=True)
+    max_message_mb = Int(
+        2, min=1, help="A bigger message is dropped by libzmq before it is read (nodes publish in smaller chunks)."
+    ).tag(config=True)
+    queue_per_connection = Int(32, min=1, help="Messages one connection may have waiting (libzmq's RCVHWM).").tag(
+        config=True
+    )
     max_datasets_per_node = Int(10_000, min=0, help="Datasets one node may list.").tag(config=True)
+    max_node_mb = Int(32, min=1, help="MB of listings one node may hold on the gateway.").tag(config=True)
+    search_budget_s = Float(0.25, min=0.01, help="A search that would take longer is refused as too broad.").tag(
+        config=True
+    )
+    max_reply_kb = Int(1024, min=64, help="A search's reply stops at this many KB of hits (it says so).").tag(
+        config=True
+    )
     max_open_accounts = Int(20, min=1, help="Undecided account requests one key may have open.").tag(config=True)
 
     @classmethod

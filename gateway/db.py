@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from syft_kernel.core.errors import InvalidArgument
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
@@ -40,6 +42,7 @@ CREATE TABLE IF NOT EXISTS listings (
     tags TEXT NOT NULL,
     assets TEXT NOT NULL,
     has_mock INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
     UNIQUE (node, name)
 );
@@ -68,7 +71,7 @@ CREATE INDEX IF NOT EXISTS accounts_by_key ON accounts(public_key, status);
 OPEN = ("forwarding", "filed")
 # the FTS5 columns' weights in the ranking: a hit in the name counts most, then tags, description, assets
 RANK = "bm25(listings_fts, 10.0, 2.0, 5.0, 1.0)"
-MAX_TERMS = 32
+MAX_TERMS = 16
 
 
 def tag_key(tag: str) -> str:
@@ -79,8 +82,8 @@ def tag_key(tag: str) -> str:
 def match_expression(query: str) -> str | None:
     """An FTS5 query with every word of ``query`` (as a prefix): the user's text never reaches
     FTS5's query syntax, only its words, each quoted."""
-    words = re.findall(r"\w+", query.lower())[:MAX_TERMS]
-    return " AND ".join(f'"{w[:64]}"*' for w in words) or None
+    words = list(dict.fromkeys(w[:64] for w in re.findall(r"\w+", query.lower())))[:MAX_TERMS]
+    return " AND ".join(f'"{w}"*' if len(w) >= 3 else f'"{w}"' for w in words) or None
 
 
 class GatewayDB:
@@ -179,8 +182,8 @@ class GatewayDB:
         if old is not None:
             self.delete_listing(c, old["id"])
         cur = c.execute(
-            "INSERT INTO listings(node, name, description, tags, assets, has_mock, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO listings(node, name, description, tags, assets, has_mock, size, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 node,
                 d["name"],
@@ -188,6 +191,7 @@ class GatewayDB:
                 json.dumps(d["tags"]),
                 json.dumps(d["assets"]),
                 d["has_mock"],
+                len(d["description"]) + len(json.dumps(d["assets"])) + len(json.dumps(d["tags"])),
                 time.time(),
             ),
         )
@@ -217,10 +221,35 @@ class GatewayDB:
         return int(self.conn.execute("SELECT COUNT(*) FROM listings WHERE node=?", (node,)).fetchone()[0])
 
     def search(
-        self, query: str, tags: list[str], node: str | None, name: str | None, limit: int
-    ) -> list[dict[str, Any]]:
+        self,
+        query: str,
+        tags: list[str],
+        node: str | None,
+        name: str | None,
+        limit: int,
+        budget_s: float = 0.25,
+        max_bytes: int = 1 << 20,
+    ) -> tuple[list[dict[str, Any]], bool]:
         """Listings of admitted nodes that have every word of ``query`` (ranked by BM25) and
-        every tag; all of them, by node and name, for an empty query."""
+        every tag; all of them, by node and name, for an empty query. At most ``max_bytes`` of
+        hits (the flag says whether more were left out); a search that SQLite cannot finish in
+        ``budget_s`` is refused as too broad."""
+        deadline = time.monotonic() + budget_s
+        self.conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+        try:
+            return self._search(query, tags, node, name, limit, max_bytes)
+        except sqlite3.OperationalError as e:
+            if "interrupted" not in str(e):
+                raise
+            raise InvalidArgument(
+                "this search is too broad for the gateway: add words (of 3 letters or more) or tags"
+            ) from None
+        finally:
+            self.conn.set_progress_handler(None, 0)
+
+    def _search(
+        self, query: str, tags: list[str], node: str | None, name: str | None, limit: int, max_bytes: int
+    ) -> tuple[list[dict[str, Any]], bool]:
         match = match_expression(query)
         where, args = ["n.status='admitted'"], []
         for t in tags:
@@ -232,7 +261,7 @@ class GatewayDB:
         if name is not None:
             where.append("l.name=?")
             args.append(name)
-        cols = "l.node, l.name, l.description, l.tags, l.assets, l.has_mock, l.updated_at, n.last_seen"
+        cols = "l.node, l.name, l.description, l.tags, l.assets, l.has_mock, l.size, l.updated_at, n.last_seen"
         if match is None:
             sql = f"SELECT {cols} FROM listings l JOIN nodes n ON n.name=l.node WHERE {' AND '.join(where)}"
             sql += " ORDER BY l.node, l.name LIMIT ?"
@@ -244,19 +273,24 @@ class GatewayDB:
                 f" ORDER BY {RANK}, l.node, l.name LIMIT ?"
             )
             rows = self.conn.execute(sql, (match, *args, limit))
-        return [
-            {
-                "node": r["node"],
-                "name": r["name"],
-                "description": r["description"],
-                "tags": json.loads(r["tags"]),
-                "assets": json.loads(r["assets"]),
-                "has_mock": bool(r["has_mock"]),
-                "updated_at": r["updated_at"],
-                "last_seen": r["last_seen"],
-            }
-            for r in rows
-        ]
+        out, used = [], 0
+        for r in rows:
+            used += r["size"]
+            if out and used > max_bytes:
+                return out, True
+            out.append(
+                {
+                    "node": r["node"],
+                    "name": r["name"],
+                    "description": r["description"],
+                    "tags": json.loads(r["tags"]),
+                    "assets": json.loads(r["assets"]),
+                    "has_mock": bool(r["has_mock"]),
+                    "updated_at": r["updated_at"],
+                    "last_seen": r["last_seen"],
+                }
+            )
+        return out, False
 
     # ---- account requests
     def account(self, account_id: str) -> dict[str, Any] | None:

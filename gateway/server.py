@@ -70,6 +70,7 @@ class GatewayServer:
         sock.curve_secretkey = self.gateway.keys.secret.encode()  # type: ignore[union-attr]
         sock.curve_publickey = self.gateway.keys.public.encode()
         sock.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_mb * 2**20)
+        sock.setsockopt(zmq.RCVHWM, self.config.queue_per_connection)  # what one client may park in memory
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.linger = 500
         try:

@@ -39,6 +39,13 @@ def _refusal(node: DataNode, name: str, key: str) -> str | None:
         return f"this key is registered on {node.name} already: log in with it (net.login({node.name!r}))"
     if any(u["name"] == name for u in users):
         return f"{node.name} already has a user named {name!r}: ask again with another name (name=…)"
+    had = node.db.conn.execute(
+        "SELECT 1 FROM audit WHERE action='users.add' AND target=? UNION SELECT 1 FROM objects WHERE owner=?"
+        " UNION SELECT 1 FROM requests WHERE requester=? AND kind!='account' LIMIT 1",
+        (name, name, name),
+    ).fetchone()
+    if had is not None:  # a name with a history is never handed to a stranger
+        return f"{node.name} had a user named {name!r}: ask again with another name (name=…)"
     return None
 
 

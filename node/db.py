@@ -194,8 +194,17 @@ class Database:
             )
 
     def remove_user(self, name: str) -> bool:
+        """Remove a user and what was granted to them: their releases (``readers``) and their
+        undecided requests go too, so whoever gets the name later inherits nothing."""
         with self.tx() as c:
-            return c.execute("DELETE FROM users WHERE name=?", (name,)).rowcount > 0
+            if c.execute("DELETE FROM users WHERE name=?", (name,)).rowcount == 0:
+                return False
+            c.execute("DELETE FROM readers WHERE user=?", (name,))
+            c.execute(
+                "UPDATE requests SET status='denied', comment=?, decided_at=? WHERE requester=? AND status='pending'",
+                (f"{name} was removed from the node", time.time(), name),
+            )
+            return True
 
     def users(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT name, public_key, role, signing_key, created_at FROM users ORDER BY name")

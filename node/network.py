@@ -18,17 +18,20 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import zmq
 
 from syft_kernel.core import codec, schema
 from syft_kernel.core.errors import InvalidArgument, NodeUnavailable, SyftError, from_wire
 from syft_kernel.core.keys import KeyPair, check_public_key, read_keypair, registration_message
-from syft_kernel.core.listing import listing
+from syft_kernel.core.listing import check_listing, listing
 
 if TYPE_CHECKING:
     from .state import DataNode
 
 log = logging.getLogger("syft_kernel.node.network")
+MAX_EVENTS = 16  # events kept between beats (each says only: an account request waits)
+CHUNK = 512 * 1024  # bytes of listings per publish message (the gateway takes 2 MB at most)
 META = "network"  # node.db meta: the gateway's connection info and the membership's settings
 
 
@@ -45,6 +48,8 @@ class GatewayLink:
         self.sock.curve_secretkey = keys.secret.encode()  # type: ignore[union-attr]
         self.sock.linger = 0
         self.sock.setsockopt(zmq.IMMEDIATE, 1)  # nothing queues for a gateway that is not connected
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 16 * 2**20)  # what a gateway may send: bounded
+        self.sock.setsockopt(zmq.RCVHWM, 64)
         self.sock.connect(next(a for a in connection["addresses"] if a.startswith("tcp://")))
         self.lock = threading.Lock()
         self.closing = threading.Event()  # close() cuts a request short: a node stops at once
@@ -78,7 +83,7 @@ class GatewayLink:
                 header = codec.unpack_header(reply[0], require_id=False)
                 if header.get("type") == "event":
                     event = codec.unpack_body(reply[1])
-                    if isinstance(event, dict):
+                    if isinstance(event, dict) and len(self.events) < MAX_EVENTS:
                         self.events.append(event)
                     continue
                 if header.get("id") != msg_id:
@@ -95,7 +100,7 @@ class GatewayLink:
                 reply = self.sock.recv_multipart()
                 if len(reply) >= 2 and codec.unpack_header(reply[0], require_id=False).get("type") == "event":
                     event = codec.unpack_body(reply[1])
-                    if isinstance(event, dict):
+                    if isinstance(event, dict) and len(self.events) < MAX_EVENTS:
                         self.events.append(event)
             events, self.events = self.events, []
             return events
@@ -139,6 +144,7 @@ class NetworkAgent:
         self.error = ""
         self.last_contact: float | None = None
         self.listed: int | None = None  # how many listings the gateway holds, as it last said
+        self.unlisted: dict[str, str] = {}  # datasets the gateway would refuse, and why
         self._dirty: set[str] = set()
         self._registered = False
         self._full = True
@@ -216,7 +222,7 @@ class NetworkAgent:
             try:
                 names = self.node.db.dataset_names()
                 self._publish(membership, names)
-                self.listed = len(names)
+                self.listed = len(names) - len(self.unlisted)
             except SyftError as e:  # the next heartbeat tries again
                 log.warning("could not publish the listings yet: %s", e.message)
         self.start()
@@ -283,6 +289,7 @@ class NetworkAgent:
             "public_rows": current["public_rows"],
             "datasets": len(self.node.db.dataset_names()),
             "listed": self.listed,
+            "unlisted": dict(self.unlisted),
             "account_requests": int(waiting),
         }
 
@@ -342,10 +349,10 @@ class NetworkAgent:
         if status != "admitted":
             self.gateway_status = status
             return
-        if self.gateway_status != "admitted" or reply.get("datasets") != len(names):
+        if self.gateway_status != "admitted" or reply.get("datasets") != len(names) - len(self.unlisted):
             self._full = True
         self._publish(current, names)
-        self.listed = len(names)
+        self.listed = len(names) - len(self.unlisted)
         self.gateway_status = status  # admitted, once its listings are published
         events = self.link.take_events()
         if reply.get("accounts") or any(e.get("event") == "accounts.pending" for e in events):
@@ -357,20 +364,42 @@ class NetworkAgent:
         return max(2.0, min(10.0, 10 * self.node.limits.heartbeat_s))
 
     def _publish(self, current: dict[str, Any], names: list[str]) -> None:
+        """Publish what changed (everything, when ``_full``), in chunks the gateway takes; a
+        dataset the gateway would refuse is left out and named (``unlisted``), the others listed."""
         assert self.link is not None  # (its lock makes the join's publish and the agent's take turns)
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             full, self._full = self._full, False
         rows = current.get("public_rows", False)
         try:
-            if full:
-                upsert = [self._listing(n, rows) for n in names]
-                self.link.request(schema.GatewayPublish(upsert=[u for u in upsert if u], full=True))
-            elif dirty:
-                present = [n for n in sorted(dirty) if n in names]
-                upsert = [self._listing(n, rows) for n in present]
-                gone = [n for n in sorted(dirty) if n not in names]
-                self.link.request(schema.GatewayPublish(upsert=[u for u in upsert if u], remove=gone))
+            if not full and not dirty:
+                return
+            targets = names if full else [n for n in sorted(dirty) if n in names]
+            gone = [] if full else [n for n in sorted(dirty) if n not in names]
+            listings = []
+            for n in targets:
+                item = self._listing(n, rows)
+                if item is None:
+                    continue
+                try:
+                    listings.append(check_listing(item))
+                    self.unlisted.pop(n, None)
+                except InvalidArgument as e:
+                    self.unlisted[n] = e.message
+            for n in gone:
+                self.unlisted.pop(n, None)
+            chunks: list[list[dict[str, Any]]] = [[]]
+            size = 0
+            for item in listings:
+                n_bytes = len(msgpack.packb(item))
+                if chunks[-1] and size + n_bytes > CHUNK:
+                    chunks.append([])
+                    size = 0
+                chunks[-1].append(item)
+                size += n_bytes
+            for k, chunk in enumerate(chunks):
+                keep = [x["name"] for x in listings] if full and k == 0 else None
+                self.link.request(schema.GatewayPublish(upsert=chunk, remove=gone if k == 0 else [], keep=keep))
         except BaseException:
             with self._lock:  # try again at the next beat
                 self._dirty |= dirty

@@ -59,6 +59,11 @@ class SearchResults(Table[DatasetHit]):
             rows, ("node", "dataset", "description", "tags", "assets", "online"), f"{network.name}: {what}"
         )
         self.network, self.query, self.tags = network, query, tags
+        self.truncated = False  # the gateway left out further hits (its reply's size limit)
+
+    def __repr__(self) -> str:
+        more = "\n(more hits were left out: narrow the search with words, tags or node=)" if self.truncated else ""
+        return super().__repr__() + more
 
     def _cells(self) -> list[list[str]]:
         out = []
@@ -158,7 +163,9 @@ class NetworkDatasets:
         tags = list(tags or [])
         body = self.network._call(schema.GatewaySearch(query=query, tags=tags, node=node, limit=limit), timeout)
         hits = [DatasetHit(d) for d in body["datasets"]]
-        return SearchResults(self.network, hits, query, tags)
+        results = SearchResults(self.network, hits, query, tags)
+        results.truncated = bool(body.get("truncated"))
+        return results
 
     def pointers(self, dataset: str, asset: str | None = None) -> dict[str, Pointer]:
         """``{node: pointer}`` to ``asset`` of the dataset named ``dataset`` (or tagged so) on every
@@ -391,7 +398,8 @@ class NetworkMembership:
         deadline = time.monotonic() + timeout
         while True:
             status = self.status()
-            if status.get("status") == "admitted" and status.get("listed") == status.get("datasets"):
+            listable = int(status.get("datasets") or 0) - len(status.get("unlisted") or {})
+            if status.get("status") == "admitted" and status.get("listed") == listable:
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"still not admitted and listed: {status!r}")
@@ -408,7 +416,8 @@ class NetworkMembership:
 class NetworkStatus(Record):
     """How a node stands on its network: ``joined``, ``gateway``, ``status`` (pending until the
     operator admits it, then admitted), ``online``, ``error``, ``datasets`` (the node's) and
-    ``listed`` (what the gateway holds), ``account_requests`` waiting.
+    ``listed`` (what the gateway holds), ``unlisted`` (datasets the gateway would refuse, and
+    why), ``account_requests`` waiting.
     """
 
     KIND = "network"
@@ -425,4 +434,6 @@ class NetworkStatus(Record):
         line = f"<network {d['gateway']}: {state}; last heard {when}"
         if d.get("error"):
             line += f"; {d['error']}"
+        for name, why in (d.get("unlisted") or {}).items():
+            line += f"; {name} is not listed ({why})"
         return line + f"; {d.get('account_requests', 0)} account request(s) waiting>"

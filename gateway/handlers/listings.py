@@ -15,17 +15,19 @@ from . import member
 
 
 def publish(gw: Gateway, peer: Peer, body: s.GatewayPublish) -> dict[str, Any]:
-    """Upsert and remove listings (``full``: the upserts are all of the node's datasets), in one
-    transaction: a bad listing changes nothing."""
+    """Upsert and remove listings (``full``: the upserts are all of the node's datasets; ``keep``:
+    the names of all of them, the first of a publish in chunks), in one transaction: a bad
+    listing changes nothing."""
     node = str(member(peer)["name"])
     listings = [check_listing(m) for m in body.upsert]
     names = [x["name"] for x in listings]
     if len(set(names)) != len(names):
         raise InvalidArgument("a dataset is listed twice in one publish")
     removed = [check_name(n, "dataset") for n in body.remove]
+    keep_only = None if body.keep is None else {check_name(n, "dataset") for n in body.keep}
     with gw.db.tx() as c:
-        if body.full:
-            keep = set(names)
+        if body.full or keep_only is not None:
+            keep = set(names) | (keep_only or set())
             for r in c.execute("SELECT id, name FROM listings WHERE node=?", (node,)).fetchall():
                 if r["name"] not in keep:
                     gw.db.delete_listing(c, r["id"])
@@ -35,7 +37,15 @@ def publish(gw: Gateway, peer: Peer, body: s.GatewayPublish) -> dict[str, Any]:
                 gw.db.delete_listing(c, r["id"])
         for x in listings:
             gw.db.put_listing(c, node, x)
-        (count,) = c.execute("SELECT COUNT(*) FROM listings WHERE node=?", (node,)).fetchone()
+        (count, size) = c.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM listings WHERE node=?", (node,)
+        ).fetchone()
+        if size > gw.config.max_node_mb * 2**20:
+            raise QuotaExceeded(
+                f"a node lists at most {gw.config.max_node_mb} MB of metadata on {gw.name}: publish fewer "
+                "or smaller listings",
+                limit="listing bytes",
+            )
         if count > gw.config.max_datasets_per_node:
             raise QuotaExceeded(
                 f"a node lists at most {gw.config.max_datasets_per_node} datasets on {gw.name}", limit="datasets"
@@ -53,9 +63,17 @@ def search(gw: Gateway, peer: Peer, body: s.GatewaySearch) -> dict[str, Any]:
         raise InvalidArgument("tags are a list of at most 32 strings of at most 64 characters")
     if not 1 <= body.limit <= 1000:
         raise InvalidArgument("limit is a whole number from 1 to 1000")
-    hits = gw.db.search(body.query, tags, body.node, body.name, body.limit)
+    hits, cut = gw.db.search(
+        body.query,
+        tags,
+        body.node,
+        body.name,
+        body.limit,
+        budget_s=gw.config.search_budget_s,
+        max_bytes=gw.config.max_reply_kb * 1024,
+    )
     now = time.time()
     offline_after = gw.config.offline_after_s
     for h in hits:
         h["online"] = now - h.pop("last_seen") <= offline_after
-    return {"datasets": hits}
+    return {"datasets": hits, **({"truncated": True} if cut else {})}
