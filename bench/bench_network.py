@@ -248,7 +248,7 @@ def same_sql(conn: sqlite3.Connection) -> Callable[[str, list[str]], list[Any]]:
         sql = (
             f"SELECT {cols} FROM listings_fts JOIN listings l ON l.id=listings_fts.rowid"
             f" JOIN nodes n ON n.name=l.node WHERE listings_fts MATCH ? AND {' AND '.join(where)}"
-            f" ORDER BY {RANK} LIMIT ?"
+            f" ORDER BY {RANK}, l.node, l.name LIMIT ?"
         )
         return conn.execute(sql, (match, *args, LIMIT)).fetchall()
 
@@ -314,7 +314,7 @@ def search_part(root: Path, searches: int, repeats: int) -> bool:
         search = net.datasets.search
         ways: dict[str, Callable[[str, list[str]], Any]] = {
             "gateway": lambda q, tags: search(q, tags=tags),
-            "GatewayDB": lambda q, tags: db.search(q, tags, None, None, LIMIT),  # type: ignore[union-attr]
+            "GatewayDB": lambda q, tags: db.search(q, tags, None, None, LIMIT)[0],  # type: ignore[union-attr]
             "same SQL": same_sql(plain),
             "bare FTS5": bare_fts(plain),
         }
@@ -324,7 +324,7 @@ def search_part(root: Path, searches: int, repeats: int) -> bool:
                 for _ in range(5):
                     way(q, tags)
             got = [(h.node, h.name) for h in search(q, tags=tags)]
-            assert got == [(h["node"], h["name"]) for h in db.search(q, tags, None, None, LIMIT)], q
+            assert got == [(h["node"], h["name"]) for h in db.search(q, tags, None, None, LIMIT)[0]], q
             assert len(got) == len(ways["same SQL"](q, tags)), q
             label = " ".join([q] if q else []) + "".join(f" {t}" for t in tags)
             hits.append(f"{label.strip()}: {len(got)}/{len(ways['bare FTS5'](q, tags))}")

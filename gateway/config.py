@@ -51,6 +51,10 @@ class GatewayConfig(Configurable):
     max_reply_kb = Int(1024, min=64, help="A search's reply stops at this many KB of hits (it says so).").tag(
         config=True
     )
+    max_pending_nodes = Int(100, min=1, help="Nodes that may wait for admission at once.").tag(config=True)
+    max_accounts_per_node = Int(
+        100, min=1, help="Undecided account requests one node may have waiting through the gateway."
+    ).tag(config=True)
     max_open_accounts = Int(20, min=1, help="Undecided account requests one key may have open.").tag(config=True)
 
     @classmethod

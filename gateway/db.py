@@ -17,32 +17,37 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from syft_kernel.core.errors import InvalidArgument
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
-    name TEXT PRIMARY KEY,
-    public_key TEXT NOT NULL UNIQUE,
+    public_key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
     signing_key TEXT NOT NULL,
     addresses TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'admitted')),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'admitted', 'removed')),
     registration TEXT NOT NULL,
     signature TEXT NOT NULL,
     joined_at REAL NOT NULL,
     admitted_at REAL,
     last_seen REAL NOT NULL
 );
+-- a name is one admitted node's; several may claim it while pending (the operator admits one)
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_admitted_name ON nodes(name) WHERE status='admitted';
 CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS listings (
     id INTEGER PRIMARY KEY,
-    node TEXT NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,
+    node TEXT NOT NULL,
     name TEXT NOT NULL,
     description TEXT NOT NULL,
     tags TEXT NOT NULL,
     assets TEXT NOT NULL,
     has_mock INTEGER NOT NULL,
     size INTEGER NOT NULL DEFAULT 0,
+    hit BLOB NOT NULL,
     updated_at REAL NOT NULL,
     UNIQUE (node, name)
 );
@@ -133,10 +138,15 @@ class GatewayDB:
         with self.tx() as c:
             c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    # ---- nodes
+    # ---- nodes (a row per key: one admitted node per name, any number of pending claims)
     def node(self, name: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM nodes WHERE name=?", (name,)).fetchone()
+        """The admitted node of that name."""
+        row = self.conn.execute("SELECT * FROM nodes WHERE name=? AND status='admitted'", (name,)).fetchone()
         return _node(row) if row else None
+
+    def claims(self, name: str) -> list[dict[str, Any]]:
+        """Every row with that name: the admitted node, pending claims, removed ones."""
+        return [_node(r) for r in self.conn.execute("SELECT * FROM nodes WHERE name=? ORDER BY joined_at", (name,))]
 
     def node_by_key(self, public_key: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM nodes WHERE public_key=?", (public_key,)).fetchone()
@@ -144,46 +154,87 @@ class GatewayDB:
 
     def nodes(self, admitted_only: bool = False) -> list[dict[str, Any]]:
         sql = (
-            "SELECT n.*, (SELECT COUNT(*) FROM listings l WHERE l.node=n.name) AS datasets,"
-            " (SELECT COUNT(*) FROM accounts a WHERE a.node=n.name AND a.status IN ('forwarding', 'filed'))"
-            " AS open_accounts FROM nodes n"
+            "SELECT n.*, (SELECT COUNT(*) FROM listings l WHERE l.node=n.name AND n.status='admitted') AS datasets,"
+            " (SELECT COUNT(*) FROM accounts a WHERE a.node=n.name AND n.status='admitted'"
+            " AND a.status IN ('forwarding', 'filed')) AS open_accounts FROM nodes n"
         )
         if admitted_only:
             sql += " WHERE n.status='admitted'"
-        return [_node(r) for r in self.conn.execute(sql + " ORDER BY n.name")]
+        return [_node(r) for r in self.conn.execute(sql + " ORDER BY n.name, n.joined_at")]
 
-    def admit(self, name: str) -> bool:
+    def admit(self, name: str, key_prefix: str = "") -> dict[str, Any] | None:
+        """Admit the claim to ``name`` whose key starts with ``key_prefix`` (needed when several
+        nodes claim it); the other pending claims are dropped. None if it was admitted already."""
         with self.tx() as c:
-            return (
-                c.execute(
-                    "UPDATE nodes SET status='admitted', admitted_at=? WHERE name=? AND status='pending'",
-                    (time.time(), name),
-                ).rowcount
-                > 0
-            )
-
-    def remove_node(self, name: str, why: str) -> bool:
-        """A node leaves (or its operator removes it): its listings go, its open account requests
-        are denied with ``why``."""
-        with self.tx() as c:
-            ids = [r["id"] for r in c.execute("SELECT id FROM listings WHERE node=?", (name,))]
-            for i in ids:
-                c.execute("DELETE FROM listings_fts WHERE rowid=?", (i,))
+            rows = [_node(r) for r in c.execute("SELECT * FROM nodes WHERE name=?", (name,))]
+            if any(r["status"] == "admitted" for r in rows):
+                return None
+            waiting = [r for r in rows if r["status"] != "admitted" and r["public_key"].startswith(key_prefix)]
+            if not waiting:
+                raise InvalidArgument(
+                    f"no node {name!r} asked to join" + (f" with a key {key_prefix}…" if key_prefix else "")
+                )
+            if len(waiting) > 1:
+                keys = ", ".join(r["public_key"][:8] + "…" for r in waiting)
+                raise InvalidArgument(
+                    f"{len(waiting)} nodes ask to join as {name!r} (keys {keys}): check with the hospital which key "
+                    f"is theirs and admit it with --key PREFIX"
+                )
+            (chosen,) = waiting
             c.execute(
-                "UPDATE accounts SET status='denied', comment=?, updated_at=? WHERE node=? AND status IN (?, ?)",
-                (why, time.time(), name, *OPEN),
+                "UPDATE nodes SET status='admitted', admitted_at=? WHERE public_key=?",
+                (time.time(), chosen["public_key"]),
             )
-            return c.execute("DELETE FROM nodes WHERE name=?", (name,)).rowcount > 0
+            c.execute("DELETE FROM nodes WHERE name=? AND status='pending'", (name,))
+            return chosen
+
+    def remove_node(self, name: str, why: str, public_key: str | None = None, ban: bool = False) -> bool:
+        """A node leaves (its row goes) or the operator removes it (``ban``: it stays, removed, so
+        it cannot join again unless admitted again); its listings go and its open account
+        requests are denied with ``why``."""
+        with self.tx() as c:
+            if public_key is None:
+                row = c.execute("SELECT public_key FROM nodes WHERE name=? AND status='admitted'", (name,)).fetchone()
+                keys = (
+                    [row["public_key"]]
+                    if row
+                    else [
+                        r["public_key"]
+                        for r in c.execute("SELECT public_key FROM nodes WHERE name=? AND status='pending'", (name,))
+                    ]
+                )
+            else:
+                keys = [public_key]
+            if not keys:
+                return False
+            admitted = c.execute(
+                f"SELECT 1 FROM nodes WHERE status='admitted' AND public_key IN ({','.join('?' * len(keys))})", keys
+            ).fetchone()
+            if admitted:
+                ids = [r["id"] for r in c.execute("SELECT id FROM listings WHERE node=?", (name,))]
+                for i in ids:
+                    self.delete_listing(c, i)
+                c.execute(
+                    "UPDATE accounts SET status='denied', comment=?, updated_at=? WHERE node=? AND status IN (?, ?)",
+                    (why, time.time(), name, *OPEN),
+                )
+            for k in keys:
+                if ban:
+                    c.execute("UPDATE nodes SET status='removed' WHERE public_key=?", (k,))
+                else:
+                    c.execute("DELETE FROM nodes WHERE public_key=?", (k,))
+            return True
 
     # ---- listings
     def put_listing(self, c: sqlite3.Connection, node: str, d: dict[str, Any]) -> None:
         """Insert or replace one listing, its tags and its text index (inside ``c``'s transaction)."""
+        now = time.time()
         old = c.execute("SELECT id FROM listings WHERE node=? AND name=?", (node, d["name"])).fetchone()
         if old is not None:
             self.delete_listing(c, old["id"])
         cur = c.execute(
-            "INSERT INTO listings(node, name, description, tags, assets, has_mock, size, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO listings(node, name, description, tags, assets, has_mock, size, hit, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 node,
                 d["name"],
@@ -192,7 +243,8 @@ class GatewayDB:
                 json.dumps(d["assets"]),
                 d["has_mock"],
                 len(d["description"]) + len(json.dumps(d["assets"])) + len(json.dumps(d["tags"])),
-                time.time(),
+                msgpack.packb({"node": node, **d, "updated_at": now}),  # a hit, ready to send
+                now,
             ),
         )
         lid = cur.lastrowid
@@ -261,15 +313,18 @@ class GatewayDB:
         if name is not None:
             where.append("l.name=?")
             args.append(name)
-        cols = "l.node, l.name, l.description, l.tags, l.assets, l.has_mock, l.size, l.updated_at, n.last_seen"
+        cols = "l.hit, l.size, n.last_seen"
         if match is None:
-            sql = f"SELECT {cols} FROM listings l JOIN nodes n ON n.name=l.node WHERE {' AND '.join(where)}"
+            sql = (
+                f"SELECT {cols} FROM listings l JOIN nodes n ON n.name=l.node AND n.status='admitted'"
+                f" WHERE {' AND '.join(where)}"
+            )
             sql += " ORDER BY l.node, l.name LIMIT ?"
             rows = self.conn.execute(sql, (*args, limit))
         else:
             sql = (
                 f"SELECT {cols} FROM listings_fts JOIN listings l ON l.id=listings_fts.rowid"
-                f" JOIN nodes n ON n.name=l.node WHERE listings_fts MATCH ? AND {' AND '.join(where)}"
+                f" JOIN nodes n ON n.name=l.node AND n.status='admitted' WHERE listings_fts MATCH ? AND {' AND '.join(where)}"
                 f" ORDER BY {RANK}, l.node, l.name LIMIT ?"
             )
             rows = self.conn.execute(sql, (match, *args, limit))
@@ -278,18 +333,9 @@ class GatewayDB:
             used += r["size"]
             if out and used > max_bytes:
                 return out, True
-            out.append(
-                {
-                    "node": r["node"],
-                    "name": r["name"],
-                    "description": r["description"],
-                    "tags": json.loads(r["tags"]),
-                    "assets": json.loads(r["assets"]),
-                    "has_mock": bool(r["has_mock"]),
-                    "updated_at": r["updated_at"],
-                    "last_seen": r["last_seen"],
-                }
-            )
+            hit = msgpack.unpackb(r["hit"])
+            hit["last_seen"] = r["last_seen"]
+            out.append(hit)
         return out, False
 
     # ---- account requests

@@ -136,8 +136,14 @@ def settle(c: sqlite3.Connection, node: DataNode, row: dict[str, Any], status: s
     """Inside the decision's transaction: register the key (approved) and note the step."""
     inputs = row["inputs"]
     if status == "approved":
-        c.execute(
-            "INSERT INTO users(name, public_key, role, signing_key, created_at) VALUES (?, ?, 'data_scientist', ?, ?)",
-            (inputs["name"], inputs["public_key"], inputs.get("signing_key"), time.time()),
-        )
+        try:
+            c.execute(
+                "INSERT INTO users(name, public_key, role, signing_key, created_at)"
+                " VALUES (?, ?, 'data_scientist', ?, ?)",
+                (inputs["name"], inputs["public_key"], inputs.get("signing_key"), time.time()),
+            )
+        except sqlite3.IntegrityError:  # another owner added the name or key meanwhile
+            raise InvalidArgument(
+                f"{inputs['name']!r} or this key was registered meanwhile: deny this request instead"
+            ) from None
     _step(c, inputs["account"], status, comment, row["id"])

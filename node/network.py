@@ -22,7 +22,7 @@ import msgpack
 import zmq
 
 from syft_kernel.core import codec, schema
-from syft_kernel.core.errors import InvalidArgument, NodeUnavailable, SyftError, from_wire
+from syft_kernel.core.errors import InvalidArgument, NodeUnavailable, ProtocolError, SyftError, from_wire
 from syft_kernel.core.keys import KeyPair, check_public_key, read_keypair, registration_message
 from syft_kernel.core.listing import check_listing, listing
 
@@ -70,7 +70,7 @@ class GatewayLink:
                 except zmq.Again:
                     if time.monotonic() > deadline or self.closing.is_set():
                         raise NodeUnavailable(f"the gateway {self.name} is not answering") from None
-                    time.sleep(0.02)
+                    self.sock.poll(20, zmq.POLLOUT)  # wakes as soon as the connection is up
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closing.is_set():
@@ -244,7 +244,10 @@ class NetworkAgent:
         return link.request(schema.GatewayJoin(registration=reg, signature=signature))
 
     def leave(self) -> dict[str, Any]:
-        """Leave the network: the gateway drops the node's listings (told if it answers)."""
+        """Leave the network: the gateway drops the node's listings (told if it answers). A beat
+        under way is cut short: a slow gateway never keeps an owner on it."""
+        if self.link is not None:
+            self.link.closing.set()
         with self._turn:
             return self._leave()
 
@@ -253,9 +256,9 @@ class NetworkAgent:
         if current is None:
             raise InvalidArgument(f"{self.node.name} is on no network: join one with owner.network.join(...)")
         told = True
+        self._close_link()  # (the beat's, cut short): a fresh one says goodbye
         try:
-            link = self.link or GatewayLink(current["connection"], self.keys)
-            self.link = link
+            link = self.link = GatewayLink(current["connection"], self.keys)
             link.request(schema.GatewayLeave(), timeout=5.0)
         except SyftError as e:
             told = False
@@ -263,6 +266,10 @@ class NetworkAgent:
         with self.node.db.tx() as c:
             c.execute("DELETE FROM meta WHERE key=?", (META,))
             c.execute("DELETE FROM network_outbox")
+            c.execute(  # asked through a network the node is no longer on: nobody could hear the answer
+                "UPDATE requests SET status='denied', comment=?, decided_at=? WHERE kind='account' AND status='pending'",
+                (f"{self.node.name} left the network {current['connection']['name']}", time.time()),
+            )
         self._close_link()
         self.gateway_status, self.error = "", ""
         return {"left": current["connection"]["name"], "told": told}
@@ -343,6 +350,8 @@ class NetworkAgent:
         assert self.link is not None
         names = self.node.db.dataset_names()
         reply = self.link.request(schema.GatewayHeartbeat(datasets=len(names)), timeout=self._timeout())
+        if not isinstance(reply.get("status"), str) or not isinstance(reply.get("accounts", 0), int):
+            raise self._malformed("gateway.heartbeat")
         self.last_contact = time.time()
         status = str(reply.get("status", ""))
         self.listed = reply.get("datasets") if isinstance(reply.get("datasets"), int) else None
@@ -358,6 +367,10 @@ class NetworkAgent:
         if reply.get("accounts") or any(e.get("event") == "accounts.pending" for e in events):
             self._fetch_accounts()
         self._flush_outbox()
+
+    def _malformed(self, what: str) -> ProtocolError:
+        name = (self.membership or {}).get("connection", {}).get("name", "the gateway")
+        return ProtocolError(f"the gateway {name} sent a malformed reply to {what}: ask its operator")
 
     def _timeout(self) -> float:
         """How long a heartbeat waits: a few beats, so a gateway that went away shows soon."""
@@ -417,7 +430,10 @@ class NetworkAgent:
         assert self.link is not None
         from .accounts import file_account
 
-        for acct in self.link.request(schema.GatewayAccountsPending()).get("accounts", []):
+        accounts = self.link.request(schema.GatewayAccountsPending()).get("accounts", [])
+        if not isinstance(accounts, list) or not all(isinstance(a, dict) for a in accounts):
+            raise self._malformed("gateway.accounts.pending")
+        for acct in accounts[:1000]:
             file_account(self.node, acct)
         self._flush_outbox()
 

@@ -70,10 +70,10 @@ def _gateway_db(folder: str) -> object:
 
 def _gateway_admit(args: argparse.Namespace) -> int:
     db = _gateway_db(args.dir)
-    node = db.node(args.name)  # type: ignore[attr-defined]
-    if node is None:
+    if not db.claims(args.name):  # type: ignore[attr-defined]
         raise SyftError(f"no node {args.name!r} asked to join (see `syft-kernel gateway nodes --dir {args.dir}`)")
-    if not db.admit(args.name):  # type: ignore[attr-defined]
+    node = db.admit(args.name, args.key)  # type: ignore[attr-defined]
+    if node is None:
         print(f"{args.name} is already admitted")
         return 0
     print(f"admitted {args.name} (key {node['public_key'][:8]}…, {', '.join(node['addresses'])})")
@@ -81,9 +81,10 @@ def _gateway_admit(args: argparse.Namespace) -> int:
 
 
 def _gateway_remove(args: argparse.Namespace) -> int:
-    if not _gateway_db(args.dir).remove_node(args.name, f"the gateway's operator removed {args.name}"):  # type: ignore[attr-defined]
+    db = _gateway_db(args.dir)
+    if not db.remove_node(args.name, f"the gateway's operator removed {args.name}", ban=True):  # type: ignore[attr-defined]
         raise SyftError(f"no node {args.name!r} on this gateway")
-    print(f"removed {args.name} and its listings")
+    print(f"removed {args.name} and its listings (it cannot join again until admitted again)")
     return 0
 
 
@@ -100,7 +101,7 @@ def _gateway_nodes(args: argparse.Namespace) -> int:
         print("no node has joined yet")
     for n in rows:
         seen = time.time() - n["last_seen"]
-        state = n["status"] if n["status"] == "pending" else ("online" if seen <= offline_after else "offline")
+        state = n["status"] if n["status"] != "admitted" else ("online" if seen <= offline_after else "offline")
         print(
             f"{n['name']:<24} {state:<8} {n['datasets']:>5} datasets  {n['open_accounts']:>3} account requests  "
             f"key {n['public_key'][:8]}…  {', '.join(n['addresses'])}  (last heard {seen:.0f} s ago)"
@@ -182,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent-pid", type=int, default=None, help="stop when this process exits")
     p.set_defaults(fn=_gateway_serve, settings=[])
     for verb, fn, what in (
-        ("admit", _gateway_admit, "admit a node that asked to join"),
-        ("remove", _gateway_remove, "remove a member node and its listings"),
+        ("admit", _gateway_admit, "admit a node that asked to join (or one removed before)"),
+        ("remove", _gateway_remove, "remove a member node and its listings; it cannot join again until admitted"),
     ):
         p = gws.add_parser(verb, help=what)
         p.add_argument("name", help="the node's name")
         p.add_argument("--dir", default=".", help="the gateway's folder (default .)")
+        if verb == "admit":
+            p.add_argument(
+                "--key", default="", help="the first characters of its key, when several nodes claim the name"
+            )
         p.set_defaults(fn=fn)
     p = gws.add_parser("nodes", help="list the nodes that joined, online or not, and what they list")
     p.add_argument("--dir", default=".", help="the gateway's folder (default .)")

@@ -378,7 +378,7 @@ def test_a_lying_gateway_gets_only_listings_and_files_only_sound_requests(tmp_pa
                 time.sleep(0.05)
             sent = repr(rogue.published)
             assert "SECRET" not in sent and "'rows'" not in sent  # no value and no row count left the node
-            full = next(p for p in rogue.published if p.get("full"))
+            full = next(p for p in rogue.published if p.get("keep") is not None)  # the whole set, then chunks
             assert full["upsert"] == [
                 {
                     "name": "d",

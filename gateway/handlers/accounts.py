@@ -59,6 +59,16 @@ def request(gw: Gateway, peer: Peer, body: s.GatewayAccountRequest) -> dict[str,
                 "wait for their answers before asking more nodes",
                 limit="account requests",
             )
+        (for_node,) = c.execute(
+            "SELECT COUNT(*) FROM accounts WHERE node=? AND status IN (?, ?)", (body.node, *OPEN)
+        ).fetchone()
+        if for_node >= gw.config.max_accounts_per_node:
+            raise QuotaExceeded(
+                f"{body.node} has {for_node} account requests waiting (at most {gw.config.max_accounts_per_node}): "
+                "ask again once its owners have decided some",
+                limit="account requests",
+            )
+        c.execute("DELETE FROM accounts WHERE status='denied' AND updated_at < ?", (now - 30 * 86400,))
         account_id = "a" + secrets.token_hex(8)
         c.execute(
             "INSERT INTO accounts(id, node, name, public_key, signing_key, reason, status, created_at, updated_at)"

@@ -50,7 +50,7 @@ def publish(gw: Gateway, peer: Peer, body: s.GatewayPublish) -> dict[str, Any]:
             raise QuotaExceeded(
                 f"a node lists at most {gw.config.max_datasets_per_node} datasets on {gw.name}", limit="datasets"
             )
-        c.execute("UPDATE nodes SET last_seen=? WHERE name=?", (time.time(), node))
+        c.execute("UPDATE nodes SET last_seen=? WHERE public_key=?", (time.time(), peer.public_key))
     return {"datasets": count}
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import time
 from typing import Any
 
 from syft_kernel.core import schema as s
-from syft_kernel.core.errors import InvalidArgument, PermissionDenied, ProtocolError, SyftError
+from syft_kernel.core.errors import InvalidArgument, PermissionDenied, ProtocolError, QuotaExceeded, SyftError
 from syft_kernel.core.keys import check_public_key, registration_message, verify_signature
 
 from ..state import Gateway, Peer
@@ -62,34 +63,45 @@ def join(gw: Gateway, peer: Peer, body: s.GatewayJoin) -> dict[str, Any]:
         log.warning("refused a registration from %s…: %s", peer.public_key[:8], e.message)
         raise
     now = time.time()
-    by_key = gw.db.node_by_key(reg.public_key)
-    if by_key is not None and by_key["name"] != reg.name:
-        raise InvalidArgument(
-            f"this node is a member as {by_key['name']!r}: leave first (owner.network.leave()) to join by another name"
-        )
     with gw.db.tx() as c:
         c.execute("DELETE FROM nonces WHERE at < ?", (now - 2 * gw.config.max_skew_s,))
         try:
             c.execute("INSERT INTO nonces(nonce, at) VALUES (?, ?)", (reg.nonce, now))
-        except Exception:
+        except sqlite3.IntegrityError:
             raise PermissionDenied("this registration was used before (a replay): sign a fresh one") from None
-        row = c.execute("SELECT * FROM nodes WHERE name=?", (reg.name,)).fetchone()
-        if row is not None and row["public_key"] != reg.public_key:
+        row = c.execute("SELECT * FROM nodes WHERE public_key=?", (reg.public_key,)).fetchone()
+        if row is not None and row["status"] == "removed":
+            raise PermissionDenied(
+                f"the operator of {gw.name} removed this node: ask them to admit it again "
+                f"(syft-kernel gateway admit {row['name']} --key {row['public_key'][:8]})"
+            )
+        if row is not None and row["name"] != reg.name:
             raise InvalidArgument(
-                f"the name {reg.name!r} is taken on {gw.name} by another node: "
-                "join under another name, or ask the gateway's operator"
+                f"this node is a member as {row['name']!r}: leave first (owner.network.leave()) to join by another name"
             )
         if row is not None and row["signing_key"] != reg.signing_key:
             raise PermissionDenied("this node joined with another signing key: it must sign with the same one")
-        status = row["status"] if row is not None else ("admitted" if gw.config.auto_admit else "pending")
         record = (json.dumps(reg.addresses), json.dumps(reg.to_wire()), body.signature, now)
         if row is None:
+            taken = c.execute("SELECT 1 FROM nodes WHERE name=? AND status='admitted'", (reg.name,)).fetchone()
+            if taken:
+                raise InvalidArgument(
+                    f"the name {reg.name!r} is taken on {gw.name} by another node: "
+                    "join under another name, or ask the gateway's operator"
+                )
+            (waiting,) = c.execute("SELECT COUNT(*) FROM nodes WHERE status='pending'").fetchone()
+            if waiting >= gw.config.max_pending_nodes and not gw.config.auto_admit:
+                raise QuotaExceeded(
+                    f"{waiting} nodes wait for {gw.name}'s operator to admit them: try again later",
+                    limit="pending nodes",
+                )
+            status = "admitted" if gw.config.auto_admit else "pending"
             c.execute(
-                "INSERT INTO nodes(name, public_key, signing_key, addresses, status, registration, signature,"
+                "INSERT INTO nodes(public_key, name, signing_key, addresses, status, registration, signature,"
                 " joined_at, admitted_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    reg.name,
                     reg.public_key,
+                    reg.name,
                     reg.signing_key,
                     record[0],
                     status,
@@ -101,9 +113,10 @@ def join(gw: Gateway, peer: Peer, body: s.GatewayJoin) -> dict[str, Any]:
                 ),
             )
         else:
+            status = row["status"]
             c.execute(
-                "UPDATE nodes SET addresses=?, registration=?, signature=?, last_seen=? WHERE name=?",
-                (*record, reg.name),
+                "UPDATE nodes SET addresses=?, registration=?, signature=?, last_seen=? WHERE public_key=?",
+                (*record, reg.public_key),
             )
     log.info(
         "node %s %s (%s, %s)",
@@ -117,7 +130,7 @@ def join(gw: Gateway, peer: Peer, body: s.GatewayJoin) -> dict[str, Any]:
 
 def leave(gw: Gateway, peer: Peer, body: s.GatewayLeave) -> dict[str, Any]:
     node = member(peer, admitted=False)
-    gw.db.remove_node(str(node["name"]), f"{node['name']} left the network")
+    gw.db.remove_node(str(node["name"]), f"{node['name']} left the network", public_key=peer.public_key)
     log.info("node %s left", node["name"])
     return {"left": node["name"]}
 
@@ -125,9 +138,10 @@ def leave(gw: Gateway, peer: Peer, body: s.GatewayLeave) -> dict[str, Any]:
 def heartbeat(gw: Gateway, peer: Peer, body: s.GatewayHeartbeat) -> dict[str, Any]:
     if peer.node is None:
         raise ProtocolError("this node is not a member (any more): join again")
+    member(peer, admitted=False)  # (a removed node is told so)
     name = peer.node["name"]
     with gw.db.tx() as c:
-        c.execute("UPDATE nodes SET last_seen=? WHERE name=?", (time.time(), name))
+        c.execute("UPDATE nodes SET last_seen=? WHERE public_key=?", (time.time(), peer.public_key))
     return {
         "status": peer.node["status"],
         "datasets": gw.db.listing_count(name),
