@@ -42,9 +42,18 @@ def nbytes(value: Any, depth: int = 0) -> int:
     return 64
 
 
+def _held(x: Any) -> Any:
+    """The frame a GroupBy or a window holds, else None."""
+    if isinstance(x, (pd.DataFrame, pd.Series, pd.Index, np.ndarray)):
+        return None
+    held = getattr(x, "obj", None)
+    return held if isinstance(held, (pd.DataFrame, pd.Series)) else None
+
+
 def rows(x: Any) -> int | None:
-    """A value's first dimension (its rows), if it has one."""
-    shape = getattr(x, "shape", None)
+    """A value's first dimension (its rows), if it has one (a GroupBy's: its frame's)."""
+    held = _held(x)
+    shape = getattr(x if held is None else held, "shape", None)
     try:
         return int(shape[0]) if shape is not None and len(shape) >= 1 else None
     except (TypeError, IndexError):
@@ -71,6 +80,9 @@ def _width_nbytes(x: Any) -> int:
         return (_width(x.dtype) + index) * len(x)
     if isinstance(x, np.ndarray):
         return int(x.size) * (x.itemsize if x.dtype.kind in "biufcmM" else 8)
+    held = _held(x)
+    if held is not None:  # a GroupBy or a window: its frame, measured as a frame
+        return _width_nbytes(held)
     return nbytes(x)
 
 
