@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, Int, TraitError, Unicode
+from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Config, Configurable
-from traitlets.config.loader import JSONFileConfigLoader, KVArgParseConfigLoader
 
-from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.settings import describe_settings, load_settings
 
 CONFIG_FILE = "syft_kernel_gateway_config.json"
 
@@ -60,39 +59,15 @@ class GatewayConfig(Configurable):
     @classmethod
     def load(cls, folder: str | Path | None = None, argv: Sequence[str] = (), **overrides: Any) -> GatewayConfig:
         """The settings of the gateway in ``folder``, then ``argv``, then ``overrides`` (None: ignored)."""
-        config = Config()
-        if folder is not None:
-            folder = Path(folder)
-            path = folder / "gateway.json"
-            if path.exists():
-                data = json.loads(path.read_text())
-                for key in ("host", "port", "auto_admit"):
-                    if data.get(key) is not None:
-                        config.GatewayConfig[key] = data[key]
-            if (folder / CONFIG_FILE).exists():
-                try:
-                    config.merge(JSONFileConfigLoader(CONFIG_FILE, path=str(folder)).load_config())
-                except (ValueError, OSError) as e:
-                    raise InvalidArgument(f"{folder / CONFIG_FILE} is not a JSON traitlets config: {e}") from None
-        if argv:
-            config.merge(KVArgParseConfigLoader(list(argv)).load_config())
-        for key, value in overrides.items():
-            if value is not None:
-                config.GatewayConfig[key] = value
-        unknown = set(config.get("GatewayConfig", {})) - set(cls.class_trait_names(config=True))
-        if unknown:
-            raise InvalidArgument(
-                f"unknown gateway settings {', '.join(sorted(unknown))}: "
-                f"the settings are {', '.join(cls.class_trait_names(config=True))}"
-            )
-        try:
-            return cls(config=config)
-        except TraitError as e:
-            raise InvalidArgument(f"a gateway setting has a bad value: {e}") from None
+        base = Config()
+        where = Path(folder) if folder is not None else None
+        if where is not None and (where / "gateway.json").exists():
+            data = json.loads((where / "gateway.json").read_text())
+            for key in ("host", "port", "auto_admit"):
+                if data.get(key) is not None:
+                    base.GatewayConfig[key] = data[key]
+        return load_settings(cls, "gateway", base, where, CONFIG_FILE, argv, overrides)
 
     def describe(self) -> str:
         """Every setting with its value and help (``syft-kernel gateway config DIR``)."""
-        return "\n".join(
-            f"--GatewayConfig.{n}={getattr(self, n)!r}\n    {self.traits()[n].help}"
-            for n in self.trait_names(config=True)
-        )
+        return describe_settings(self)

@@ -10,19 +10,16 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.sqlite import SQLiteStore
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
     public_key TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -91,52 +88,11 @@ def match_expression(query: str) -> str | None:
     return " AND ".join(f'"{w}"*' if len(w) >= 3 else f'"{w}"' for w in words) or None
 
 
-class GatewayDB:
-    """One connection per thread, transactions via ``tx()``."""
+class GatewayDB(SQLiteStore):
+    """The gateway's tables (``core.sqlite``: one connection per thread, transactions via ``tx()``)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._local = threading.local()
-        self.conn.executescript(SCHEMA)
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: committed on success, rolled back on any error."""
-        c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        else:
-            c.execute("COMMIT")
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row["value"] if row else default
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.tx() as c:
-            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        super().__init__(path, SCHEMA)
 
     # ---- nodes (a row per key: one admitted node per name, any number of pending claims)
     def node(self, name: str) -> dict[str, Any] | None:

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, Int, TraitError, Unicode
+from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Config, Configurable
-from traitlets.config.loader import JSONFileConfigLoader, KVArgParseConfigLoader
 
 from syft_kernel.core.errors import InvalidArgument
+from syft_kernel.core.settings import describe_settings, load_settings
 
 CONFIG_FILE = "syft_kernel_node_config.json"
 
@@ -92,39 +92,13 @@ class NodeConfig(Configurable):
     def load(cls, folder: str | Path | None = None, argv: Sequence[str] = (), **overrides: Any) -> NodeConfig:
         """The settings of the node in ``folder``: its files, then ``argv`` (``--NodeConfig.x=v``),
         then keyword ``overrides`` (``None`` values are ignored)."""
-        config = Config()
-        if folder is not None:
-            folder = Path(folder)
-            config.merge(_from_node_json(folder / "node.json"))
-            path = folder / CONFIG_FILE
-            if path.exists():
-                try:
-                    config.merge(JSONFileConfigLoader(CONFIG_FILE, path=str(folder)).load_config())
-                except (ValueError, OSError) as e:
-                    raise InvalidArgument(f"{path} is not a JSON traitlets config: {e}") from None
-        if argv:
-            config.merge(KVArgParseConfigLoader(list(argv)).load_config())
-        for key, value in overrides.items():
-            if value is not None:
-                config.NodeConfig[key] = value
-        unknown = set(config.get("NodeConfig", {})) - set(cls.class_trait_names(config=True))
-        if unknown:
-            raise InvalidArgument(
-                f"unknown node settings {', '.join(sorted(unknown))}: "
-                f"the settings are {', '.join(cls.class_trait_names(config=True))}"
-            )
-        try:
-            return cls(config=config)
-        except TraitError as e:
-            raise InvalidArgument(f"a node setting has a bad value: {e}") from None
+        where = Path(folder) if folder is not None else None
+        base = _from_node_json(where / "node.json") if where is not None else Config()
+        return load_settings(cls, "node", base, where, CONFIG_FILE, argv, overrides)
 
     def describe(self) -> str:
         """Every setting with its value and help (what ``syft-kernel node config DIR`` prints)."""
-        lines = []
-        for name in self.trait_names(config=True):
-            trait = self.traits()[name]
-            lines.append(f"--NodeConfig.{name}={getattr(self, name)!r}\n    {trait.help}")
-        return "\n".join(lines)
+        return describe_settings(self)
 
 
 def _from_node_json(path: Path) -> Config:

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from syft_kernel.core import public as declarations
+from syft_kernel.core.sqlite import SQLiteStore
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     public_key TEXT NOT NULL UNIQUE,
@@ -113,13 +110,11 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
-class Database:
-    """A thin, thread-safe wrapper: one connection per thread, transactions via ``tx()``."""
+class Database(SQLiteStore):
+    """The node's tables (``core.sqlite``: one connection per thread, transactions via ``tx()``)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._local = threading.local()
-        self.conn.executescript(SCHEMA)  # idempotent; executescript commits on its own
+        super().__init__(path, SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -144,46 +139,6 @@ class Database:
                 c.execute("COMMIT")
             finally:
                 c.execute("PRAGMA foreign_keys=ON")
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: committed on success, rolled back on any error."""
-        c = self.conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        else:
-            c.execute("COMMIT")
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    # ---- meta
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row["value"] if row else default
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.tx() as c:
-            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # ---- users
     def add_user(self, name: str, public_key: str, role: str, signing_key: str | None = None) -> None:
