@@ -139,7 +139,6 @@ class NetworkAgent:
         self.keys = read_keypair(node.folder / "keys" / "node.key")
         self.addresses: list[str] = []  # what the node serves on (set by the server once bound)
         self.link: GatewayLink | None = None
-        self.status = "not on a network"
         self.gateway_status = ""  # pending | admitted, as the gateway last said
         self.error = ""
         self.last_contact: float | None = None
@@ -167,8 +166,11 @@ class NetworkAgent:
             self._thread.start()
 
     def stop(self) -> None:
+        """Stop the agent (the node is stopping): a beat under way is cut short."""
         self._stop.set()
         self._wake.set()
+        if self.link is not None:
+            self.link.closing.set()
         if self._thread is not None:
             self._thread.join(5)
         self._close_link()
