@@ -114,6 +114,7 @@ class NodeServer:
         self.addresses: list[str] = []
         self.parent_pid = parent_pid
         self.identities: dict[str, dict[bytes, float]] = {}  # user → connected DEALER identities
+        self._dropped, self._dropped_said = 0, -1e9  # replies a client did not read
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from a signal handler or another thread)."""
@@ -249,8 +250,10 @@ class NodeServer:
             deadline = time.monotonic() + 2.0
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
-            with self._sock_lock:  # a handler still running past the deadline never sends again
-                self._closing = True
+            got = self._sock_lock.acquire(timeout=2.0)  # a handler still running past the deadline
+            self._closing = True  # never sends again (and a stuck holder cannot keep the node up)
+            if got:
+                self._sock_lock.release()
             os.close(self._wake_r)
             os.close(self._wake)
 
@@ -376,8 +379,15 @@ class NodeServer:
         return n, None
 
     def _send(self, identity: bytes, out: list[Any]) -> None:
+        """Send a reply without ever blocking: a client that does not read its replies (its queue
+        at the high-water mark) loses them; it never holds the socket, and so the node, up."""
         try:
-            self._sock.send_multipart([identity, *out], copy=codec.copy_cheaper(out))
+            self._sock.send_multipart([identity, *out], flags=zmq.NOBLOCK, copy=codec.copy_cheaper(out))
+        except zmq.Again:
+            self._dropped += 1
+            if time.monotonic() - self._dropped_said > 10.0:  # said once in a while, not once a reply
+                log.warning("dropped %d repl(ies) so far: a client is not reading its replies", self._dropped)
+                self._dropped_said = time.monotonic()
         except zmq.ZMQError as e:  # the client went away; nothing to do
             log.info("could not reply (%s); the client has gone", e.strerror)
 

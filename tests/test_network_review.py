@@ -596,7 +596,10 @@ def test_the_nodes_link_bounds_what_a_gateway_sends() -> None:
     link = GatewayLink(rogue.connection, sk.generate_keypair("n"))
     try:
         limit = link.sock.getsockopt(zmq.MAXMSGSIZE)
-        link.request(schema.GatewayHeartbeat(), timeout=10)
+        try:
+            link.request(schema.GatewayHeartbeat(), timeout=10)
+        except sk.NodeUnavailable:
+            pass  # its reply lost behind its own flood (the link's queue is bounded): bounded either way
         kept = len(link.events)
         assert 0 < limit <= 16 * MB and kept <= 100, f"the link: MAXMSGSIZE {limit}, kept {kept} pushed events"
     finally:

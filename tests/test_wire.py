@@ -4,6 +4,8 @@ bulk data over TCP and ipc://."""
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -183,3 +185,34 @@ def test_a_send_nobody_takes_gives_up_with_a_clear_error() -> None:
         io._io.release()
     finally:
         io.close()
+
+
+def test_a_client_that_never_reads_its_replies_cannot_stall_the_node(tmp_path: Path) -> None:
+    """A client pipelines 30,000 requests and reads none of the replies (its queue and the
+    socket buffers fill): the node drops what it cannot deliver instead of blocking on it, so
+    other users are answered and SIGTERM still stops it cleanly."""
+    import zmq
+
+    from syft_kernel.core import codec
+    from syft_kernel.core.keys import read_keypair
+
+    node = sk.start_node(tmp_path / "h", name="h")
+    pair = read_keypair(node.owner_key)
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.curve_serverkey = node.connection["node_public_key"].encode()
+    s.curve_publickey, s.curve_secretkey = pair.public.encode(), pair.secret.encode()  # type: ignore[union-attr]
+    s.rcvhwm, s.sndhwm, s.linger = 1, 100_000, 0
+    s.setsockopt(zmq.RCVBUF, 4096)
+    s.connect(next(a for a in node.connection["addresses"] if a.startswith("tcp://")))
+    try:
+        for i in range(30_000):
+            s.send_multipart(codec.pack_message({"id": i + 1, "type": "datasets.list"}, {"query": ""}))
+        time.sleep(2)  # the node works through them meanwhile
+        with node.login(timeout=20) as other:
+            assert other.call("hello")[0]["node"] == "h"
+    finally:
+        s.close(0)
+        ctx.term()
+        assert node.stop(timeout=15) == 0
+    assert "not reading its replies" in node.log() and "node h stopped" in node.log()
