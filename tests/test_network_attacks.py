@@ -286,24 +286,11 @@ class RogueGateway:
     def __init__(self, folder: Path) -> None:
         import threading
 
-        import zmq
+        from test_network_review import rogue_router
 
         from syft_kernel.core import codec
 
-        self.pair = sk.generate_keypair("rogue")
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.curve_server = True
-        self.sock.curve_secretkey = self.pair.secret.encode()  # type: ignore[union-attr]
-        self.sock.curve_publickey = self.pair.public.encode()
-        self.sock.linger = 0
-        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.connection = {
-            "kind": "gateway",
-            "name": "rogue",
-            "addresses": [f"tcp://127.0.0.1:{port}"],
-            "node_public_key": self.pair.public,
-        }
+        self.pair, self.ctx, self.sock, self.connection = rogue_router("rogue")
         self.published: list[dict[str, Any]] = []
         self.settled: list[dict[str, Any]] = []
         self.accounts = [

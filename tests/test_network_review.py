@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import zmq
+from test_network import wait_until
 
 import syft_kernel as sk
 from syft_kernel.core import codec, schema
@@ -36,17 +37,6 @@ MB = 2**20
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def rss_mb(pid: int) -> int:
@@ -142,6 +132,45 @@ class RawClients:
         self.ctx.term()
 
 
+def publish_word_salad(lk: GatewayLink, batches: int, seed: int) -> None:
+    """Publish ``batches`` × 500 listings whose descriptions are 10,000 characters of two-letter
+    words (within every per-field limit), in chunks the gateway takes (``max_message_mb``)."""
+    rnd = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    for k in range(batches):
+        upsert = [
+            {
+                "name": f"d{k * 500 + i}",
+                "description": " ".join(a + b for a, b in rnd.choice(letters, (3300, 2)))[:10_000],
+                "tags": [],
+                "assets": [{"name": "t", "type": "DataFrame"}],
+                "has_mock": True,
+            }
+            for i in range(500)
+        ]
+        for c in range(0, 500, 100):
+            lk.request(schema.GatewayPublish(upsert=upsert[c : c + 100]), timeout=60)
+
+
+def rogue_router(name: str = "rogue") -> tuple[KeyPair, zmq.Context[Any], zmq.Socket[Any], dict[str, Any]]:
+    """A CURVE ROUTER on a free loopback port posing as a gateway, and its connection file."""
+    pair = sk.generate_keypair(name)
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.curve_server = True
+    sock.curve_secretkey = pair.secret.encode()  # type: ignore[union-attr]
+    sock.curve_publickey = pair.public.encode()
+    sock.linger = 0
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    connection = {
+        "kind": "gateway",
+        "name": name,
+        "addresses": [f"tcp://127.0.0.1:{port}"],
+        "node_public_key": pair.public,
+    }
+    return pair, ctx, sock, connection
+
+
 class Rogue:
     """A gateway that lies, stalls or floods, per message type: ``handlers[type](body)`` is the
     reply (None: no reply), ``delay[type]`` seconds before it. It records every message the node
@@ -154,20 +183,7 @@ class Rogue:
         name: str = "rogue",
         before_reply: Callable[[zmq.Socket[Any], bytes, str], None] | None = None,
     ) -> None:
-        self.pair = sk.generate_keypair("rogue")
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.curve_server = True
-        self.sock.curve_secretkey = self.pair.secret.encode()  # type: ignore[union-attr]
-        self.sock.curve_publickey = self.pair.public.encode()
-        self.sock.linger = 0
-        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.connection = {
-            "kind": "gateway",
-            "name": name,
-            "addresses": [f"tcp://127.0.0.1:{port}"],
-            "node_public_key": self.pair.public,
-        }
+        self.pair, self.ctx, self.sock, self.connection = rogue_router(name)
         self.handlers, self.delay, self.before_reply = handlers, delay or {}, before_reply
         self.seen: list[tuple[str, Any]] = []
         self._stop = threading.Event()
@@ -305,21 +321,7 @@ def test_the_gateway_does_not_buffer_big_messages_without_bound(gateway: Gateway
     messages need (a search, a heartbeat, a publish in chunks: 1–2 MB), so this costs < 128 MB.
     """
     lk = member(gateway, "spammer")
-    rnd = np.random.default_rng(1)
-    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
-    for k in range(2):
-        upsert = [
-            {
-                "name": f"d{k * 500 + i}",
-                "description": " ".join(a + b for a, b in rnd.choice(letters, (3300, 2)))[:10_000],
-                "tags": [],
-                "assets": [{"name": "t", "type": "DataFrame"}],
-                "has_mock": True,
-            }
-            for i in range(500)
-        ]
-        for c in range(0, 500, 100):  # chunks the gateway takes (max_message_mb)
-            lk.request(schema.GatewayPublish(upsert=upsert[c : c + 100]), timeout=60)
+    publish_word_salad(lk, batches=2, seed=1)
     lk.close()
     clients = RawClients(gateway.connection)
     try:
@@ -411,21 +413,7 @@ def test_a_worst_case_search_is_bounded_in_time(gateway: GatewayProcess, eve: Pa
     a clear "search too broad" error; at worst < 0.5 s here.
     """
     lk = member(gateway, "big")
-    rnd = np.random.default_rng(2)
-    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
-    for k in range(3):
-        upsert = [
-            {
-                "name": f"d{k * 500 + i}",
-                "description": " ".join(a + b for a, b in rnd.choice(letters, (3300, 2)))[:10_000],
-                "tags": [],
-                "assets": [{"name": "t", "type": "DataFrame"}],
-                "has_mock": True,
-            }
-            for i in range(500)
-        ]
-        for c in range(0, 500, 100):  # chunks the gateway takes (max_message_mb)
-            lk.request(schema.GatewayPublish(upsert=upsert[c : c + 100]), timeout=60)
+    publish_word_salad(lk, batches=3, seed=2)
     lk.close()
     with gateway.login(key=eve, timeout=60) as net:
         worst = 0.0

@@ -12,7 +12,6 @@ import concurrent.futures
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures for this module only)
+from test_network import wait_until
 
 import syft_kernel as sk
 from syft_kernel import Client
@@ -30,17 +30,6 @@ from syft_kernel.network import Network
 from syft_kernel.sample_data import birth_records
 from syft_kernel.widgets import DatasetSearch, RequestQueue
 from syft_kernel.widgets.common import esc
-
-
-def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "the expected state") -> Any:
-    """Wait for what a background process causes (heartbeats, pushes): no fixed sleeps."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"never reached {what}"
-        time.sleep(0.1)
 
 
 @dataclass
@@ -86,7 +75,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
         pair = sk.generate_keypair("alice")
         key, _ = sk.write_keypair(pair, root / "keys")
         net = sk.connect_network(gateway.connection_file, key=key)
-        eventually(lambda: len(net.datasets.search()) == 3, what="three listings on the gateway")
+        wait_until(lambda: len(net.datasets.search()) == 3, what="three listings on the gateway")
         made = Grid(root, gateway, nodes, owners, key, pair.public, net)
         yield made
     finally:
@@ -207,7 +196,7 @@ def test_a_new_account_request_appears_in_the_live_queue(grid: Grid) -> None:
     owner = grid.owners["h2"]
     queue = RequestQueue(owner)
     asked = grid.net.request_account("h2", reason="scans for a model")
-    row = eventually(
+    row = wait_until(
         lambda: next((r for r in queue.list.children if getattr(r, "request_id", "") == asked.info["request"]), None),
         what="the account request in the owner's live queue",
     )
@@ -274,7 +263,7 @@ def test_the_dashboard_shows_each_nodes_network_and_its_account_requests(grid: G
         ).body
     )
     assert decided["status"] == "approved" and decided["kind"] == "account"
-    eventually(lambda: grid.net.login("h2").user == "alice", what="alice logging in to h2")
+    wait_until(lambda: grid.net.login("h2").user == "alice", what="alice logging in to h2")
     assert "No account requests waiting." in section(fetch, "h2")
 
 
@@ -301,7 +290,7 @@ def test_a_stopped_node_shows_offline_and_says_it_is_not_answering(grid: Grid) -
         search.refresh()
         return any(h.node == "h2" and not h.online for h in search.results)
 
-    eventually(h2_offline, timeout=15, what="h2 offline on the gateway")
+    wait_until(h2_offline, timeout=15, what="h2 offline on the gateway")
     cells = search.table.children[6:]
     rows = [cells[i : i + 6] for i in range(0, len(cells), 6)]
     h2_row = next(r for r in rows if "h2" in r[0].value)
@@ -321,7 +310,7 @@ def test_the_dashboard_says_when_the_gateway_is_not_answering(grid: Grid, fetch)
     grid.gateway.stop()
     search = DatasetSearch(grid.net)  # the scientist's search says so within seconds, and never hangs
     assert "the gateway grid did not answer" in search.message.value and "Refresh" in search.message.value
-    status = eventually(
+    status = wait_until(
         lambda: (s := grid.owners["h1"].network.status()).error and s,
         timeout=40,
         what="h1 noticing its gateway stopped",
@@ -334,5 +323,5 @@ def test_the_dashboard_says_when_the_gateway_is_not_answering(grid: Grid, fetch)
 
     port = int(next(a for a in grid.gateway.connection["addresses"] if a.startswith("tcp://")).rsplit(":", 1)[1])
     grid.gateway = start_gateway(grid.root / "grid", name="grid", port=port, settings={"offline_after_s": 2})
-    eventually(lambda: not grid.owners["h1"].network.status().error, timeout=30, what="h1 hearing its gateway again")
+    wait_until(lambda: not grid.owners["h1"].network.status().error, timeout=30, what="h1 hearing its gateway again")
     assert "data-online='yes'" in section(fetch, "h1") and "network-error" not in section(fetch, "h1")
