@@ -193,3 +193,29 @@ def test_groupby_on_a_frame_bigger_than_its_mock(published: sk.Client) -> None:
     pd.testing.assert_series_equal(got, big.groupby("delivery", observed=True)["weight"].mean())
     agg = p.groupby("sex", observed=True).agg({"weight": "mean", "height": "max"}).get()
     pd.testing.assert_frame_equal(agg, big.groupby("sex", observed=True).agg({"weight": "mean", "height": "max"}))
+
+
+def test_a_groupby_runs_alike_whatever_the_private_size_behind_it(published: sk.Client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """An attacker filters on private values so that the frame behind a GroupBy is all the rows
+    or none, hoping a size check fails for one and not the other: both run the same way (the
+    charge follows the public row bound, never the private count)."""
+    from syft_kernel.sample_data import birth_records
+
+    if "births-60k" not in published.datasets:
+        published.datasets.upload("births-60k", assets={"births": birth_records(month=3, rows=60_000)})
+    alice = sk.login(published.connection, key=make_user("alice"))
+    try:
+        p = alice.datasets["births-60k"]["births"]
+        outcomes = []
+        for threshold in (0.0, 100.0):  # every row passes / no row passes
+            g = p[p["weight"] > threshold].groupby("delivery", observed=True)["weight"].mean()
+            with pytest.raises(sk.PermissionDenied) as e:  # private either way, and not a failed value
+                g.get()
+            outcomes.append((type(e.value).__name__, "larger than its public size" in str(e.value)))
+        assert outcomes[0] == outcomes[1] == ("PermissionDenied", False)
+        owner_view = published.datasets["births-60k"]["births"]
+        for threshold in (0.0, 100.0):  # and for its owner both are values, neither a failure
+            got = owner_view[owner_view["weight"] > threshold].groupby("delivery", observed=True)["weight"].mean()
+            assert isinstance(got.get(), pd.Series)
+    finally:
+        alice.close()
