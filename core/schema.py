@@ -450,6 +450,44 @@ class PlansRequest(Body):
     reason: str = spec(invalid=REASON.format("this plan", "plan.request"))
 
 
+# federated learning: a training plan is approved once, then its rounds run (``node/handlers/fl.py``)
+@message("fl.submit")
+class FlSubmit(Body):
+    graph: dict[str, Any] = spec(invalid="graph is a model graph (made by sk.fl.Job from a torch model)")
+    plan: dict[str, Any] = spec(invalid="plan is a training plan (made by sk.fl.Job)")
+    data: str = spec(max_len=1000, invalid="data is an asset pointer's id")
+    reason: str = spec(invalid=REASON.format("this training", "job.request"))
+    evaluate: str | None = spec(default=None, max_len=1000, invalid="evaluate is an asset pointer's id")
+    strategy: str = spec(default="", max_len=2000, invalid="strategy describes the aggregation, as text")
+
+
+@message("fl.fit")
+class FlFit(Body):
+    """One round of local training from the weights in the first buffer (safetensors)."""
+
+    request: str = spec(max_len=100, invalid="request is the training request's id")
+    round: int = spec(invalid="round is a round number")
+
+
+@message("fl.evaluate")
+class FlEvaluate(Body):
+    """The loss and accuracy of the weights in the first buffer on the job's evaluation asset."""
+
+    request: str = spec(max_len=100, invalid="request is the training request's id")
+    round: int = spec(invalid="round is a round number")
+
+
+@message("fl.stop")
+class FlStop(Body):
+    request: str = spec(max_len=100, invalid="request is the training request's id")
+    reason: str = spec(default="", max_len=5000, invalid="reason is a string of at most 5000 characters")
+
+
+@message("fl.status")
+class FlStatus(Body):
+    request: str = spec(max_len=100, invalid="request is the training request's id")
+
+
 # the network: a node's membership of a gateway (asked of the node by its owner)
 @message("network.join")
 class NetworkJoin(Body):

@@ -70,6 +70,21 @@ class NodeConfig(Configurable):
     )
     max_columns = Int(10_000, min=1, help="Columns of a frame result.").tag(config=True)
 
+    fl_round_timeout_s = Float(
+        600.0, min=1.0, help="A federated round (or evaluation) on this node is stopped after this long (s)."
+    ).tag(config=True)
+    fl_memory_mb = Int(4096, min=64, help="MB a federated job's trainer may allocate beyond its runtime.").tag(
+        config=True
+    )
+    fl_threads = Int(1, min=1, help="CPU threads a federated job's trainer may use.").tag(config=True)
+    fl_max_parameters = Int(
+        100_000_000, min=1, help="The largest model (trainable numbers) a federated job may train here."
+    ).tag(config=True)
+    fl_max_trainers = Int(4, min=1, help="Federated jobs whose trainers may be alive at once.").tag(config=True)
+    fl_idle_s = Float(
+        600.0, min=1.0, help="A federated job's trainer that has had nothing to do this long is ended (s)."
+    ).tag(config=True)
+
     LIMITS = (
         "workers",
         "per_user",
@@ -82,6 +97,12 @@ class NodeConfig(Configurable):
         "max_pending_requests",
         "plan_timeout_s",
         "max_columns",
+        "fl_round_timeout_s",
+        "fl_memory_mb",
+        "fl_threads",
+        "fl_max_parameters",
+        "fl_max_trainers",
+        "fl_idle_s",
     )
 
     @property
@@ -116,5 +137,5 @@ def _from_node_json(path: Path) -> Config:
     for k, v in given.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
             raise InvalidArgument(f"node.json limit {k} is a non-negative number")
-        config.NodeConfig[k] = float(v) if k == "plan_timeout_s" else int(v)
+        config.NodeConfig[k] = float(v) if k.endswith("_s") else int(v)
     return config

@@ -6,6 +6,7 @@ Every change is one transaction, so a node killed at any moment restarts consist
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS readers (
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY,
     requester TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('object', 'code', 'plan', 'budget', 'account')),
+    kind TEXT NOT NULL CHECK (kind IN ('object', 'code', 'plan', 'budget', 'account', 'training')),
     target TEXT NOT NULL,
     datasets TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -99,6 +100,17 @@ CREATE TABLE IF NOT EXISTS network_outbox (
     comment TEXT NOT NULL DEFAULT '',
     request TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS fl_calls (
+    request_id TEXT NOT NULL REFERENCES requests(id),
+    kind TEXT NOT NULL CHECK (kind IN ('fit', 'evaluate')),
+    round INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 1,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    error TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    PRIMARY KEY (request_id, kind, round)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -120,8 +132,9 @@ class Database(SQLiteStore):
     def _migrate(self) -> None:
         """Bring a database made by an older version up to this schema (each step one transaction)."""
         (sql,) = self.conn.execute("SELECT sql FROM sqlite_master WHERE name='requests'").fetchone()
-        if "'account'" not in sql:  # account requests (the network): a CHECK is changed by a rebuild
-            new = sql.replace("'budget')", "'budget', 'account')").replace("requests (", "requests_new (", 1)
+        if "'training'" not in sql:  # account (the network), training (FL) requests: a CHECK changes by a rebuild
+            kinds = "kind IN ('object', 'code', 'plan', 'budget', 'account', 'training')"
+            new = re.sub(r"kind IN \([^)]*\)", kinds, sql, count=1).replace("requests (", "requests_new (", 1)
             c = self.conn
             c.execute("PRAGMA foreign_keys=OFF")
             try:

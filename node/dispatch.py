@@ -13,7 +13,7 @@ from typing import Any
 from syft_kernel.core import schema
 from syft_kernel.core.errors import ProtocolError, Unauthorized
 
-from .handlers import audit, budgets, datasets, dp, network, node, objects, requests, users
+from .handlers import audit, budgets, datasets, dp, fl, network, node, objects, requests, users
 from .state import DataNode, User
 
 OWNER = "owner"
@@ -46,6 +46,11 @@ HANDLERS: dict[str, tuple[str | None, Handler]] = {
     "requests.get": (None, requests.get),
     "requests.decide": (OWNER, requests.decide),
     "plans.request": (None, requests.plan_request),
+    "fl.submit": (None, fl.submit),
+    "fl.fit": (None, fl.fit),
+    "fl.evaluate": (None, fl.evaluate),
+    "fl.stop": (None, fl.stop),
+    "fl.status": (None, fl.status),
     "network.join": (OWNER, network.join),
     "network.leave": (OWNER, network.leave),
     "network.status": (OWNER, network.status),

@@ -174,8 +174,10 @@ def bwrap_version(bwrap: str) -> tuple[int, ...]:
         return ()
 
 
-def sandbox_command(bwrap: str, roots: list[str], probes: list[str], torch: bool) -> list[str]:
-    """The bwrap command line of one sandbox."""
+def sandbox_command(
+    bwrap: str, roots: list[str], probes: list[str], torch: bool, module: str = "syft_kernel.node.sandbox"
+) -> list[str]:
+    """The bwrap command line of one sandbox running ``module`` (a code run, or a trainer)."""
     cmd = [
         bwrap,
         "--unshare-all",
@@ -246,7 +248,7 @@ def sandbox_command(bwrap: str, roots: list[str], probes: list[str], torch: bool
         "-I",
         "-B",
         "-m",
-        "syft_kernel.node.sandbox",
+        module,
     ]
     if torch:
         cmd.append("--torch")
@@ -511,6 +513,25 @@ class Sandbox:
         return lines[-1][:2000] if lines else f"the code's process ended with exit code {code}"
 
 
+def new_sandbox(
+    node_folder: Path, torch: bool, cold: bool = True, module: str = "syft_kernel.node.sandbox"
+) -> Sandbox:
+    """A sandbox (started in the background) running ``module``, or one that says why it cannot be."""
+    bwrap = bwrap_path()
+    if not os.access(bwrap, os.X_OK):
+        return Sandbox(None, torch, _refused(f"bubblewrap was not found at {bwrap}"))
+    roots = readonly_roots()
+    inside = [r for r in ["/usr", *roots] if node_folder.is_relative_to(r)]
+    if inside:
+        return Sandbox(
+            None,
+            torch,
+            _refused(f"the node folder {node_folder} is inside {inside[0]}, which the sandbox must see"),
+        )
+    probes = [str(node_folder), str(node_folder / "node.db"), str(node_folder / "keys")]
+    return Sandbox(sandbox_command(bwrap, roots, probes, torch, module), torch, cold=cold)
+
+
 class JobRunner:
     """Runs approved code, one sandbox per run, on background threads so the node keeps serving;
     keeps one sandbox started and waiting so a run starts at once."""
@@ -526,19 +547,7 @@ class JobRunner:
             self.prestart()
 
     def _new(self, cold: bool) -> Sandbox:
-        bwrap = bwrap_path()
-        if not os.access(bwrap, os.X_OK):
-            return Sandbox(None, self._torch, _refused(f"bubblewrap was not found at {bwrap}"))
-        roots = readonly_roots()
-        inside = [r for r in ["/usr", *roots] if self.node_folder.is_relative_to(r)]
-        if inside:
-            return Sandbox(
-                None,
-                self._torch,
-                _refused(f"the node folder {self.node_folder} is inside {inside[0]}, which the sandbox must see"),
-            )
-        probes = [str(self.node_folder), str(self.node_folder / "node.db"), str(self.node_folder / "keys")]
-        return Sandbox(sandbox_command(bwrap, roots, probes, self._torch), self._torch, cold=cold)
+        return new_sandbox(self.node_folder, self._torch, cold)
 
     def prestart(self) -> None:
         """Have one sandbox started and waiting (its self-check runs now, in the background)."""

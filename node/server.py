@@ -26,6 +26,7 @@ from syft_kernel.core.keys import read_keypair, write_connection_file
 from syft_kernel.core.procs import pid_alive
 
 from . import dispatch
+from .handlers import Later
 from .config import NodeConfig
 from .limits import limit_address_space
 from .state import DataNode
@@ -170,6 +171,8 @@ class NodeServer:
         finally:
             log.info("node %s shutting down", self.node.name)
             self.node.network.stop()
+            if self.node._fl is not None:  # trainers end with the node (they die with it anyway)
+                self.node._fl.close()
             sock.close(linger=500)
             auth.stop()
             ctx.term()
@@ -327,6 +330,9 @@ class NodeServer:
             log.exception("a worker failed to answer a message")
             out = None
         self.work.done(identity, name)
+        if isinstance(out, Later):
+            later, out = out, None
+            later.future.add_done_callback(lambda _: self._send_later(identity, later))
         with self._sock_lock:
             if self._closing:
                 return False
@@ -421,7 +427,7 @@ class NodeServer:
             raise ProtocolError("the header's free is a list of at most 4096 object ids")
         self.node.store.delete(ids, user.name, user.is_owner)
 
-    def _serve_one(self, frames: list[zmq.Frame], user: Any = None) -> list[Any] | None:
+    def _serve_one(self, frames: list[zmq.Frame], user: Any = None) -> list[Any] | Later | None:
         """Handle one message (on a worker thread); return the reply's frames, or None when the
         message asked for no reply."""
         started = time.perf_counter()
@@ -465,19 +471,54 @@ class NodeServer:
             log.exception("internal error while handling %s", header.get("type", "a message"))
             reply_body = SyftError(f"internal error on the node ({type(e).__name__}); the node keeps serving").to_wire()
             reply_bufs, status = [], "error"
+        if isinstance(reply_body, Later):  # the reply comes when its work is done (``_run`` sends it)
+            reply_body.frames = lambda: self._frames(header, user, started, *_outcome(reply_body.future))
+            return reply_body
+        return self._frames(header, user, started, reply_body, reply_bufs, status)
+
+    def _frames(self, header: dict[str, Any], user: Any, started: float, body: Any, bufs: Any, status: str) -> Any:
         if header.get("noreply") and status == "ok":
             return None
         reply_header = {"id": header.get("id", None), "type": "reply", "status": status}
         if user is not None and user.is_owner:  # how long private work took is the owner's to know
             reply_header["ms"] = round((time.perf_counter() - started) * 1000, 3)
         try:
-            out = codec.pack_message(reply_header, reply_body, reply_bufs)
+            out = codec.pack_message(reply_header, body, bufs)
         except Exception as e:
             log.exception("could not encode the reply")
             out = codec.pack_message(
                 {**reply_header, "status": "error"}, SyftError(f"the result could not be sent: {e}").to_wire()
             )
         return out
+
+    def _send_later(self, identity: bytes, later: Later) -> None:
+        """A deferred reply, sent from the thread that finished its work."""
+        try:
+            out = later.frames()
+        except BaseException:
+            log.exception("a deferred reply could not be made")
+            return
+        with self._sock_lock:
+            if self._closing or not out:
+                return
+            self._send(identity, out)
+            if not self.node.events.empty():
+                self._push_events()
+        self._wake_leader()
+
+
+def _outcome(future: Any) -> tuple[Any, list[Any], str]:
+    """A finished deferred reply's body, buffers and status (its error as the wire's error)."""
+    try:
+        body, bufs = future.result()
+        return body, bufs, "ok"
+    except SyftError as e:
+        return e.to_wire(), [], "error"
+    except MemoryError:
+        return QuotaExceeded("the work needed more memory than the node allows", limit="memory").to_wire(), [], "error"
+    except Exception as e:
+        log.error("deferred work failed: %s: %s", type(e).__name__, e)
+        return SyftError(f"internal error on the node ({type(e).__name__}); the node keeps serving").to_wire(), [], "error"
 
 
 def serve(

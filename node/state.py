@@ -80,6 +80,8 @@ class DataNode:
         self.on_event: Callable[[], None] = lambda: None  # the server wakes its loop to send events
         self.memory_low = False  # set by the server when the process nears its address-space limit
         self._jobs: Any = None
+        self._fl: Any = None
+        self._fl_lock = threading.Lock()
         if self.db.requests(kind="code", limit=1):  # code requests exist: keep a sandbox ready for their runs
             self.job_runner().prestart()
         self._recover_runs()
@@ -172,8 +174,14 @@ class DataNode:
                 "UPDATE requests SET run_status='failed', run_error=? WHERE run_status IN ('queued', 'running')",
                 ("the node stopped during the run; ask the owner to approve a new submission",),
             ).rowcount
+            m = c.execute(
+                "UPDATE fl_calls SET status='failed', error=? WHERE status='running'",
+                ("the node stopped during this call; run it again",),
+            ).rowcount
         if n:
             log.warning("marked %d interrupted code run(s) as failed", n)
+        if m:
+            log.warning("marked %d interrupted federated round(s) as failed", m)
 
     # ---- events pushed to connected clients (the server loop sends them)
     def notify(self, user: str, event: dict[str, Any]) -> None:
@@ -192,6 +200,15 @@ class DataNode:
         if self._jobs is None:
             self._jobs = JobRunner(self.folder, lambda rid, outcome: req_mod.job_finished(self, rid, outcome))
         return self._jobs
+
+    def fl_runner(self) -> Any:
+        """The federated jobs' trainers (``node/fl.py``), made on first use."""
+        with self._fl_lock:
+            if self._fl is None:
+                from .fl import FLRunner
+
+                self._fl = FLRunner(self)
+            return self._fl
 
     def start_job(self, request_id: str) -> None:
         self.job_runner()

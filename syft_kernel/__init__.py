@@ -17,7 +17,7 @@ _ERRORS = (
 ).split()
 
 # public name -> the module that defines it
-_MODULES = ("sample_data", "widgets")  # public submodules, imported on first use
+_MODULES = ("sample_data", "widgets", "fl")  # public submodules, imported on first use
 _EXPORTS: dict[str, str] = {
     **{name: ".core.errors" for name in _ERRORS},
     "KeyPair": ".core.keys",

@@ -45,6 +45,7 @@ class Client:
         self.last_plan: list[dict[str, Any]] = []
         self.views: dict[str, Any] = {}  # the live widgets shown for this client, one per kind
         self.connection_path: Path | None = None  # the connection file logged in with, if any
+        self.key_path: Path | None = None  # the key file logged in with, if any
         self._io = Transport(connection, key, self.address, str(connection.get("name", "the node")))
         try:
             hello = self._io.wait(self._io.send(schema.Hello(), timeout=timeout), timeout)
@@ -213,4 +214,6 @@ def login(
     client = Client(info, pair, timeout=timeout, address=address)
     if not isinstance(connection, dict):  # where the node lives: a view can tell a deleted node from a stopped one
         client.connection_path = Path(connection)
+    if not isinstance(key, KeyPair):  # where the key is, so a resumed federated job can log in again
+        client.key_path = Path(key).resolve()
     return client

@@ -35,7 +35,7 @@ from ..requests import (
     public_request,
 )
 from ..state import DataNode, User
-from . import Buffers, Reply
+from . import Buffers, Reply, fl
 
 log = logging.getLogger("syft_kernel.node")
 
@@ -162,6 +162,8 @@ def decide(node: DataNode, user: User, body: s.RequestsDecide, buffers: Buffers)
         node.db.audit(user.name, "decision.bad_signature", request_id)
         raise PermissionDenied("the decision's signature does not verify with your registered signing key")
     limits = check_limits(body.limits) if row["kind"] == "code" else {}
+    if row["kind"] == "training":
+        limits = fl.training_limits(node, body.limits)
     if row["kind"] == "account":
         accounts.check_decision(node, row, decision)
     votes = {a["owner"]: a["decision"] for a in row["approvals"]}
@@ -182,7 +184,8 @@ def decide(node: DataNode, user: User, body: s.RequestsDecide, buffers: Buffers)
         if status != "pending":
             c.execute(
                 "UPDATE requests SET status=?, decided_at=?, comment=?, limits=?,"
-                " run_status=CASE WHEN kind='code' AND ?='approved' THEN 'queued' ELSE run_status END"
+                " run_status=CASE WHEN ?!='approved' THEN run_status WHEN kind='code' THEN 'queued'"
+                " WHEN kind='training' THEN 'ready' ELSE run_status END"
                 " WHERE id=?",
                 (status, now, comment, json.dumps(limits), status, request_id),
             )
@@ -222,6 +225,8 @@ def decide(node: DataNode, user: User, body: s.RequestsDecide, buffers: Buffers)
             )
         else:
             node.start_job(request_id)
+    if status == "approved" and row["kind"] == "training":  # its trainer starts now, ready for round 1
+        node.fl_runner().prestart(request_id, json.loads(row["source"]), limits)
     fresh = node.db.request(request_id)
     assert fresh is not None
     info = public_request(node, fresh, user)

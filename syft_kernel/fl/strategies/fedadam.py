@@ -1,0 +1,51 @@
+"""FedAdam: Adam on the server, over the nodes' pseudo-gradient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import number
+from .fedopt import FedOpt
+
+
+class FedAdam(FedOpt):
+    """Adaptive federated optimisation with Adam's ``v = beta_2 * v + (1 - beta_2) * delta**2``.
+
+    Reddi et al. 2021, "Adaptive Federated Optimization" (ICLR). No bias correction, as in the
+    paper; Flower's FedAdam scales ``eta`` by one.
+
+    Parameters
+    ----------
+    eta : float
+        Server learning rate (> 0).
+    beta_1, beta_2 : float
+        Decays of the first and second moments, in [0, 1).
+    tau : float
+        Adaptivity: the smallest denominator (> 0).
+    fraction, min_nodes, seed
+        As for ``Strategy``.
+    """
+
+    def __init__(
+        self,
+        *,
+        eta: float = 1e-1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.99,
+        tau: float = 1e-9,
+        fraction: float = 1.0,
+        min_nodes: int = 1,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(eta=eta, beta_1=beta_1, tau=tau, fraction=fraction, min_nodes=min_nodes, seed=seed)
+        self.beta_2 = number(self, "beta_2", beta_2, "[0, 1)")
+
+    def second_moment(self, v: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Adam: an exponential moving average of squared pseudo-gradients."""
+        return self.beta_2 * v + (1 - self.beta_2) * delta**2
+
+    def params(self) -> dict[str, Any]:
+        """``eta``, ``beta_1``, ``beta_2``, ``tau`` and the base parameters."""
+        return {"eta": self.eta, "beta_1": self.beta_1, "beta_2": self.beta_2, **super().params()}
