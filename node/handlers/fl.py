@@ -201,15 +201,13 @@ def _claim(node: DataNode, request_id: str, kind: str, round_: int, rounds: int)
                 if round_ != fits_done:
                     raise PermissionDenied(f"round {round_} was trained already; round {fits_done + 1} is next")
                 return here  # the same update again: it was released already
-            if round_ != fits_done + 1:
-                raise InvalidArgument(f"round {round_} cannot run yet: round {fits_done + 1} is next")
+            if round_ < fits_done:  # rounds only go forward (a node not sampled skips some)
+                raise PermissionDenied(f"round {round_} is behind this node's last trained round ({fits_done})")
         else:
             if not 0 <= round_ <= rounds:
                 raise InvalidArgument(f"round is from 0 (the first model) to {rounds}")
             if here is not None and here["status"] == "done":
                 return here
-            if round_ > fits_done:
-                raise InvalidArgument(f"round {round_} cannot be evaluated before it is trained (round {fits_done} is)")
         if here is not None and here["status"] == "running":
             raise InvalidArgument(f"round {round_}'s {'training' if kind == 'fit' else 'evaluation'} is running already")
         if here is not None and here["attempts"] >= MAX_ATTEMPTS:
