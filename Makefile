@@ -46,7 +46,8 @@ demo: install
 PUBLIC_API = syft_kernel/__init__.py syft_kernel/client.py syft_kernel/aio.py syft_kernel/pointer.py \
 	syft_kernel/plans.py syft_kernel/requests.py syft_kernel/datasets.py syft_kernel/dp.py syft_kernel/code.py \
 	syft_kernel/governance.py syft_kernel/launcher.py syft_kernel/users.py syft_kernel/audit.py \
-	syft_kernel/records.py syft_kernel/network.py core/errors.py core/keys.py
+	syft_kernel/records.py syft_kernel/network.py syft_kernel/fl/__init__.py syft_kernel/fl/job.py \
+	syft_kernel/fl/optim.py syft_kernel/fl/strategies/*.py core/errors.py core/keys.py
 
 lint:
 	$(PYTHON) -m ruff format --check syft_kernel core node gateway widgets extension tests bench

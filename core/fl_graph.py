@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgument, OpNotAllowed
-from .fl_ops import FUNCTIONS, GETATTR_NAMES, METHODS, MODULES, REFUSED_KWARGS, module_args, module_state
+from .fl_ops import FUNCTIONS, GETATTR_NAMES, METHODS, REFUSED_KWARGS, module_args, module_state
 
 if TYPE_CHECKING:
     import torch
@@ -75,7 +75,7 @@ def _check_value(v: Any, seen: set[str], depth: int = 0) -> None:
             _check_value(x, seen, depth + 1)
         return
     if type(v) is dict and len(v) == 1:
-        (key, inner), = v.items()
+        ((key, inner),) = v.items()
         if key == "ref":
             if inner not in seen:
                 raise InvalidArgument(f"a step refers to {str(inner)[:100]!r}, which no earlier step made")
@@ -155,7 +155,9 @@ def check_graph(graph: Any, max_parameters: int = 100_000_000) -> CheckedGraph:
             if not isinstance(k, str) or not k.isidentifier():
                 raise InvalidArgument(f"step {name!r} has a keyword that is not a name")
             if k in REFUSED_KWARGS and v not in (None, False):
-                raise OpNotAllowed(f"step {name!r} passes {k}=, which a federated model may not use", op=f"{target}({k}=)")
+                raise OpNotAllowed(
+                    f"step {name!r} passes {k}=, which a federated model may not use", op=f"{target}({k}=)"
+                )
             _check_value(v, seen)
         if op == "call_module" and target not in modules:
             raise InvalidArgument(f"step {name!r} calls module {target!r}, which the graph does not define")
@@ -189,7 +191,7 @@ def check_graph(graph: Any, max_parameters: int = 100_000_000) -> CheckedGraph:
 
 def _show(v: Any) -> str:
     if isinstance(v, dict):
-        (key, inner), = v.items()
+        ((key, inner),) = v.items()
         if key == "ref":
             return str(inner)
         if key == "tuple":
@@ -220,7 +222,9 @@ def describe(graph: dict[str, Any]) -> list[str]:
             out.append(f"return {_show(args[0])}")
         elif op == "get_attr":
             t = graph["tensors"][target]
-            out.append(f"{name} = self.{target}    # tensor {tuple(t['shape'])}, {'trained' if t['trainable'] else 'fixed'}")
+            out.append(
+                f"{name} = self.{target}    # tensor {tuple(t['shape'])}, {'trained' if t['trainable'] else 'fixed'}"
+            )
         elif op == "call_module":
             m = graph["modules"][target]
             shown = ", ".join(f"{k}={v!r}" for k, v in m["args"].items())
@@ -266,7 +270,9 @@ def _encode(v: Any, node_type: type) -> Any:
         name = str(v).removeprefix("torch.")
         if name in DTYPES:
             return {"dtype": name}
-    raise InvalidArgument(f"the model passes {type(v).__name__} {str(v)[:80]!r} to an op: a graph holds constants, tensors and lists")
+    raise InvalidArgument(
+        f"the model passes {type(v).__name__} {str(v)[:80]!r} to an op: a graph holds constants, tensors and lists"
+    )
 
 
 def _function_name(fn: Any, names: dict[int, str]) -> str:
@@ -391,7 +397,7 @@ def _build_args(v: Any) -> Any:
     import torch
 
     if isinstance(v, dict):
-        (key, inner), = v.items()
+        ((key, inner),) = v.items()
         if key == "tuple":
             return ("tuple", [_build_args(x) for x in inner])
         if key == "slice":
@@ -450,8 +456,8 @@ def build_model(checked: CheckedGraph) -> Any:
             super().__init__()
             graph = checked.graph
             for path, m in graph["modules"].items():
-                args = {k: tuple(v) if isinstance(v, list) else v for k, v in m["args"].items()}
-                _place(self, path, getattr(torch.nn, m["type"])(**args))
+                margs = {k: tuple(v) if isinstance(v, list) else v for k, v in m["args"].items()}
+                _place(self, path, getattr(torch.nn, m["type"])(**margs))
             for name, t in graph["tensors"].items():
                 value = torch.zeros(t["shape"], dtype=getattr(torch, t["dtype"]))
                 _place_tensor(self, name, value, t["trainable"])
@@ -459,10 +465,13 @@ def build_model(checked: CheckedGraph) -> Any:
             want = {k: v[0] for k, v in checked.weights.items()}
             got = {k: tuple(v.shape) for k, v in built.items()}
             if got != want:  # the table's shapes and torch's disagree: refuse rather than guess
-                raise InvalidArgument(f"the model's weights are not what its modules make: {sorted(set(got) ^ set(want))[:5]}")
+                raise InvalidArgument(
+                    f"the model's weights are not what its modules make: {sorted(set(got) ^ set(want))[:5]}"
+                )
             self._steps: list[tuple[str, Any, Any, Any]] = []
             for node in graph["nodes"][1:-1]:
                 op, target = node["op"], node["target"]
+                fn: Any
                 if op == "call_module":
                     fn = self.get_submodule(target)
                 elif op == "get_attr":
@@ -494,9 +503,6 @@ def build_model(checked: CheckedGraph) -> Any:
             return out
 
     return GraphModel()
-
-
-
 
 
 # ---------------------------------------------------------------- weights (safetensors)
@@ -556,7 +562,11 @@ def check_weights(checked: CheckedGraph, data: bytes | memoryview) -> None:
     want = checked.weights
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
-    wrong = [f"{k} is {got[k][0]} {got[k][1]}, not {want[k][0]} {want[k][1]}" for k in sorted(set(got) & set(want)) if got[k] != want[k]]
+    wrong = [
+        f"{k} is {got[k][0]} {got[k][1]}, not {want[k][0]} {want[k][1]}"
+        for k in sorted(set(got) & set(want))
+        if got[k] != want[k]
+    ]
     if missing or extra or wrong:
         parts = []
         if missing:
@@ -571,12 +581,24 @@ def to_safetensors(weights: dict[str, torch.Tensor]) -> bytes:
     """Weights as safetensors bytes (the client's and the trainer's format)."""
     import safetensors.torch
 
-    return safetensors.torch.save({k: v.detach().contiguous() for k, v in weights.items()})  # type: ignore[no-any-return]
+    return safetensors.torch.save({k: v.detach().contiguous() for k, v in weights.items()})
 
 
 def from_safetensors(data: bytes | memoryview) -> dict[str, torch.Tensor]:
     """Weights from safetensors bytes (never a pickle)."""
     import safetensors.torch
 
-    return safetensors.torch.load(bytes(data))  # type: ignore[no-any-return]
-__all__ = ["CheckedGraph", "build_model", "check_graph", "check_weights", "describe", "from_safetensors", "to_safetensors", "trace", "weights_header"]
+    return safetensors.torch.load(bytes(data))
+
+
+__all__ = [
+    "CheckedGraph",
+    "build_model",
+    "check_graph",
+    "check_weights",
+    "describe",
+    "from_safetensors",
+    "to_safetensors",
+    "trace",
+    "weights_header",
+]

@@ -236,8 +236,10 @@ MODULES: dict[str, ModuleSpec] = {
     "Linear": ModuleSpec({"in_features": _int(), "out_features": _int(), "bias": _bool}, _linear),
     "Bilinear": ModuleSpec(
         {"in1_features": _int(), "in2_features": _int(), "out_features": _int(), "bias": _bool},
-        lambda a: {"weight": [a["out_features"], a["in1_features"], a["in2_features"]]}
-        | ({"bias": [a["out_features"]]} if a["bias"] else {}),
+        lambda a: (
+            {"weight": [a["out_features"], a["in1_features"], a["in2_features"]]}
+            | ({"bias": [a["out_features"]]} if a["bias"] else {})
+        ),
     ),
     "Conv1d": ModuleSpec(_conv_args(1), _conv(1)),
     "Conv2d": ModuleSpec(_conv_args(2), _conv(2)),
@@ -333,25 +335,28 @@ def module_state(type_name: str, args: Any) -> dict[str, list[int]]:
 
 # ---------------------------------------------------------------- functions and methods
 
-FUNCTIONS = frozenset(
-    f"operator.{n}" for n in "add sub mul truediv floordiv neg pos matmul getitem pow mod".split()
-) | frozenset(
-    f"torch.{n}"
-    for n in (
-        "relu sigmoid tanh flatten cat concat stack add sub mul div matmul mm bmm mean sum softmax log_softmax "
-        "transpose permute reshape squeeze unsqueeze exp log sqrt rsqrt abs clamp clip maximum minimum max min "
-        "where chunk split narrow neg square pow sin cos erf amax amin argmax logsumexp flip roll einsum "
-        "layer_norm dropout sign tril triu"
-    ).split()
-) | frozenset(
-    f"torch.nn.functional.{n}"
-    for n in (
-        "relu relu6 gelu silu elu selu celu leaky_relu mish hardtanh hardswish softplus sigmoid tanh softmax "
-        "log_softmax dropout dropout1d dropout2d max_pool1d max_pool2d avg_pool1d avg_pool2d adaptive_avg_pool1d "
-        "adaptive_avg_pool2d adaptive_max_pool2d layer_norm group_norm normalize pad linear conv1d conv2d embedding "
-        "glu logsigmoid softsign tanhshrink"
-    ).split()
-) | frozenset({"builtins.getattr"})
+FUNCTIONS = (
+    frozenset(f"operator.{n}" for n in "add sub mul truediv floordiv neg pos matmul getitem pow mod".split())
+    | frozenset(
+        f"torch.{n}"
+        for n in (
+            "relu sigmoid tanh flatten cat concat stack add sub mul div matmul mm bmm mean sum softmax log_softmax "
+            "transpose permute reshape squeeze unsqueeze exp log sqrt rsqrt abs clamp clip maximum minimum max min "
+            "where chunk split narrow neg square pow sin cos erf amax amin argmax logsumexp flip roll einsum "
+            "layer_norm dropout sign tril triu"
+        ).split()
+    )
+    | frozenset(
+        f"torch.nn.functional.{n}"
+        for n in (
+            "relu relu6 gelu silu elu selu celu leaky_relu mish hardtanh hardswish softplus sigmoid tanh softmax "
+            "log_softmax dropout dropout1d dropout2d max_pool1d max_pool2d avg_pool1d avg_pool2d adaptive_avg_pool1d "
+            "adaptive_avg_pool2d adaptive_max_pool2d layer_norm group_norm normalize pad linear conv1d conv2d embedding "
+            "glu logsigmoid softsign tanhshrink"
+        ).split()
+    )
+    | frozenset({"builtins.getattr"})
+)
 
 METHODS = frozenset(
     (

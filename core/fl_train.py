@@ -118,7 +118,10 @@ def check_plan(plan: Any) -> dict[str, Any]:
         raise InvalidArgument(f"the loss is one of {', '.join(LOSSES)}, not {str(plan['loss'])[:100]!r}")
     features = plan["features"]
     if features is not None and (
-        not isinstance(features, list) or not features or len(features) > 1 << 16 or not all(isinstance(f, str) for f in features)
+        not isinstance(features, list)
+        or not features
+        or len(features) > 1 << 16
+        or not all(isinstance(f, str) for f in features)
     ):
         raise InvalidArgument("features is a list of column names, or None for every column but the target")
     if not isinstance(plan["target"], str) or not 0 < len(plan["target"]) <= 1000:

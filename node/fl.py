@@ -122,10 +122,15 @@ class Trainer:
             return CallResult(False, {}, error=f"the job was stopped during {during}")
         if self.expired:
             self.expired = False
-            return CallResult(False, {}, error=f"{during} ran longer than its {self.limits['timeout']:g} s limit and was stopped")
+            return CallResult(
+                False, {}, error=f"{during} ran longer than its {self.limits['timeout']:g} s limit and was stopped"
+            )
         if code == sandbox.EXIT_MEMORY or code == 137:
             return CallResult(
-                False, {}, error=f"{during} ran out of its {self.limits['memory_mb']:g} MB memory limit", detail="\n".join(lines[-5:])
+                False,
+                {},
+                error=f"{during} ran out of its {self.limits['memory_mb']:g} MB memory limit",
+                detail="\n".join(lines[-5:]),
             )
         return CallResult(
             False,

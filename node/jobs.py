@@ -513,9 +513,7 @@ class Sandbox:
         return lines[-1][:2000] if lines else f"the code's process ended with exit code {code}"
 
 
-def new_sandbox(
-    node_folder: Path, torch: bool, cold: bool = True, module: str = "syft_kernel.node.sandbox"
-) -> Sandbox:
+def new_sandbox(node_folder: Path, torch: bool, cold: bool = True, module: str = "syft_kernel.node.sandbox") -> Sandbox:
     """A sandbox (started in the background) running ``module``, or one that says why it cannot be."""
     bwrap = bwrap_path()
     if not os.access(bwrap, os.X_OK):

@@ -53,6 +53,8 @@ def public_request(node: DataNode, row: dict[str, Any], user: User) -> dict[str,
     votes = {a["owner"]: a["decision"] for a in row["approvals"]}
     _, progress = governance.evaluate(datasets, votes)
     out = {k: v for k, v in row.items() if k not in ("limits",)}
+    if row["kind"] == "training":  # its spec (graph, plan) is the node's to run; people read it as ``plan`` lines
+        out["source"] = None
     out["progress"] = progress
     out["approvals"] = [
         {k: a[k] for k in ("owner", "decision", "comment", "at", "signature")} for a in row["approvals"]

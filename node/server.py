@@ -26,8 +26,8 @@ from syft_kernel.core.keys import read_keypair, write_connection_file
 from syft_kernel.core.procs import pid_alive
 
 from . import dispatch
-from .handlers import Later
 from .config import NodeConfig
+from .handlers import Later
 from .limits import limit_address_space
 from .state import DataNode
 from .workqueue import WorkQueue
@@ -518,7 +518,11 @@ def _outcome(future: Any) -> tuple[Any, list[Any], str]:
         return QuotaExceeded("the work needed more memory than the node allows", limit="memory").to_wire(), [], "error"
     except Exception as e:
         log.error("deferred work failed: %s: %s", type(e).__name__, e)
-        return SyftError(f"internal error on the node ({type(e).__name__}); the node keeps serving").to_wire(), [], "error"
+        return (
+            SyftError(f"internal error on the node ({type(e).__name__}); the node keeps serving").to_wire(),
+            [],
+            "error",
+        )
 
 
 def serve(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .core import schema
-from .core.errors import NodeUnavailable, PermissionDenied, SyftError
+from .core.errors import InvalidArgument, NodeUnavailable, PermissionDenied, SyftError
 
 if TYPE_CHECKING:
     from .client import Client
@@ -36,7 +36,7 @@ class Request:
     comment = property(lambda self: str(self.info.get("comment") or ""), doc="the deciding owner's comment")
     requester = property(lambda self: str(self.info["requester"]))
     reason = property(lambda self: str(self.info["reason"]))
-    kind = property(lambda self: str(self.info["kind"]), doc="object, code, plan, budget or account")
+    kind = property(lambda self: str(self.info["kind"]), doc="object, code, plan, budget, account or training")
     epsilon = property(
         lambda self: (self.info.get("inputs") or {}).get("epsilon"), doc="for a budget request: the epsilon asked for"
     )
@@ -114,6 +114,15 @@ class Request:
     def deny(self, reason: str = "") -> Request:
         """Deny, saying why: the requester sees the reason."""
         return self._decide("deny", reason)
+
+    def stop(self, reason: str = "") -> Request:
+        """Stop an approved training (an owner of its data, or its scientist): its trainer is ended
+        and no round runs again under this approval.
+        """
+        if self.kind != "training":
+            raise InvalidArgument(f"request {self.id} is a {self.kind} request: only a training is stopped")
+        self._client.call(schema.FlStop(request=self.id, reason=reason))
+        return self.refresh()
 
     @property
     def account(self) -> dict[str, Any] | None:

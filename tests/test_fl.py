@@ -20,13 +20,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from browser_support import free_port
+from test_network import wait_until
 
 import syft_kernel as sk
 from syft_kernel.core import fl_graph, schema
 from syft_kernel.core.keys import generate_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess
-from browser_support import free_port
-from test_network import wait_until
 
 NODES = ("h0", "h1", "h2")
 LABELS = {"label": list(range(10))}
@@ -357,7 +357,10 @@ def test_a_node_killed_mid_round_is_dropped_and_rejoins_after_a_restart(tmp_path
         victim = f.nodes["h2"]
         with victim.login() as owner:
             wait_until(
-                lambda: any(c["status"] == "running" for c in owner.call(schema.FlStatus(request=job.requests["h2"].id))[0]["calls"]),
+                lambda: any(
+                    c["status"] == "running"
+                    for c in owner.call(schema.FlStatus(request=job.requests["h2"].id))[0]["calls"]
+                ),
                 timeout=60,
                 what="h2's round to start",
             )
@@ -432,7 +435,8 @@ def test_stopping_a_job(fleet: Fleet) -> None:
     fleet.approve_all()
     job.run(rounds=1, progress=False)
     with fleet.nodes["h1"].login() as owner:  # an owner stops it on their node
-        owner.call(schema.FlStop(request=job.requests["h1"].id, reason="enough"))
+        req = owner.requests[job.requests["h1"].id]
+        assert req.stop("enough").info["run_status"] == "stopped"
     job.run(rounds=1, progress=False)
     h = job.history.set_index(["round", "node"])
     assert h.loc[(2, "h1"), "status"] == "failed" and "stopped by owner: enough" in h.loc[(2, "h1"), "reason"]

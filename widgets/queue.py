@@ -303,7 +303,7 @@ def _summary_html(r: Request, viewer: str, network: str | None = None) -> str:
             text += f" — “{a['comment']}”"
         parts.append(f"<div style='color:#555'>{esc(text)}</div>")
     run = r.info.get("run_status")
-    if r.kind == "code" and run:
+    if r.kind in ("code", "training") and run:
         error = f": {r.info.get('run_error')}" if r.info.get("run_error") else ""
         parts.append(f"<div>run: {badge(str(run))}{esc(error)}</div>")
     if r.status == "approved" and r.kind in ("object", "plan", "code") and viewer == r.requester:
@@ -328,6 +328,8 @@ def describe_target(r: Request) -> str:
         return f"more ε on {r.target}"
     if r.kind == "account":
         return account_text(r)
+    if r.kind == "training" and r.plan:  # its first line says what trains where, for how long
+        return str(r.plan[0])
     if r.plan:
         last = str(r.plan[-1]).strip()
         return (last if len(last) <= 80 else last[:77] + "…") + on

@@ -184,13 +184,17 @@ def _claim(node: DataNode, request_id: str, kind: str, round_: int, rounds: int)
         rows = {
             r[0]: {"status": r[1], "attempts": r[2], "metrics": r[3]}
             for r in c.execute(
-                "SELECT round, status, attempts, metrics FROM fl_calls WHERE request_id=? AND kind=?", (request_id, kind)
+                "SELECT round, status, attempts, metrics FROM fl_calls WHERE request_id=? AND kind=?",
+                (request_id, kind),
             ).fetchall()
         }
         fits_done = max(
-            (r[0] for r in c.execute(
-                "SELECT round FROM fl_calls WHERE request_id=? AND kind='fit' AND status='done'", (request_id,)
-            ).fetchall()),
+            (
+                r[0]
+                for r in c.execute(
+                    "SELECT round FROM fl_calls WHERE request_id=? AND kind='fit' AND status='done'", (request_id,)
+                ).fetchall()
+            ),
             default=0,
         )
         here = rows.get(round_)
@@ -209,7 +213,9 @@ def _claim(node: DataNode, request_id: str, kind: str, round_: int, rounds: int)
             if here is not None and here["status"] == "done":
                 return here
         if here is not None and here["status"] == "running":
-            raise InvalidArgument(f"round {round_}'s {'training' if kind == 'fit' else 'evaluation'} is running already")
+            raise InvalidArgument(
+                f"round {round_}'s {'training' if kind == 'fit' else 'evaluation'} is running already"
+            )
         if here is not None and here["attempts"] >= MAX_ATTEMPTS:
             raise PermissionDenied(
                 f"round {round_} failed {here['attempts']} times; it is not tried again (the owner's audit log says why)"
@@ -337,7 +343,14 @@ def status(node: DataNode, user: User, body: s.FlStatus, buffers: Buffers) -> Re
         "request": public_request(node, row, user),
         "run_status": row["run_status"],
         "calls": [
-            {"kind": k, "round": r, "status": st, "attempts": a, "metrics": json.loads(m) if st == "done" else {}, "error": e}
+            {
+                "kind": k,
+                "round": r,
+                "status": st,
+                "attempts": a,
+                "metrics": json.loads(m) if st == "done" else {},
+                "error": e,
+            }
             for k, r, st, a, m, e in calls
         ],
     }, []

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import fl_graph, fl_train, schema
 from ..core.errors import CompositeError, InvalidArgument, NodeUnavailable, PermissionDenied, SyftError
-from .optim import SGD, Optimizer, optimizer_from
+from .optim import SGD, Optimizer
 from .strategies import FedAvg, Strategy, Update, strategy_from
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import torch
 
     from ..client import Client
-    from ..pointer import Pointer
     from ..requests import Request
 
 CHECKPOINT_VERSION = 1
@@ -91,7 +90,8 @@ def _as_nodes(pointers: Any, what: str) -> dict[str, Any]:
 def check_update(node: str, reference: dict[str, torch.Tensor], body: Any, buffers: list[Any]) -> Update:
     """A node's reply as an ``Update``, or ``InvalidArgument`` saying what is wrong with it: not
     safetensors, other names, shapes or dtypes than the global model's, values that are not
-    finite, or no example count."""
+    finite, or no example count.
+    """
     import torch
 
     if not isinstance(body, dict) or not isinstance(body.get("metrics"), dict) or len(buffers) != 1:
@@ -106,12 +106,19 @@ def check_update(node: str, reference: dict[str, torch.Tensor], body: Any, buffe
     for k, ref in reference.items():
         t = got[k]
         if t.shape != ref.shape or t.dtype != ref.dtype:
-            raise InvalidArgument(f"{node}'s update has {k} as {tuple(t.shape)} {t.dtype}, not {tuple(ref.shape)} {ref.dtype}")
+            raise InvalidArgument(
+                f"{node}'s update has {k} as {tuple(t.shape)} {t.dtype}, not {tuple(ref.shape)} {ref.dtype}"
+            )
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise InvalidArgument(f"{node}'s update has values that are not finite (NaN or infinite) in {k}: rejected")
     metrics = body["metrics"]
     examples = metrics.get("examples")
-    if not isinstance(examples, (int, float)) or not math.isfinite(examples) or examples < 1 or examples != int(examples):
+    if (
+        not isinstance(examples, (int, float))
+        or not math.isfinite(examples)
+        or examples < 1
+        or examples != int(examples)
+    ):
         raise InvalidArgument(f"{node}'s update has no sound example count")
     clean = {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     return Update(node, got, int(examples), clean)
@@ -184,7 +191,7 @@ class Job:
                 "features": list(features) if features is not None else None,
             }
         )
-        self._user_model = model
+        self._user_model: torch.nn.Module | None = model
         self._global = {k: v.detach().clone() for k, v in weights.items()}
         self.round_timeout = float(round_timeout)
         self.round = 0
@@ -195,7 +202,8 @@ class Job:
         if set(test) - set(train):
             raise InvalidArgument(f"evaluate has nodes that train nothing: {', '.join(sorted(set(test) - set(train)))}")
         self._nodes = {
-            n: _Node(p.client, p.id, test[n].id if n in test else None, p, test.get(n)) for n, p in sorted(train.items())
+            n: _Node(p.client, p.id, test[n].id if n in test else None, p, test.get(n))
+            for n, p in sorted(train.items())
         }
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.mock_model: torch.nn.Module | None = None
@@ -224,7 +232,8 @@ class Job:
     @property
     def model(self) -> torch.nn.Module:
         """The global model as trained so far: a copy of your model with the global weights (or,
-        after ``resume`` without a model, the graph's own module, which computes the same)."""
+        after ``resume`` without a model, the graph's own module, which computes the same).
+        """
         return self._model_with(self._global)
 
     def _model_with(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -248,7 +257,8 @@ class Job:
     @property
     def metrics(self) -> pd.DataFrame:
         """One row per round: train loss weighted by examples; eval loss and accuracy weighted by
-        evaluation examples; how many nodes answered."""
+        evaluation examples; how many nodes answered.
+        """
         return _round_metrics(self.history)
 
     def __repr__(self) -> str:
@@ -261,7 +271,8 @@ class Job:
     # ---- on the mocks
     def run_on_mock(self) -> pd.DataFrame:
         """Run the whole job here on each node's mock data (free, and nothing leaves any node):
-        the same graph, training loop and strategy. Returns the history; ``mock_model`` is the result."""
+        the same graph, training loop and strategy. Returns the history; ``mock_model`` is the result.
+        """
         import torch
 
         strategy = strategy_from(type(self.strategy).__name__, self.strategy.params())
@@ -293,10 +304,12 @@ class Job:
                 rnd.row(r, n).update(status="ok", examples=int(metrics["examples"]), train_loss=metrics["train_loss"])
                 updates.append(Update(n, state, int(metrics["examples"]), metrics))
             weights = _aggregate(strategy, r, weights, updates)
-            for n, (ex, ey) in tests.items():
+            for n, (tx, ty) in tests.items():
                 models[n].load_state_dict(weights, strict=True)
-                m = fl_train.evaluate(models[n], ex, ey, self.plan)
-                rnd.row(r, n).update(eval_examples=int(m["eval_examples"]), eval_loss=m["eval_loss"], accuracy=m.get("accuracy"))
+                m = fl_train.evaluate(models[n], tx, ty, self.plan)
+                rnd.row(r, n).update(
+                    eval_examples=int(m["eval_examples"]), eval_loss=m["eval_loss"], accuracy=m.get("accuracy")
+                )
             rows += rnd.rows.values()
         self.mock_model = self._model_with(weights)
         import pandas as pd
@@ -306,7 +319,8 @@ class Job:
     # ---- requests
     def request(self, reason: str) -> dict[str, Request]:
         """File the training plan with every node (one request each) for its owners to approve.
-        Nodes that already have one keep it."""
+        Nodes that already have one keep it.
+        """
         from ..requests import make_request
 
         errors: dict[str, SyftError] = {}
@@ -344,7 +358,9 @@ class Job:
         ready, waiting = [], []
         for n, nd in self._nodes.items():
             if nd.request is None:
-                raise InvalidArgument("file the training requests first: job.request(reason='…'), then the owners approve")
+                raise InvalidArgument(
+                    "file the training requests first: job.request(reason='…'), then the owners approve"
+                )
             if nd.request.status == "pending":
                 nd.request.refresh()
             if nd.request.status == "approved":
@@ -352,14 +368,19 @@ class Job:
             elif nd.request.status == "pending":
                 waiting.append(n)
             else:
-                warnings.warn(f"{n} denied the training request ({nd.request.comment or 'no comment'}); it is left out", stacklevel=3)
+                warnings.warn(
+                    f"{n} denied the training request ({nd.request.comment or 'no comment'}); it is left out",
+                    stacklevel=3,
+                )
         if waiting:
             raise PermissionDenied(
                 f"the training request is still waiting for approval on {', '.join(waiting)}: job.wait() until the owners decide",
                 request_hint="job.wait()",
             )
         if len(ready) < self.strategy.min_nodes:
-            raise PermissionDenied(f"only {len(ready)} node(s) approved the training; the strategy needs {self.strategy.min_nodes}")
+            raise PermissionDenied(
+                f"only {len(ready)} node(s) approved the training; the strategy needs {self.strategy.min_nodes}"
+            )
         return ready
 
     # ---- running
@@ -382,7 +403,8 @@ class Job:
 
     def run(self, rounds: int | None = None, progress: bool = True, plot: bool | None = None) -> Job:
         """Run the approved rounds that are left (or the next ``rounds`` of them): each one trains on
-        the sampled nodes, aggregates their updates and evaluates the new global model."""
+        the sampled nodes, aggregates their updates and evaluates the new global model.
+        """
         if self.stopped:
             raise InvalidArgument("this job was stopped: make a new Job (and request it again)")
         ready = self._ready_nodes()
@@ -391,7 +413,9 @@ class Job:
 
         from .live import LivePlot
 
-        bar = tqdm(total=self.plan["rounds"], initial=self.round, desc="federated rounds", disable=not progress, leave=True)
+        bar = tqdm(
+            total=self.plan["rounds"], initial=self.round, desc="federated rounds", disable=not progress, leave=True
+        )
         live = LivePlot.maybe(plot)
         try:
             while self.round < last:
@@ -399,7 +423,9 @@ class Job:
                 m = self.metrics
                 if len(m):
                     row = m.iloc[-1]
-                    bar.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "eval_loss", "accuracy") if row[k] == row[k]})
+                    bar.set_postfix(
+                        {k: f"{row[k]:.3f}" for k in ("train_loss", "eval_loss", "accuracy") if row[k] == row[k]}
+                    )
                     if live is not None:
                         live.update(m)
                 bar.update(1)
@@ -409,18 +435,26 @@ class Job:
                 live.close()
         return self
 
+    def _rid(self, node: str) -> str:
+        request = self._nodes[node].request
+        if request is None:
+            raise InvalidArgument(f"no training request on {node} yet: job.request(reason='…')")
+        return str(request.id)
+
     def _round(self, r: int, ready: list[str]) -> None:
         sampled = self.strategy.sample(ready, r)
         rnd = _Round()
         payload = fl_graph.to_safetensors(self._global)
-        msgs = {n: schema.FlFit(request=self._nodes[n].request.id, round=r) for n in sampled}  # type: ignore[union-attr]
+        msgs = {n: schema.FlFit(request=self._rid(n), round=r) for n in sampled}
         replies = self._send_all(msgs, payload)
         updates: list[Update] = []
         for n in sampled:
             row = rnd.row(r, n)
             reply = replies[n]
             if isinstance(reply, SyftError):
-                row.update(status="dropped" if isinstance(reply, NodeUnavailable) else "failed", reason=reply.message[:500])
+                row.update(
+                    status="dropped" if isinstance(reply, NodeUnavailable) else "failed", reason=reply.message[:500]
+                )
                 continue
             try:
                 u = check_update(n, self._global, *reply)
@@ -430,13 +464,17 @@ class Job:
             updates.append(u)
             row.update(status="ok", examples=u.examples, train_loss=u.metrics.get("train_loss"))
         if len(updates) < self.strategy.min_nodes:
-            why = "; ".join(f"{n}: {rnd.rows[n]['status']} ({rnd.rows[n].get('reason', '')})" for n in sampled if rnd.rows[n]["status"] != "ok")
+            why = "; ".join(
+                f"{n}: {rnd.rows[n]['status']} ({rnd.rows[n].get('reason', '')})"
+                for n in sampled
+                if rnd.rows[n]["status"] != "ok"
+            )
             raise NodeUnavailable(
                 f"round {r}: {len(updates)} of {len(sampled)} node(s) answered, fewer than min_nodes="
                 f"{self.strategy.min_nodes}; the global model is unchanged (run() again retries the round): {why}"
             )
         new = _aggregate(self.strategy, r, self._global, updates)
-        evals = {n: schema.FlEvaluate(request=self._nodes[n].request.id, round=r) for n in ready if self._nodes[n].evaluate}  # type: ignore[union-attr]
+        evals = {n: schema.FlEvaluate(request=self._rid(n), round=r) for n in ready if self._nodes[n].evaluate}
         if evals:
             for n, reply in self._send_all(evals, fl_graph.to_safetensors(new)).items():
                 row = rnd.row(r, n)
@@ -444,7 +482,9 @@ class Job:
                     row["reason"] = (row.get("reason", "") + f" evaluation: {reply.message}")[:500].strip()
                     continue
                 m = reply[0].get("metrics", {}) if isinstance(reply[0], dict) else {}
-                row.update(eval_examples=m.get("eval_examples"), eval_loss=m.get("eval_loss"), accuracy=m.get("accuracy"))
+                row.update(
+                    eval_examples=m.get("eval_examples"), eval_loss=m.get("eval_loss"), accuracy=m.get("accuracy")
+                )
         self._global = new
         self.round = r
         self._rows += rnd.rows.values()
@@ -500,10 +540,14 @@ class Job:
 
     @classmethod
     def resume(
-        cls, path: str | os.PathLike[str], key: str | os.PathLike[str] | None = None, model: torch.nn.Module | None = None
+        cls,
+        path: str | os.PathLike[str],
+        key: str | os.PathLike[str] | None = None,
+        model: torch.nn.Module | None = None,
     ) -> Job:
         """The job saved in ``path`` after its last round, logged in to its nodes again (with
-        ``key``, or the key file it was made with); ``run()`` goes on from the next round."""
+        ``key``, or the key file it was made with); ``run()`` goes on from the next round.
+        """
         from ..client import login
 
         folder = Path(path)
@@ -540,7 +584,9 @@ class Job:
         return job
 
 
-def _aggregate(strategy: Strategy, r: int, current: dict[str, torch.Tensor], updates: list[Update]) -> dict[str, torch.Tensor]:
+def _aggregate(
+    strategy: Strategy, r: int, current: dict[str, torch.Tensor], updates: list[Update]
+) -> dict[str, torch.Tensor]:
     """The strategy on the floating-point entries; counters (BatchNorm's batches seen) take the largest."""
     import torch
 

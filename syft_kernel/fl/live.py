@@ -8,10 +8,10 @@ from typing import Any
 def in_jupyter() -> bool:
     """Whether this runs in a Jupyter kernel (where a display can be updated in place)."""
     try:
-        from IPython import get_ipython
+        import IPython
     except ImportError:
         return False
-    ip = get_ipython()
+    ip = IPython.get_ipython()  # type: ignore[attr-defined,no-untyped-call]
     return ip is not None and hasattr(ip, "kernel")
 
 
@@ -48,7 +48,7 @@ class LivePlot:
     def __init__(self) -> None:
         from IPython.display import display
 
-        self.handle = display(display_id=True)
+        self.handle = display(display_id=True)  # type: ignore[no-untyped-call]
 
     @classmethod
     def maybe(cls, plot: bool | None) -> LivePlot | None:
