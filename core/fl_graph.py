@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgument, OpNotAllowed
-from .fl_ops import FUNCTIONS, GETATTR_NAMES, METHODS, REFUSED_KWARGS, module_args, module_state
+from .fl_ops import (
+    FUNCTIONS,
+    GETATTR_NAMES,
+    METHODS,
+    POSITIONAL_LIMIT,
+    REFUSED_KWARGS,
+    RESERVED_NAMES,
+    module_args,
+    module_state,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -48,9 +57,14 @@ class CheckedGraph:
         return describe(self.graph)
 
 
-def _name(what: str, v: Any) -> str:
+def _name(what: str, v: Any, path: bool = False) -> str:
     if not isinstance(v, str) or len(v) > 200 or not _NAME.match(v):
         raise InvalidArgument(f"{what} must be a dotted name of letters, digits and underscores, not {v!r}"[:300])
+    bad = [p for p in v.split(".") if p.startswith("__") or p in RESERVED_NAMES] if path else []
+    if bad:
+        raise InvalidArgument(
+            f"{what} {v!r} uses the name {bad[0]!r}, which torch.nn.Module keeps for itself: rename it"
+        )
     return v
 
 
@@ -77,7 +91,7 @@ def _check_value(v: Any, seen: set[str], depth: int = 0) -> None:
     if type(v) is dict and len(v) == 1:
         ((key, inner),) = v.items()
         if key == "ref":
-            if inner not in seen:
+            if not isinstance(inner, str) or inner not in seen:
                 raise InvalidArgument(f"a step refers to {str(inner)[:100]!r}, which no earlier step made")
             return
         if key in ("tuple", "slice") and type(inner) is list:
@@ -109,7 +123,7 @@ def check_graph(graph: Any, max_parameters: int = 100_000_000) -> CheckedGraph:
     weights: dict[str, tuple[tuple[int, ...], str]] = {}
     trainable: set[str] = set()
     for path, m in modules.items():
-        _name("a module's path", path)
+        _name("a module's path", path, path=True)
         if not isinstance(m, dict) or set(m) != {"type", "args"} or not isinstance(m["type"], str):
             raise InvalidArgument(f"module {path!r} is a map of its type and its args")
         for k, shape in module_state(m["type"], m["args"]).items():
@@ -118,7 +132,7 @@ def check_graph(graph: Any, max_parameters: int = 100_000_000) -> CheckedGraph:
             if dtype == "float32" and not k.startswith("running_"):
                 trainable.add(f"{path}.{k}")
     for name, t in tensors.items():
-        _name("a tensor's name", name)
+        _name("a tensor's name", name, path=True)
         if not isinstance(t, dict) or set(t) != {"shape", "dtype", "trainable"}:
             raise InvalidArgument(f"tensor {name!r} is a map of its shape, dtype and trainable")
         shape = t["shape"]
@@ -163,6 +177,12 @@ def check_graph(graph: Any, max_parameters: int = 100_000_000) -> CheckedGraph:
             raise InvalidArgument(f"step {name!r} calls module {target!r}, which the graph does not define")
         if op == "get_attr" and target not in tensors:
             raise InvalidArgument(f"step {name!r} reads tensor {target!r}, which the graph does not define")
+        if op == "call_function" and len(args) > POSITIONAL_LIMIT.get(target, MAX_ITEMS):
+            raise OpNotAllowed(
+                f"step {name!r} passes {len(args)} positional arguments to {target}: the ones from "
+                f"{POSITIONAL_LIMIT[target] + 1} on write into their input, which a federated model may not do",
+                op=target,
+            )
         if op == "call_function" and target not in FUNCTIONS:
             raise OpNotAllowed(f"{target} is not allowed in a federated model (step {name!r})"[:400], op=target[:200])
         if op == "call_method":
@@ -173,7 +193,9 @@ def check_graph(graph: Any, max_parameters: int = 100_000_000) -> CheckedGraph:
                 )
             if not args or not (isinstance(args[0], dict) and "ref" in args[0]):
                 raise InvalidArgument(f"step {name!r} calls a method on something that is not a step's tensor")
-        if target == "builtins.getattr" and (len(args) != 2 or kwargs or args[1] not in GETATTR_NAMES):
+        if target == "builtins.getattr" and (
+            len(args) != 2 or kwargs or not isinstance(args[1], str) or args[1] not in GETATTR_NAMES
+        ):
             raise OpNotAllowed(
                 f"step {name!r} reads an attribute other than {', '.join(sorted(GETATTR_NAMES))}",
                 op=f"getattr {str(args[1:2])[:100]}",
@@ -276,9 +298,14 @@ def _encode(v: Any, node_type: type) -> Any:
 
 
 def _function_name(fn: Any, names: dict[int, str]) -> str:
+    import torch
+
     name = names.get(id(fn))
     if name is not None:
         return name
+    short = getattr(fn, "__name__", "")
+    if short and getattr(torch, short, None) is fn:  # a torch builtin: named as it is written
+        return f"torch.{short}"
     mod = getattr(fn, "__module__", None) or type(fn).__module__
     return f"{mod}.{getattr(fn, '__qualname__', getattr(fn, '__name__', repr(fn)))}"
 
@@ -468,7 +495,7 @@ def build_model(checked: CheckedGraph) -> Any:
                 raise InvalidArgument(
                     f"the model's weights are not what its modules make: {sorted(set(got) ^ set(want))[:5]}"
                 )
-            self._steps: list[tuple[str, Any, Any, Any]] = []
+            self._sk_steps: list[tuple[str, Any, Any, Any]] = []
             for node in graph["nodes"][1:-1]:
                 op, target = node["op"], node["target"]
                 fn: Any
@@ -486,18 +513,18 @@ def build_model(checked: CheckedGraph) -> Any:
                     fn = resolve_function(target)
                 args = [_build_args(a) for a in node["args"]]
                 kwargs = {k: _build_args(v) for k, v in node["kwargs"].items()}
-                self._steps.append((node["name"], op, fn, (args, kwargs)))
-            self._input = graph["nodes"][0]["name"]
-            self._output = graph["nodes"][-1]["args"][0]["ref"]
+                self._sk_steps.append((node["name"], op, fn, (args, kwargs)))
+            self._sk_input = graph["nodes"][0]["name"]
+            self._sk_output = graph["nodes"][-1]["args"][0]["ref"]
 
         def forward(self, x: Any) -> Any:
-            env: dict[str, Any] = {self._input: x}
-            for name, op, fn, (args, kwargs) in self._steps:
+            env: dict[str, Any] = {self._sk_input: x}
+            for name, op, fn, (args, kwargs) in self._sk_steps:
                 if op == "get_attr":
                     env[name] = fn
                     continue
                 env[name] = fn(*[_value(a, env) for a in args], **{k: _value(v, env) for k, v in kwargs.items()})
-            out = env[self._output]
+            out = env[self._sk_output]
             if not isinstance(out, torch.Tensor):
                 raise InvalidArgument(f"the model returned {type(out).__name__}, not a tensor")
             return out
@@ -534,7 +561,8 @@ def weights_header(data: bytes | memoryview) -> dict[str, tuple[tuple[int, ...],
     out: dict[str, tuple[tuple[int, ...], str]] = {}
     spans = []
     for name, t in header.items():
-        ok = isinstance(t, dict) and t.get("dtype") in _ST_DTYPES and isinstance(t.get("shape"), list)
+        ok = isinstance(t, dict) and isinstance(t.get("dtype"), str) and t["dtype"] in _ST_DTYPES
+        ok = ok and isinstance(t.get("shape"), list)
         ok = ok and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2
         ok = ok and all(type(s) is int and 0 <= s < 1 << 40 for s in [*t["shape"], *t["data_offsets"]])
         if not ok or len(t["shape"]) > 8:

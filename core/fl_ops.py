@@ -367,7 +367,49 @@ METHODS = frozenset(
     ).split()
 )
 GETATTR_NAMES = frozenset({"shape", "ndim", "T", "mT"})  # what ``x.attr`` may read in a graph
-REFUSED_KWARGS = frozenset({"out", "inplace"})  # an output argument, or a write into an input
+# an output argument, a write into an input, or a write-back into a weight: refused unless None or False
+REFUSED_KWARGS = frozenset({"out", "inplace", "max_norm"})
+# where those sit among a function's positional arguments (from the signatures; tests/test_fl_ops.py
+# checks the table against torch): a call passes fewer positional arguments than that
+POSITIONAL_LIMIT = {
+    "torch.nn.functional.celu": 2,
+    "torch.nn.functional.dropout": 3,
+    "torch.nn.functional.dropout1d": 3,
+    "torch.nn.functional.dropout2d": 3,
+    "torch.nn.functional.elu": 2,
+    "torch.nn.functional.embedding": 3,
+    "torch.nn.functional.hardswish": 1,
+    "torch.nn.functional.hardtanh": 3,
+    "torch.nn.functional.leaky_relu": 2,
+    "torch.nn.functional.mish": 1,
+    "torch.nn.functional.normalize": 4,
+    "torch.nn.functional.relu": 1,
+    "torch.nn.functional.relu6": 1,
+    "torch.nn.functional.selu": 1,
+    "torch.nn.functional.silu": 1,
+}
+# what a module or tensor of a graph may not be called: torch.nn.Module's own attributes (a part named
+# ``training`` or ``_modules`` would replace them) and the interpreter's
+RESERVED_NAMES = frozenset(
+    (
+        "T_destination _apply _backward_hooks _backward_pre_hooks _buffers _call_impl _compiled_call_impl "
+        "_forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs _forward_pre_hooks "
+        "_forward_pre_hooks_with_kwargs _get_backward_hooks _get_backward_pre_hooks _get_name "
+        "_is_full_backward_hook _load_from_state_dict _load_state_dict_post_hooks _load_state_dict_pre_hooks "
+        "_maybe_warn_non_full_backward_hook _modules _named_members _non_persistent_buffers_set _parameters "
+        "_register_load_state_dict_pre_hook _register_state_dict_hook _replicate_for_data_parallel "
+        "_save_to_state_dict _sk_input _sk_output _sk_steps _slow_forward _state_dict_hooks "
+        "_state_dict_pre_hooks _version _wrapped_call_impl add_module apply bfloat16 buffers call_super_init "
+        "children compile cpu cuda double dump_patches eval extra_repr float forward get_buffer "
+        "get_extra_state get_parameter get_submodule half ipu load_state_dict modules mtia named_buffers "
+        "named_children named_modules named_parameters parameters register_backward_hook register_buffer "
+        "register_forward_hook register_forward_pre_hook register_full_backward_hook "
+        "register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook "
+        "register_module register_parameter register_state_dict_post_hook register_state_dict_pre_hook "
+        "requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train training type "
+        "xpu zero_grad"
+    ).split()
+)
 
 
 def resolve_function(name: str) -> Callable[..., Any]:
@@ -398,7 +440,9 @@ __all__ = [
     "GETATTR_NAMES",
     "METHODS",
     "MODULES",
+    "POSITIONAL_LIMIT",
     "REFUSED_KWARGS",
+    "RESERVED_NAMES",
     "module_args",
     "module_state",
     "resolve_function",

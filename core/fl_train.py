@@ -88,7 +88,7 @@ OPTIMIZERS: dict[str, dict[str, tuple[Any, Any]]] = {
 
 def check_optimizer(spec: Any) -> dict[str, Any]:
     """An optimizer spec ``{"name": "sgd", "lr": 0.05, …}``, every setting filled in and checked."""
-    if not isinstance(spec, dict) or spec.get("name") not in OPTIMIZERS:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or spec["name"] not in OPTIMIZERS:
         raise InvalidArgument(
             f"the optimizer is one of {', '.join(OPTIMIZERS)} (sk.fl.SGD(lr=…), sk.fl.Adam(…), …), not {spec!r}"[:300]
         )
@@ -158,7 +158,10 @@ def feature_columns(columns: list[str], plan: dict[str, Any]) -> list[str]:
     if plan["target"] not in columns:
         raise InvalidArgument(f"the data has no column {plan['target']!r} to predict")
     feats = plan["features"] if plan["features"] is not None else [c for c in columns if c != plan["target"]]
-    missing = [f for f in feats if f not in columns]
+    known = set(columns)
+    missing = [f for f in feats if f not in known]
+    if len(set(feats)) != len(feats):
+        raise InvalidArgument("features names a column twice")
     if missing:
         raise InvalidArgument(f"the data has no column(s) {', '.join(map(repr, missing[:5]))}")
     if not feats:

@@ -212,15 +212,16 @@ class FLRunner:
             t = self.trainers.get(request_id)
             if t is not None:
                 return t
-            alive = [x for x in self.trainers.values() if x.sb is not None]
+            alive = [x for x in self.trainers.values() if x.sb is not None or x.lock.locked()]  # or starting
             if len(alive) >= self.node.limits.fl_max_trainers:
-                idle = min(alive, key=lambda x: x.last_used)
-                if idle.lock.locked():
+                free = [x for x in alive if not x.lock.locked()]
+                if not free:
                     raise QuotaExceeded(
                         f"{len(alive)} federated jobs are training on this node now (at most "
                         f"{self.node.limits.fl_max_trainers}): try this round again shortly",
                         limit="fl_max_trainers",
                     )
+                idle = min(free, key=lambda x: x.last_used)  # the longest idle one makes room
                 self.trainers.pop(idle.request_id, None)
                 idle.close()
             t = self.trainers[request_id] = Trainer(self.node, request_id, spec, limits)
@@ -235,8 +236,8 @@ class FLRunner:
         def work() -> Any:
             try:
                 result = trainer.call(kind, round_, weights)
-            except SyftError:
-                raise
+            except SyftError as e:  # our own refusal (e.g. the data no longer fits the plan)
+                result = CallResult(False, {}, error=e.message)
             except Exception as e:  # never lose a round: it ends as a failure with the reason
                 log.exception("federated call %s %s %d failed", trainer.request_id, kind, round_)
                 result = CallResult(False, {}, error=f"the node could not run {kind} ({type(e).__name__})")

@@ -40,6 +40,7 @@ def _serve(jobs: Any, result: Any) -> None:
     ex, ey = (torch.from_numpy(recv_value(jobs)) for _ in range(2)) if setup["evaluate"] else (None, None)
     checked = fl_graph.check_graph(setup["graph"], setup["max_parameters"])
     model = fl_graph.build_model(checked)
+    fixed = [k for k, t in setup["graph"]["tensors"].items() if not t["trainable"]]  # the model's constants
     plan = setup["plan"]
     from .sandbox import send_json
 
@@ -53,9 +54,13 @@ def _serve(jobs: Any, result: Any) -> None:
             raise ValueError("the weights' size is out of range")
         data = bytes(read_exact(jobs, size))
         try:
-            model.load_state_dict(safetensors.torch.load(data), strict=True)
+            given = safetensors.torch.load(data)
+            model.load_state_dict(given, strict=True)
             if cmd["cmd"] == "fit":
                 metrics = fl_train.fit(model, x, y, plan, int(cmd["round"]))
+                state = model.state_dict()
+                if any(not torch.equal(state[k], given[k]) for k in fixed):  # defence in depth: no op writes them
+                    raise PermissionError("the model wrote into one of its constant tensors")
                 out = safetensors.torch.save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
             else:
                 assert ex is not None and ey is not None

@@ -31,7 +31,7 @@ import pytest
 import zmq
 
 import syft_kernel as sk
-from syft_kernel.core import codec
+from syft_kernel.core import codec, fl_graph
 from syft_kernel.core import errors as sk_errors
 from syft_kernel.core.keys import generate_keypair, read_keypair, write_keypair
 from syft_kernel.launcher import NodeProcess, start_node
@@ -562,10 +562,34 @@ def _bodies(site: Site, gateway: dict[str, Any] | None = None) -> dict[str, tupl
         ),
         "budgets.request": ("alice", {"dataset": "births", "epsilon": 1.0, "reason": "typed"}),
         "dp.query": ("alice", {"target": "asset:births/births", "query": "group_mean", "params": params}),
+        "fl.submit": ("alice", {**_fl_body(), "data": "asset:births/births", "reason": "typed", "strategy": "FedAvg"}),
+        "fl.fit": ("alice", {"request": "r-unknown", "round": 1}),
+        "fl.evaluate": ("alice", {"request": "r-unknown", "round": 0}),
+        "fl.stop": ("alice", {"request": "r-unknown", "reason": "typed"}),
+        "fl.status": ("alice", {"request": "r-unknown"}),
         "network.join": ("owner", {"connection": gateway or {}, "public_rows": False}),
         "network.status": ("owner", {}),
         "network.leave": ("owner", {}),
     }
+
+
+def _fl_body() -> dict[str, Any]:
+    """A sound training plan on the births table: weight and height predict the weeks."""
+    import torch
+
+    graph, _ = fl_graph.trace(torch.nn.Linear(2, 1))
+    plan = {
+        "loss": "mse",
+        "optimizer": {"name": "sgd", "lr": 0.01},
+        "rounds": 1,
+        "local_epochs": 1,
+        "batch_size": 8,
+        "proximal_mu": 0.0,
+        "seed": 0,
+        "target": "weeks",
+        "features": ["weight", "height"],
+    }
+    return {"graph": graph, "plan": plan}
 
 
 def test_every_field_of_every_handler_refuses_wrong_types_with_our_error(site: Site, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -79,9 +80,11 @@ def _lines(checked: fl_graph.CheckedGraph, plan: dict[str, Any], spec: dict[str,
     lines.append(f"features: {len(feats)} column(s) ({shown}); target: {plan['target']!r}")
     if spec.get("evaluate"):
         lines.append(f"evaluation on {spec['evaluate'][6:]}")
+    buffers = sum(math.prod(shape) for k, (shape, _) in checked.weights.items() if k not in checked.trainable)
+    kept = f", the model's {buffers:,} other state numbers (e.g. BatchNorm's running statistics)" if buffers else ""
     lines.append(
-        f"leaves the node, each round: the trained weights ({checked.parameters:,} numbers), the number of "
-        "training examples and the mean training loss"
+        f"leaves the node, each round: the trained weights ({checked.parameters:,} numbers){kept}, the number "
+        "of training examples and the mean training loss"
     )
     if spec.get("evaluate"):
         lines.append(f"and for each of at most {r + 1} evaluations: the loss, the accuracy and the number of examples")
@@ -174,8 +177,8 @@ def _weights(checked: fl_graph.CheckedGraph, buffers: Buffers) -> bytes:
     return bytes(raw)
 
 
-def _update_path(node: DataNode, request_id: str) -> Any:
-    return node.objects_dir / f"fl-{request_id}.safetensors"
+def _update_path(node: DataNode, request_id: str, round_: int) -> Any:
+    return node.objects_dir / f"fl-{request_id}-{round_}.safetensors"
 
 
 def _claim(node: DataNode, request_id: str, kind: str, round_: int, rounds: int) -> dict[str, Any] | None:
@@ -236,8 +239,11 @@ def _finish(node: DataNode, row: dict[str, Any], kind: str, round_: int, result:
             fl_graph.check_weights(_checked(node, rid, json.loads(row["source"])), result.weights)
         except InvalidArgument as e:
             result = CallResult(False, {}, error="the trainer's update was malformed", detail=e.message)
+    now_row = node.db.request(rid)
+    if result.ok and (now_row is None or now_row["run_status"] == "stopped"):  # stopped meanwhile: nothing leaves
+        result = CallResult(False, {}, error="the job was stopped during the round; nothing was released")
     if result.ok and kind == "fit":
-        path = _update_path(node, rid)
+        path = _update_path(node, rid, round_)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(result.weights)
@@ -270,6 +276,10 @@ def _finish(node: DataNode, row: dict[str, Any], kind: str, round_: int, result:
             "INSERT INTO audit(at, user, action, target, detail) VALUES (?, ?, ?, ?, ?)",
             (now, row["requester"], f"fl.{kind}", rid, json.dumps(detail)),
         )
+    if result.ok and kind == "fit":  # only the last round's update is kept (to give it again if asked)
+        for old in node.objects_dir.glob(f"fl-{rid}-*.safetensors"):
+            if old.name != f"fl-{rid}-{round_}.safetensors":
+                old.unlink(missing_ok=True)
     node.notify_owners({"event": "fl.round", "request": rid, "kind": kind, "round": round_, "ok": result.ok})
     if not result.ok:
         raise RemoteError(f"{node.name}: {result.error}")
@@ -288,10 +298,19 @@ def _call(node: DataNode, user: User, kind: str, request_id: str, round_: int, b
     if done is not None:  # asked again (a lost reply, a resumed job): what was released, unchanged
         out: list[Any] = []
         if kind == "fit":
-            out = [_update_path(node, request_id).read_bytes()]
+            out = [_update_path(node, request_id, round_).read_bytes()]
         body = {"request": request_id, "round": round_, "metrics": json.loads(done["metrics"]), "replayed": True}
         return body, out
-    trainer = node.fl_runner().trainer(request_id, spec, row["limits"] or training_limits(node, None))
+    try:
+        trainer = node.fl_runner().trainer(request_id, spec, row["limits"] or training_limits(node, None))
+    except BaseException:  # no trainer to be had now (too many jobs training): the round was not run
+        with node.db.tx() as c:
+            c.execute(
+                "UPDATE fl_calls SET status='failed', attempts=attempts-1, error='no trainer was free'"
+                " WHERE request_id=? AND kind=? AND round=?",
+                (request_id, kind, round_),
+            )
+        raise
     future = node.fl_runner().submit(trainer, kind, round_, weights, lambda r: _finish(node, row, kind, round_, r))
     return Later(future), []
 

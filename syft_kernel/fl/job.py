@@ -562,9 +562,17 @@ class Job:
         job._checked = fl_graph.check_graph(job.graph)
         job.plan = fl_train.check_plan(state["plan"])
         job.strategy = strategy_from(state["strategy"]["name"], state["strategy"]["params"])
-        job.strategy.load_state_dict(fl_graph.from_safetensors((folder / "strategy.safetensors").read_bytes()))
-        job._global = fl_graph.from_safetensors((folder / "model.safetensors").read_bytes())
-        fl_graph.check_weights(job._checked, (folder / "model.safetensors").read_bytes())
+        try:
+            model_bytes = (folder / "model.safetensors").read_bytes()
+            fl_graph.check_weights(job._checked, model_bytes)
+            job._global = fl_graph.from_safetensors(model_bytes)
+            server = (folder / "strategy.safetensors").read_bytes()
+            fl_graph.weights_header(server)
+            job.strategy.load_state_dict(fl_graph.from_safetensors(server))
+        except (OSError, SyftError, ValueError) as e:
+            raise InvalidArgument(f"{folder}'s checkpoint is damaged ({e}); its last good round is lost") from None
+        except Exception as e:  # safetensors' own error for bytes its header does not describe
+            raise InvalidArgument(f"{folder}'s checkpoint is damaged ({type(e).__name__})") from None
         job._user_model = model
         job.round, job.round_timeout = int(state["round"]), float(state["round_timeout"])
         job._rows, job.stopped = list(state["history"]), bool(state["stopped"])
