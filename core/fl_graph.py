@@ -303,9 +303,11 @@ def _function_name(fn: Any, names: dict[int, str]) -> str:
     name = names.get(id(fn))
     if name is not None:
         return name
-    short = getattr(fn, "__name__", "")
-    if short and getattr(torch, short, None) is fn:  # a torch builtin: named as it is written
-        return f"torch.{short}"
+    for space in ("torch", "torch.fft", "torch.linalg", "torch.special", "torch.nn.functional"):
+        module = torch if space == "torch" else __import__(space, fromlist=["_"])
+        for attr in (getattr(fn, "__name__", ""), getattr(fn, "__name__", "").split("_", 1)[-1]):
+            if attr and getattr(module, attr, None) is fn:  # named as it is written, not torch's inner name
+                return f"{space}.{attr}"
     mod = getattr(fn, "__module__", None) or type(fn).__module__
     return f"{mod}.{getattr(fn, '__qualname__', getattr(fn, '__name__', repr(fn)))}"
 

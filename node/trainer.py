@@ -92,6 +92,12 @@ def main(argv: list[str]) -> None:
     from syft_kernel.core import codec, fl_graph, fl_train  # noqa: F401
 
     torch.set_num_interop_threads(1)
+    # one optimizer step on a throwaway model: torch's first optimizer imports much of torch
+    # (torch._dynamo, sympy), about 2 s; paid here, when the trainer starts, not in round 1
+    warm = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(warm.parameters(), lr=0.1)
+    warm(torch.zeros(1, 2)).sum().backward()
+    opt.step()
     tree, buffers = codec.encode_value([numpy.zeros(2, dtype=numpy.float32), numpy.zeros(2, dtype=numpy.int64)])
     codec.decode_value(tree, [bytearray(memoryview(b).cast("B")) for b in buffers])
     install_seccomp()

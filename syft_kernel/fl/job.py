@@ -275,6 +275,16 @@ class Job:
         """
         import torch
 
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as the nodes' trainers (fl_threads): on a busy machine many threads crawl
+        try:
+            return self._on_mocks()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _on_mocks(self) -> pd.DataFrame:
+        import torch
+
         strategy = strategy_from(type(self.strategy).__name__, self.strategy.params())
         weights = {k: v.clone() for k, v in self._global.items()}
         models, data, tests = {}, {}, {}

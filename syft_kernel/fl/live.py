@@ -17,12 +17,15 @@ def in_jupyter() -> bool:
 
 def plot_metrics(metrics: Any, ax: Any = None) -> Any:
     """Loss (and accuracy, on a second axis) per round from ``job.metrics``; returns the figure."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 3.2))
+    if ax is None:  # a Figure of its own, not pyplot's: shown once, as the value it is
+        fig = Figure(figsize=(6, 3.2))
+        ax = fig.subplots()
     else:
         fig = ax.figure
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.plot(metrics["round"], metrics["train_loss"], "o-", label="train loss")
     if metrics["eval_loss"].notna().any():
         ax.plot(metrics["round"], metrics["eval_loss"], "s-", label="eval loss")
@@ -58,11 +61,7 @@ class LivePlot:
         return cls()
 
     def update(self, metrics: Any) -> None:
-        import matplotlib.pyplot as plt
-
-        fig = plot_metrics(metrics)
-        self.handle.update(fig)
-        plt.close(fig)
+        self.handle.update(plot_metrics(metrics))
 
     def close(self) -> None:
         pass
