@@ -445,3 +445,20 @@ def test_stopping_a_job(fleet: Fleet) -> None:
         job.run(progress=False)
     with pytest.raises(sk.PermissionDenied, match="stopped by alice: done"):
         fleet.clients["h0"].call(schema.FlFit(request=job.requests["h0"].id, round=3), buffers=[b"x"])
+
+
+def test_the_queue_widget_and_the_dashboard_show_the_training_plan(trained: sk.fl.Job, fleet: Fleet) -> None:
+    from syft_kernel.extension.dashboard import request_html
+    from syft_kernel.widgets import RequestQueue
+
+    rid = trained.requests["h0"].id
+    with fleet.nodes["h0"].login() as owner:
+        queue = RequestQueue(owner, live=False)
+        row = queue.row(rid)
+        assert "training request" in row.summary.value and "Federated training on digits/train" in row.summary.value
+        assert "run:" in row.summary.value and "finished" in row.summary.value
+        assert row.code.get_title(0).startswith("plan") and "Conv2d" in row.code.children[0].value
+        assert '"nodes"' not in row.code.children[0].value  # the lines, not the graph's JSON
+        queue.close()
+        html = request_html(owner.requests[rid].info)
+    assert "training request" in html and "loss: cross_entropy" in html and '"version"' not in html
