@@ -149,6 +149,22 @@ class DecideHandler(SyftAPIHandler):
         await self.run(self.on_node(node, lambda c: decide(c, request_id, decision, comment)))
 
 
+class StopTrainingHandler(SyftAPIHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, node: str, request_id: str) -> None:
+        """Stop an approved training (``{"reason": "…"}``): no round runs again under it."""
+        reason = self.body().get("reason", "")
+        if not isinstance(reason, str):
+            raise web.HTTPError(400, "reason is a string")
+        await self.run(self.on_node(node, lambda c: stop_training(c, request_id, reason)))
+
+
+def stop_training(client: Client, request_id: str, reason: str) -> dict[str, Any]:
+    request = make_request(client, client.call("requests.get", {"id": request_id})[0])
+    return request.stop(reason).info
+
+
 def decide(client: Client, request_id: str, decision: str, comment: str) -> dict[str, Any]:
     request = make_request(client, client.call("requests.get", {"id": request_id})[0])
     request.call_timeout = client.timeout
@@ -197,6 +213,7 @@ def api_handlers(base: str = "/syft/api") -> list[tuple[str, type]]:
         (f"{base}/nodes/{node}/requests", RequestsHandler),
         (f"{base}/nodes/{node}/requests/(?P<request_id>[A-Za-z0-9]+)", RequestHandler),
         (f"{base}/nodes/{node}/requests/(?P<request_id>[A-Za-z0-9]+)/(?P<decision>approve|deny)", DecideHandler),
+        (f"{base}/nodes/{node}/requests/(?P<request_id>[A-Za-z0-9]+)/stop", StopTrainingHandler),
         (f"{base}/nodes/{node}/budgets", BudgetsHandler),
         (f"{base}/nodes/{node}/network", NetworkHandler),
     ]

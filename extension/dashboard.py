@@ -32,6 +32,9 @@ NOTICES = {
     "still_pending": "You approved request {request} by {requester} on {node}: it stays pending until the other owners decide.",
     "denied": "You denied request {request} by {requester} on {node}: {requester} sees that it was denied, with your comment.",
     "decide_failed": "Request {request} on {node} could not be {decided}: {error}",
+    "stopping_training": "Stopping the training of request {request} on {node}…",
+    "training_stopped": "You stopped the training of request {request} on {node}: no round runs again under it.",
+    "stop_training_failed": "The training of request {request} on {node} could not be stopped: {error}",
     "starting": "Starting node {node}…",
     "stopping": "Stopping node {node}…",
     "start_failed": "Node {node} could not be started: {error}",
@@ -347,6 +350,13 @@ def request_html(r: dict[str, Any], network: str | None = None) -> str:
             f"sees it)'></textarea><button class='approve' data-request='{rid}'>Approve</button>"
             f"<button class='deny' data-request='{rid}'>Deny</button></div>"
         )
+    if r["kind"] == "training" and r["status"] == "approved":
+        run = str(r.get("run_status") or "")
+        lines.append(f"<div>training: {_badge(run)}{esc(': ' + r['run_error'] if r.get('run_error') else '')}</div>")
+        if run in ("ready", "training"):
+            lines.append(
+                f"<div class='actions'><button class='stop-training' data-request='{rid}'>Stop training</button></div>"
+            )
     lines.append("</div>")
     return "".join(lines)
 

@@ -462,3 +462,24 @@ def test_the_queue_widget_and_the_dashboard_show_the_training_plan(trained: sk.f
         queue.close()
         html = request_html(owner.requests[rid].info)
     assert "training request" in html and "loss: cross_entropy" in html and '"version"' not in html
+
+
+def test_an_owner_stops_a_training_from_the_queue_widget(fleet: Fleet) -> None:
+    from syft_kernel.widgets import RequestQueue
+
+    job = sk.fl.Job(mlp(), data=fleet.pointers(), target="label", rounds=2)
+    job.request(reason="stop me from the widget")
+    fleet.approve_all()
+    rid = job.requests["h2"].id
+    with fleet.nodes["h2"].login() as owner:
+        queue = RequestQueue(owner, live=False)
+        row = queue.row(rid)
+        assert row.can_stop and row.stop_button in row.children
+        row.comment.value = "the study is over"
+        row.stop_button.click()
+        assert "stopped" in row.message.value and row.stop_button not in row.children
+        assert owner.requests[rid].info["run_error"] == "stopped by owner: the study is over"
+        queue.close()
+    with pytest.raises(sk.PermissionDenied, match="stopped by owner"):
+        fleet.clients["h2"].call(schema.FlFit(request=rid, round=1), buffers=[fl_graph.to_safetensors(job._global)])
+    job.stop()

@@ -47,6 +47,8 @@ class RequestRow(w.VBox):
         self.approve_button.on_click(lambda _: self.decide("approve"))
         self.deny_button.on_click(lambda _: self.decide("deny"))
         self.actions = w.HBox([self.comment, self.approve_button, self.deny_button])
+        self.stop_button = w.Button(description="Stop training", button_style="warning", icon="stop")
+        self.stop_button.on_click(lambda _: self.stop())
         self.message = w.HTML()
         self._shown: dict[str, Any] | None = None  # the request as last drawn
         super().__init__(layout=w.Layout(border="1px solid #ddd", padding="4px 8px", margin="3px 0"))
@@ -73,6 +75,8 @@ class RequestRow(w.VBox):
             children.append(self.code)
         if self.can_decide:
             children.append(self.actions)
+        if self.can_stop:
+            children.append(self.stop_button)
         children.append(self.message)
         self.children = children
         self.set_enabled(self.queue.node_up)
@@ -83,8 +87,24 @@ class RequestRow(w.VBox):
         decided_by_me = any(a.get("owner") == client.user for a in self.request.approvals)
         return client.role == "owner" and self.request.status == "pending" and not decided_by_me
 
+    @property
+    def can_stop(self) -> bool:
+        """An approved training still running: its owners and its scientist may stop it."""
+        r = self.request
+        return r.kind == "training" and r.status == "approved" and r.info.get("run_status") in ("ready", "training")
+
     def set_enabled(self, enabled: bool) -> None:
-        self.approve_button.disabled = self.deny_button.disabled = not enabled
+        self.approve_button.disabled = self.deny_button.disabled = self.stop_button.disabled = not enabled
+
+    def stop(self) -> None:
+        """Stop the training on the node: no round runs again under this approval."""
+        self.set_enabled(False)
+        try:
+            self.update(self.request.stop(self.comment.value))
+            self.message.value = notice("stopped: no round runs again under this approval")
+        except SyftError as e:
+            self.message.value = notice(f"{e}", "error")
+            self.set_enabled(True)
 
     def decide(self, decision: str) -> None:
         """Approve or deny on the node (signed with the owner's key), then show the outcome."""

@@ -87,6 +87,22 @@
     await refreshSection(section);
   }
 
+  async function stopTraining(button) {
+    const row = button.closest(".request");
+    const section = button.closest("section.node");
+    const values = { request: row.dataset.request, node: section.dataset.node };
+    button.disabled = true;
+    flash(say("stopping_training", values), "info");
+    try {
+      await api("POST",
+        `/nodes/${encodeURIComponent(section.dataset.node)}/requests/${row.dataset.request}/stop`, {});
+      flash(say("training_stopped", values), "info");
+    } catch (e) {
+      flash(say("stop_training_failed", { ...values, error: e.message }), "error");
+    }
+    await refreshSection(section);
+  }
+
   async function nodeAction(name, action) {
     flash(say(action === "start" ? "starting" : "stopping", { node: name }), "info");
     try {
@@ -102,6 +118,7 @@
     if (!button) return;
     if (button.classList.contains("approve")) decide(button, "approve");
     else if (button.classList.contains("deny")) decide(button, "deny");
+    else if (button.classList.contains("stop-training")) stopTraining(button);
     else if (button.classList.contains("node-start")) nodeAction(button.dataset.node, "start");
     else if (button.classList.contains("node-stop")) nodeAction(button.dataset.node, "stop");
   });
