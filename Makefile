@@ -67,3 +67,4 @@ bench: install
 	$(PYTHON) bench/bench_ui.py
 	$(PYTHON) bench/bench_sandbox.py
 	$(PYTHON) bench/bench_server.py
+	$(PYTHON) bench/bench_fl.py --quick
