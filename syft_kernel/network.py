@@ -232,6 +232,7 @@ class Network:
         self.name: str = str(connection.get("name", "the gateway"))
         self.address = pick_address(connection)
         self.clients: dict[str, Client] = {}
+        self.key_path: Path | None = None  # the key file connected with, if any
         self._io = Transport(connection, key, self.address, self.name)
         try:
             hello = self._call(schema.GatewayHello(), timeout=timeout)
@@ -286,6 +287,7 @@ class Network:
         connection = {"name": name, "addresses": info["addresses"], "node_public_key": info["node_public_key"]}
         try:
             client = Client(connection, self.key, timeout=timeout or self.timeout)
+            client.key_path = self.key_path
         except AuthenticationError:
             raise AuthenticationError(
                 f"you have no account on {name}: ask for one with net.request_account({name!r}, reason='…')"
@@ -366,7 +368,10 @@ def connect_network(
     """
     info = dict(connection) if isinstance(connection, Mapping) else read_connection_file(connection)
     pair = key if isinstance(key, KeyPair) else read_keypair(Path(key))
-    return Network(info, pair, timeout)
+    net = Network(info, pair, timeout)
+    if not isinstance(key, KeyPair):  # its nodes' clients remember it (a resumed federated job logs in again)
+        net.key_path = Path(key).resolve()
+    return net
 
 
 class NetworkMembership:

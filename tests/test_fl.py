@@ -488,3 +488,36 @@ def test_an_owner_stops_a_training_from_the_queue_widget(fleet: Fleet) -> None:
     with pytest.raises(sk.PermissionDenied, match="stopped by owner"):
         fleet.clients["h2"].call(schema.FlFit(request=rid, round=1), buffers=[fl_graph.to_safetensors(job._global)])
     job.stop()
+
+
+def test_a_job_over_the_network_s_pointers(fleet: Fleet, tmp_path: Path) -> None:
+    """The issue's way: pointers from a gateway's search, and a checkpoint that can log in again."""
+    grid = sk.start_gateway(tmp_path / "grid", name="grid", auto_admit=True)
+    try:
+        for node in fleet.nodes.values():
+            with node.login() as owner:
+                owner.network.join(grid.connection_file)
+                owner.network.wait(timeout=60)
+        with sk.connect_network(grid.connection_file, key=fleet.key) as net:
+            data = net.datasets.pointers("digits", asset="train")
+            assert set(data) == set(NODES)
+            job = sk.fl.Job(
+                mlp(),
+                data=data,
+                target="label",
+                optimizer=sk.fl.SGD(lr=0.2),
+                rounds=1,
+                evaluate=net.datasets.pointers("digits", asset="test"),
+                checkpoint=tmp_path / "ckpt",
+            )
+            job.request(reason="over the network")
+            fleet.approve_all()
+            job.run(progress=False)
+            assert set(job.history.status) == {"ok"} and job.history.accuracy.notna().all()
+        saved = json.loads((tmp_path / "ckpt" / "job.json").read_text())
+        assert {n["key"] for n in saved["nodes"].values()} == {str(fleet.key.resolve())}
+    finally:
+        for node in fleet.nodes.values():
+            with node.login() as owner:
+                owner.network.leave()
+        grid.stop()
