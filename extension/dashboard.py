@@ -355,7 +355,8 @@ def request_html(r: dict[str, Any], network: str | None = None) -> str:
         lines.append(f"<div>training: {_badge(run)}{esc(': ' + r['run_error'] if r.get('run_error') else '')}</div>")
         if run in ("ready", "training"):
             lines.append(
-                f"<div class='actions'><button class='stop-training' data-request='{rid}'>Stop training</button></div>"
+                "<div class='actions'><textarea class='comment' rows='1' placeholder='why (the scientist sees it)'>"
+                f"</textarea><button class='stop-training' data-request='{rid}'>Stop training</button></div>"
             )
     lines.append("</div>")
     return "".join(lines)

@@ -472,7 +472,7 @@ def test_the_queue_widget_and_the_dashboard_show_the_training_plan(trained: sk.f
 def test_an_owner_stops_a_training_from_the_queue_widget(fleet: Fleet) -> None:
     from syft_kernel.widgets import RequestQueue
 
-    job = sk.fl.Job(mlp(), data=fleet.pointers(), target="label", rounds=2)
+    job = sk.fl.Job(mlp(), data={"h2": fleet.pointers()["h2"]}, target="label", rounds=2)
     job.request(reason="stop me from the widget")
     fleet.approve_all()
     rid = job.requests["h2"].id
@@ -487,7 +487,11 @@ def test_an_owner_stops_a_training_from_the_queue_widget(fleet: Fleet) -> None:
         queue.close()
     with pytest.raises(sk.PermissionDenied, match="stopped by owner"):
         fleet.clients["h2"].call(schema.FlFit(request=rid, round=1), buffers=[fl_graph.to_safetensors(job._global)])
-    job.stop()
+    with pytest.raises(sk.PermissionDenied, match="the nodes refused the round: h2: failed"):  # not "retry"
+        job.run(progress=False)
+    row = job.history.iloc[-1]
+    assert (row["round"], row.node, row.status) == (1, "h2", "failed") and "stopped by owner" in row.reason
+    assert job.round == 0
 
 
 def test_a_job_over_the_network_s_pointers(fleet: Fleet, tmp_path: Path) -> None:

@@ -41,9 +41,11 @@
   async function refreshSection(section) {
     const node = section.dataset.node;
     const comments = {};
+    const opened = new Set(); // requests whose plan the owner has open: they stay open
     section.querySelectorAll(".request").forEach((row) => {
       const box = row.querySelector("textarea.comment");
       if (box && box.value) comments[row.dataset.request] = box.value;
+      if (row.querySelector("details[open]")) opened.add(row.dataset.request);
     });
     if (section.contains(document.activeElement) && document.activeElement.tagName === "TEXTAREA") {
       return; // the owner is typing a comment: refresh later
@@ -58,6 +60,8 @@
       fresh.querySelectorAll(".request").forEach((row) => {
         const box = row.querySelector("textarea.comment");
         if (box && comments[row.dataset.request]) box.value = comments[row.dataset.request];
+        const details = row.querySelector("details");
+        if (details && opened.has(row.dataset.request)) details.open = true;
       });
       section.replaceWith(fresh);
     } catch (e) {
@@ -95,7 +99,8 @@
     flash(say("stopping_training", values), "info");
     try {
       await api("POST",
-        `/nodes/${encodeURIComponent(section.dataset.node)}/requests/${row.dataset.request}/stop`, {});
+        `/nodes/${encodeURIComponent(section.dataset.node)}/requests/${row.dataset.request}/stop`,
+        { reason: (row.querySelector("textarea.comment") || {}).value || "" });
       flash(say("training_stopped", values), "info");
     } catch (e) {
       flash(say("stop_training_failed", { ...values, error: e.message }), "error");

@@ -249,7 +249,10 @@ class Job:
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per node per round: status, examples, train loss, eval loss, accuracy, reason."""
+        """One row per node per round: status (ok, dropped, failed, rejected, not sampled, or
+        discarded when the round had too few updates), examples, train loss, eval loss, accuracy,
+        reason.
+        """
         import pandas as pd
 
         return pd.DataFrame(self._rows, columns=HISTORY_COLUMNS)
@@ -479,10 +482,17 @@ class Job:
                 for n in sampled
                 if rnd.rows[n]["status"] != "ok"
             )
-            raise NodeUnavailable(
-                f"round {r}: {len(updates)} of {len(sampled)} node(s) answered, fewer than min_nodes="
-                f"{self.strategy.min_nodes}; the global model is unchanged (run() again retries the round): {why}"
-            )
+            refused = all(isinstance(replies[n], PermissionDenied) for n in sampled if rnd.rows[n]["status"] != "ok")
+            for row in rnd.rows.values():  # the attempt stays in the history; its updates were not used
+                if row["status"] == "ok":
+                    row.update(status="discarded", reason="the round had too few updates")
+            self._rows += rnd.rows.values()
+            self._save()
+            what = f"round {r}: {len(updates)} of {len(sampled)} node(s) answered, fewer than min_nodes="
+            what += f"{self.strategy.min_nodes}; the global model is unchanged"
+            if refused:  # stopped, or not approved: trying again changes nothing
+                raise PermissionDenied(f"{what}: the nodes refused the round: {why}")
+            raise NodeUnavailable(f"{what} (run() again retries the round): {why}")
         new = _aggregate(self.strategy, r, self._global, updates)
         evals = {n: schema.FlEvaluate(request=self._rid(n), round=r) for n in ready if self._nodes[n].evaluate}
         if evals:
