@@ -1,6 +1,7 @@
 """In a real browser (Playwright + Debian's chromium): approve a request by clicking, once in the
 request-queue widget inside JupyterLab and once on the /syft/dashboard page; the node decides.
-The dashboard also shows a node's network and approves an account asked through it."""
+The dashboard also shows a node's network and approves an account asked through it, and a federated
+training request as its plan, approved and then stopped by clicking."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
+import torch.nn as nn
 from browser_support import (
     ARTIFACTS,
     browser_page,
@@ -19,6 +22,7 @@ from browser_support import (
     save_screenshot,
 )
 
+import syft_kernel as sk
 from syft_kernel import Client, PermissionDenied, connect_network, generate_keypair, write_keypair
 from syft_kernel.launcher import start_gateway, start_node
 
@@ -142,3 +146,86 @@ def test_the_dashboard_shows_the_network_and_approves_an_account(tmp_path: Path)
     finally:
         node.stop()
         gateway.stop()
+
+
+def digits_table(rows: slice) -> pd.DataFrame:
+    """Some of load_digits (shipped with scikit-learn): 64 pixel columns in [0, 1] and a label."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    frame = pd.DataFrame((x[rows] / 16).astype("float32"), columns=[f"p{i}" for i in range(64)])
+    frame["label"] = y[rows]
+    return frame.reset_index(drop=True)
+
+
+def test_the_dashboard_approves_and_stops_a_training(tmp_path: Path) -> None:
+    """clinic's owner approves alice's federated training on the page, sees its rounds run and
+    stops it there; lab (another node, approved from Python) goes on training alone."""
+    key, public_key = write_keypair(generate_keypair("alice"), tmp_path / "keys")
+    clinic = start_node(tmp_path / "nodes" / "clinic", name="clinic")  # the dashboard's node
+    lab = start_node(tmp_path / "elsewhere" / "lab", name="lab")
+    try:
+        for node, rows in ((clinic, slice(0, 300)), (lab, slice(300, 600))):
+            with node.login() as owner:
+                owner.users.add("alice", role="data_scientist", public_key=public_key)
+                owner.datasets.upload("digits", assets={"train": digits_table(rows)}, public={"label": list(range(10))})
+        with sk.login(clinic.connection_file, key=key) as at_clinic, sk.login(lab.connection_file, key=key) as at_lab:
+            model = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+            data = {"clinic": at_clinic.datasets["digits"]["train"], "lab": at_lab.datasets["digits"]["train"]}
+            job = sk.fl.Job(model, data=data, target="label", rounds=3)
+            rid = job.request(reason="a digits classifier across two sites")["clinic"].id
+            with lab.login() as owner:
+                owner.requests.pending[0].approve()
+            root = tmp_path / "jupyter"
+            root.mkdir()
+            with (
+                jupyter_lab(root, env={"SYFT_KERNEL_NODES": str(tmp_path / "nodes")}) as server,
+                browser_page() as page,
+            ):
+                page.goto(f"{server.url}/syft/dashboard?token={server.token}")
+                row = page.locator(f"#request-{rid}[data-kind='training'][data-status='pending']")
+                row.wait_for(timeout=30_000)
+                assert "training request by alice" in row.inner_text()
+                row.locator("summary").click()
+                page.wait_for_timeout(2500)  # the page's 2 s refresh passes: an opened plan stays open
+                plan = page.locator(f"#request-{rid} details[open]").inner_text(timeout=5_000)  # lines, not JSON
+                assert "Federated training on digits/train: 3 round(s)" in plan and "loss: cross_entropy" in plan
+                assert "leaves the node, each round: the trained weights" in plan and '"version"' not in plan
+                save_screenshot(page, ARTIFACTS, "dashboard-training-request")
+
+                row.locator("button.approve").click()
+                page.locator("#flash", has_text=f"You approved request {rid} by alice on clinic").wait_for(
+                    timeout=30_000
+                )
+                done = page.locator(f"#request-{rid}[data-status='approved']")
+                done.locator("div", has_text="training:").locator(".badge", has_text="ready").wait_for(timeout=30_000)
+                done.locator("button.stop-training").wait_for(timeout=30_000)
+
+                job.run(rounds=1, progress=False)  # round 1 on both nodes; the page refreshes by itself
+                done.locator("div", has_text="training:").locator(".badge", has_text="training").wait_for(
+                    timeout=30_000
+                )
+                save_screenshot(page, ARTIFACTS, "dashboard-training-running")
+                done.locator("textarea.comment").fill("the study is over")
+                done.locator("button.stop-training").click()
+                page.locator("#flash", has_text=f"You stopped the training of request {rid} on clinic").wait_for(
+                    timeout=30_000
+                )
+                done.locator("div", has_text="training:").locator(".badge", has_text="stopped").wait_for(timeout=30_000)
+                assert done.locator("button.stop-training").count() == 0
+                save_screenshot(page, ARTIFACTS, "dashboard-training-stopped")
+            with clinic.login() as owner:
+                stopped = owner.requests[rid]
+                assert stopped.info["run_status"] == "stopped"
+                assert stopped.info["run_error"] == "stopped by owner: the study is over"
+            job.run(progress=False)  # rounds 2 and 3: lab trains, clinic refuses
+            history = job.history.set_index(["round", "node"])
+            assert (history.loc[(1, "clinic"), "status"], history.loc[(1, "lab"), "status"]) == ("ok", "ok")
+            for r in (2, 3):
+                assert history.loc[(r, "clinic"), "status"] == "failed"
+                assert "stopped by owner" in history.loc[(r, "clinic"), "reason"]
+                assert history.loc[(r, "lab"), "status"] == "ok"
+            job.stop()
+    finally:
+        clinic.stop()
+        lab.stop()
