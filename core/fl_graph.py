@@ -382,25 +382,8 @@ def trace(model: torch.nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tenso
 # ---------------------------------------------------------------- both sides: running it
 
 
-def _place(root: Any, path: str, module: Any) -> None:
-    import torch
-
-    *parents, last = path.split(".")
-    here = root
-    for p in parents:
-        nxt = getattr(here, p, None) if p in here._modules else None
-        if nxt is None:
-            if hasattr(here, p):
-                raise InvalidArgument(f"module path {path!r} runs through {p!r}, which is not a container")
-            nxt = torch.nn.Module()
-            here.add_module(p, nxt)
-        here = nxt
-    if last in here._modules or hasattr(here, last):
-        raise InvalidArgument(f"two parts of the model are named {path!r}")
-    here.add_module(last, module)
-
-
-def _place_tensor(root: Any, path: str, value: Any, trainable: bool) -> None:
+def _parent(root: Any, path: str, what: str) -> tuple[Any, str]:
+    """The container a dotted path's last part goes in (made as needed), and that part."""
     import torch
 
     *parents, last = path.split(".")
@@ -409,12 +392,24 @@ def _place_tensor(root: Any, path: str, value: Any, trainable: bool) -> None:
         nxt = here._modules.get(p)
         if nxt is None:
             if hasattr(here, p):
-                raise InvalidArgument(f"tensor path {path!r} runs through {p!r}, which is not a container")
+                raise InvalidArgument(f"{what} path {path!r} runs through {p!r}, which is not a container")
             nxt = torch.nn.Module()
             here.add_module(p, nxt)
         here = nxt
     if hasattr(here, last):
         raise InvalidArgument(f"two parts of the model are named {path!r}")
+    return here, last
+
+
+def _place(root: Any, path: str, module: Any) -> None:
+    here, last = _parent(root, path, "module")
+    here.add_module(last, module)
+
+
+def _place_tensor(root: Any, path: str, value: Any, trainable: bool) -> None:
+    import torch
+
+    here, last = _parent(root, path, "tensor")
     if trainable:
         here.register_parameter(last, torch.nn.Parameter(value))
     else:

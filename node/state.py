@@ -81,6 +81,7 @@ class DataNode:
         self.memory_low = False  # set by the server when the process nears its address-space limit
         self._jobs: Any = None
         self._fl: Any = None
+        self.fl_graphs: dict[str, Any] = {}  # each approved training's checked graph (handlers/fl.py)
         self._fl_lock = threading.Lock()
         if self.db.requests(kind="code", limit=1):  # code requests exist: keep a sandbox ready for their runs
             self.job_runner().prestart()

@@ -21,7 +21,17 @@ import os
 import sys
 from typing import Any
 
-from .sandbox import EXIT_MEMORY, _fail, install_seccomp, lower_limits, read_exact, recv_json, recv_value, self_check
+from .sandbox import (
+    EXIT_MEMORY,
+    _fail,
+    install_seccomp,
+    lower_limits,
+    read_exact,
+    recv_json,
+    recv_value,
+    self_check,
+    send_json,
+)
 
 MAX_WEIGHTS = 8 << 30
 
@@ -42,8 +52,6 @@ def _serve(jobs: Any, result: Any) -> None:
     model = fl_graph.build_model(checked)
     fixed = [k for k, t in setup["graph"]["tensors"].items() if not t["trainable"]]  # the model's constants
     plan = setup["plan"]
-    from .sandbox import send_json
-
     send_json(result, {"ready": True})
     while True:
         cmd = recv_json(jobs)
@@ -101,8 +109,6 @@ def main(argv: list[str]) -> None:
     tree, buffers = codec.encode_value([numpy.zeros(2, dtype=numpy.float32), numpy.zeros(2, dtype=numpy.int64)])
     codec.decode_value(tree, [bytearray(memoryview(b).cast("B")) for b in buffers])
     install_seccomp()
-    from .sandbox import send_json
-
     send_json(result, {"hello": self_check(probes)})
     _serve(jobs, result)
     result.close()

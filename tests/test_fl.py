@@ -242,6 +242,19 @@ def test_run_on_mock_runs_the_whole_job_locally(fleet: Fleet) -> None:
         assert len(owner.audit(action="fl.fit").to_frame()) == before  # nothing ran on the node
 
 
+def ancestors(pid: int) -> list[int]:
+    """The process's parents, up to init (other test modules' nodes have trainers too)."""
+    out = []
+    while pid > 1:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            break
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        out.append(pid)
+    return out
+
+
 def test_training_runs_in_the_sandbox_and_the_node_keeps_serving(trained: sk.fl.Job, fleet: Fleet) -> None:
     """The trainer is a bubblewrap child of the node process (own user namespace), not the node."""
     node_pid = fleet.nodes["h0"].proc.pid
@@ -254,7 +267,7 @@ def test_training_runs_in_the_sandbox_and_the_node_keeps_serving(trained: sk.fl.
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        if b"syft_kernel.node.trainer" in cmd and b"bwrap" not in cmd[0]:
+        if b"syft_kernel.node.trainer" in cmd and b"bwrap" not in cmd[0] and node_pid in ancestors(int(pid)):
             uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
             found.append((int(pid), status, uid_map))
     assert found, "no trainer process"

@@ -161,10 +161,9 @@ def _job(node: DataNode, user: User, request_id: str) -> tuple[dict[str, Any], d
 
 
 def _checked(node: DataNode, request_id: str, spec: dict[str, Any]) -> fl_graph.CheckedGraph:
-    cache: dict[str, fl_graph.CheckedGraph] = node.__dict__.setdefault("_fl_graphs", {})
-    got = cache.get(request_id)
+    got = node.fl_graphs.get(request_id)
     if got is None:
-        got = cache[request_id] = fl_graph.check_graph(spec["graph"], node.limits.fl_max_parameters)
+        got = node.fl_graphs[request_id] = fl_graph.check_graph(spec["graph"], node.limits.fl_max_parameters)
     return got
 
 
